@@ -1,0 +1,3 @@
+from advprune.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""`python -m advprune <command>`: one command line for every step of the workflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from advprune import settings as settings_module
+
+
+def _add_prepare(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("prepare", help="download (checksummed) and convert a dataset into its canonical .npz")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
+    p.add_argument("--source", type=Path, help="an offline copy: MNIST's raw gz folder or a canonical cifar10.npz")
+    p.set_defaults(handler=_prepare)
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="RS-FGSM training with one-shot data pruning")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--strategy", default="random", help="random | low | high | low+high | mean-distance")
+    p.add_argument("--keep", type=float, required=True, help="fraction of the training set kept; 1.0 = no pruning")
+    p.add_argument("--prune-epoch", type=int, help="full-data epochs before pruning (needed when keep < 1)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train.json, pruning.npz)")
+    p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"])
+    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set epochs=3 --set monitor.pgd_steps=5 (repeatable)")
+    p.add_argument("--data-root", type=Path, default=Path("data"))
+    p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
+    p.add_argument("--jobs-on-device", type=int, default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(handler=_train)
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("evaluate", help="clean accuracy and standard AutoAttack of one checkpoint")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--n-examples", type=int, default=1000, help="AutoAttack on the first N test points")
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON file")
+    p.add_argument("--dataset", help="refuse a checkpoint of another dataset")
+    p.add_argument("--model", help="refuse a checkpoint of another architecture")
+    p.add_argument("--data-root", type=Path, default=Path("data"))
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="AutoAttack's seed")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=_evaluate)
+
+
+def _add_settings(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("settings", help="print the resolved settings of a dataset as JSON")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_settings)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from advprune import datasets
+
+    path = datasets.prepare(args.dataset, args.root, source=args.source)
+    print(path)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from advprune import datasets
+    from advprune.runtime import choose_device
+    from advprune.training import Run, Trainer
+
+    resolved = settings_module.resolve(
+        args.dataset, args.config, args.overrides,
+        schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
+    )
+    run = Run.create(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, resolved["epochs"])
+    device = choose_device(args.device)
+    data_file = datasets.canonical_path(args.data_root, args.dataset)
+    arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
+    trainer = Trainer(
+        run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=device,
+        dataset_sha256=datasets.file_sha256(data_file), jobs_on_device=args.jobs_on_device,
+        show_progress=not args.no_progress,
+    )
+    if trainer.try_resume():
+        print(f"resuming {args.out} after epoch {trainer.state['epoch']}", file=sys.stderr)
+    summary = trainer.fit()
+    print(json.dumps({k: summary[k] for k in ("n_kept", "train_seconds", "final_pgd_acc", "collapsed")}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from advprune.evaluation import evaluate_checkpoint
+    from advprune.runtime import choose_device, write_json
+
+    metrics = evaluate_checkpoint(
+        args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=choose_device(args.device),
+        batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
+        state_path=args.out.with_name(args.out.name + ".autoattack-state.json"),
+    )
+    write_json(args.out, metrics)
+    print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    print(json.dumps(settings_module.resolve(args.dataset, args.config, args.overrides), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="advprune", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_prepare, _add_train, _add_evaluate, _add_settings):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from advprune.runtime import DeviceUnavailableError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, DeviceUnavailableError) as error:
+        # Bad input is the user's to fix: one clear line, no traceback.
+        print(f"advprune {args.command}: error: {error}", file=sys.stderr)
+        return 2

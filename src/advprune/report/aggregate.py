@@ -1,0 +1,146 @@
+"""The tidy table: one row per trained model, built from its `train.json` and `metrics.json`.
+
+Every figure and table is drawn from this table only. Accuracies become percent here, once; times stay in seconds
+with `time_minutes` beside them. Column order is fixed (`COLUMNS`) and rows are sorted, so the CSV is stable.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from advprune.runtime import atomic_path, read_json
+
+ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
+
+
+def attack_column(attack: str) -> str:
+    return f"aa_after_{attack.replace('-', '_')}_pct"
+
+
+COLUMNS = [
+    "dataset", "strategy", "keep", "prune_epoch", "seed", "schedule_after_pruning", "precision", "method_version",
+    "n_train", "n_kept", "train_seconds", "scoring_seconds", "time_seconds", "time_minutes",
+    "clean_acc_pct", "aa_acc_pct", *(attack_column(a) for a in ATTACKS), "n_examples", "eval_seconds",
+    "collapsed", "collapse_epoch", "final_pgd_acc_pct", "device", "jobs_on_device", "run_dir",
+]  # fmt: skip
+
+# Nullable integers: full-data runs have no pruning epoch and most runs no collapse epoch, and the CSV should
+# still say "3", not "3.0".
+DTYPES = {
+    **{c: "Int64" for c in ("prune_epoch", "seed", "method_version", "n_train", "n_kept", "n_examples",
+                            "collapse_epoch", "jobs_on_device")},
+    **{c: "float64" for c in ("keep", "train_seconds", "scoring_seconds", "time_seconds", "time_minutes",
+                              "clean_acc_pct", "aa_acc_pct", *(attack_column(a) for a in ATTACKS), "eval_seconds",
+                              "final_pgd_acc_pct")},
+    **{c: "object" for c in ("dataset", "strategy", "schedule_after_pruning", "precision", "device", "run_dir")},
+    "collapsed": "bool",
+}  # fmt: skip
+
+SORT_KEYS = ["dataset", "strategy", "keep", "prune_epoch", "schedule_after_pruning", "precision", "seed", "run_dir"]
+
+NUMBER = (int, float)
+
+
+class RunRecordError(ValueError):
+    """A train.json or metrics.json that lacks a key or holds a value of the wrong kind."""
+
+
+def _get(record: dict[str, Any], key: str, kinds: tuple[type, ...], path: Path, nullable: bool = False) -> Any:
+    if key not in record:
+        raise RunRecordError(f"{path}: missing key {key!r}")
+    value = record[key]
+    if value is None and nullable:
+        return None
+    # bool is an int subclass; a flag where a number belongs (or the reverse) is a bug upstream.
+    if value is None or not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        expected = " or ".join(k.__name__ for k in kinds) + (" or null" if nullable else "")
+        raise RunRecordError(f"{path}: key {key!r} is {value!r}, expected {expected}")
+    return value
+
+
+def _fraction(record: dict[str, Any], key: str, path: Path) -> float:
+    value = _get(record, key, NUMBER, path)
+    if not 0.0 <= value <= 1.0:
+        raise RunRecordError(f"{path}: key {key!r} is {value!r}, expected an accuracy fraction in [0, 1]")
+    return float(value)
+
+
+def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
+    train, metrics = read_json(train_path), read_json(metrics_path)
+    for path, record in ((train_path, train), (metrics_path, metrics)):
+        if not isinstance(record, dict):
+            raise RunRecordError(f"{path}: expected a JSON object, got {type(record).__name__}")
+
+    dataset = _get(train, "dataset", (str,), train_path)
+    if _get(metrics, "dataset", (str,), metrics_path) != dataset:
+        raise RunRecordError(f"{metrics_path}: key 'dataset' is {metrics['dataset']!r} but {train_path} says {dataset!r}")
+    strategy = _get(train, "strategy", (str,), train_path)
+    keep = round(float(_get(train, "keep", NUMBER, train_path)), 6)  # 0.30000000000000004 and 0.3 are one keep
+    if (strategy == "full") != (keep == 1.0):
+        raise RunRecordError(f"{train_path}: keys 'strategy' {strategy!r} and 'keep' {keep} disagree (full <=> 1.0)")
+
+    history = _get(train, "history", (list,), train_path)
+    if not history or not isinstance(history[-1], dict):
+        raise RunRecordError(f"{train_path}: key 'history' must be a non-empty list of per-epoch objects")
+    after = _get(metrics, "robust_acc_after", (dict,), metrics_path)
+    train_seconds = float(_get(train, "train_seconds", NUMBER, train_path))
+    scoring_seconds = float(_get(train, "scoring_seconds", NUMBER, train_path))
+
+    row = {
+        "dataset": dataset,
+        "strategy": strategy,
+        "keep": keep,
+        "prune_epoch": _get(train, "prune_epoch", (int,), train_path, nullable=True),
+        "seed": _get(train, "seed", (int,), train_path),
+        "schedule_after_pruning": _get(train, "schedule_after_pruning", (str,), train_path, nullable=True),
+        "precision": _get(train, "precision", (str,), train_path),
+        "method_version": _get(train, "method_version", (int,), train_path),
+        "n_train": _get(train, "n_train", (int,), train_path),
+        "n_kept": _get(train, "n_kept", (int,), train_path),
+        "train_seconds": train_seconds,
+        "scoring_seconds": scoring_seconds,
+        # The paper's "Time" includes scoring (SPEC, Evaluation).
+        "time_seconds": train_seconds + scoring_seconds,
+        "time_minutes": (train_seconds + scoring_seconds) / 60.0,
+        "clean_acc_pct": 100.0 * _fraction(metrics, "clean_acc", metrics_path),
+        "aa_acc_pct": 100.0 * _fraction(metrics, "autoattack_acc", metrics_path),
+        # An attack that did not run (nothing left to attack) has no entry: NaN, not an error.
+        **{
+            attack_column(a): 100.0 * _fraction(after, a, metrics_path) if a in after else math.nan
+            for a in ATTACKS
+        },
+        "n_examples": _get(metrics, "n_examples", (int,), metrics_path),
+        "eval_seconds": float(_get(metrics, "eval_seconds", NUMBER, metrics_path)),
+        "collapsed": _get(train, "collapsed", (bool,), train_path),
+        "collapse_epoch": _get(train, "collapse_epoch", (int,), train_path, nullable=True),
+        "final_pgd_acc_pct": 100.0 * _fraction(history[-1], "pgd_acc", train_path),
+        "device": _get(train, "device", (str,), train_path),
+        "jobs_on_device": _get(train, "jobs_on_device", (int,), train_path),
+        "run_dir": str(train_path.parent),
+    }
+    return row
+
+
+def collect(pairs: list[tuple[Path, Path]]) -> pd.DataFrame:
+    """One row per (train.json, metrics.json) pair, columns `COLUMNS`, rows sorted by `SORT_KEYS`."""
+    rows = [_row(Path(train), Path(metrics)) for train, metrics in pairs]
+    df = pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES)
+    return df.sort_values(SORT_KEYS, na_position="first", kind="stable").reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a table written by `write_table`, with the dtypes `collect` gives it."""
+    df = pd.read_csv(path, dtype={c: t for c, t in DTYPES.items() if t not in ("bool", "object")})
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a tidy run table, missing columns {missing}")
+    return df.astype(DTYPES)[COLUMNS]

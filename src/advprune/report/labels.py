@@ -1,0 +1,86 @@
+"""Names as readers see them: datasets, strategies, metrics, and which paper dataset a demo dataset stands in for.
+
+The one place these mappings are written; figures and tables import them from here.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+DISPLAY_NAMES = {
+    "mnist": "MNIST",
+    "cifar10": "CIFAR-10",
+    "digits-mnist": "digits (MNIST settings)",
+    "digits-cifar": "digits (CIFAR-10 settings)",
+}
+
+# The offline demo's digits variants run the paper's MNIST / CIFAR-10 recipes; the paper's numbers for those
+# recipes are what they stand in for (compare orderings, not digits).
+PAPER_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "digits-mnist": "mnist", "digits-cifar": "cifar10"}
+
+# Line order (and so colour order) of strategies in every figure; "full" is keep 1.0 and joins every line.
+STRATEGY_ORDER = ("high", "low", "low+high", "random", "mean-distance")
+STRATEGY_LABELS = {
+    "high": "high loss",
+    "low": "low loss",
+    "low+high": "low+high loss",
+    "random": "random",
+    "mean-distance": "|loss - mean| (Alg. 1)",
+    "full": "full data",
+}
+
+METRIC_LABELS = {
+    "clean_acc_pct": "clean accuracy (%)",
+    "aa_acc_pct": "AutoAttack accuracy (%)",
+    "time_minutes": "time, training + scoring (min)",
+}
+
+KEEP_LABEL = "proportion of training data kept (keep)"
+
+PRUNED_SUFFIX = " pruned"
+
+
+def display_name(dataset: str) -> str:
+    return DISPLAY_NAMES.get(dataset, dataset)
+
+
+def paper_dataset(dataset: str) -> str | None:
+    """The paper dataset whose values apply to `dataset`, or None when the paper has none."""
+    return PAPER_DATASET.get(dataset)
+
+
+def dataset_label(dataset: str) -> str:
+    """Row label that says when the paper's values belong to another dataset, e.g. 'digits-mnist (paper: MNIST)'."""
+    paper = paper_dataset(dataset)
+    if paper is None or paper == dataset:
+        return display_name(dataset)
+    return f"{dataset} (paper: {display_name(paper)})"
+
+
+def ordered_datasets(datasets: Iterable[str]) -> list[str]:
+    """Paper datasets first, then the demo's, then anything else alphabetically: a stable panel order."""
+    known = list(DISPLAY_NAMES)
+    unique = set(datasets)
+    return [d for d in known if d in unique] + sorted(unique - set(known))
+
+
+def ordered_strategies(strategies: Iterable[str]) -> list[str]:
+    unique = set(strategies)
+    return [s for s in STRATEGY_ORDER if s in unique] + sorted(unique - set(STRATEGY_ORDER))
+
+
+def parse_variant(name: str) -> tuple[str, bool]:
+    """'<dataset>' or '<dataset> pruned' -> (dataset, pruned): how fig8 panels and table2 rows are named."""
+    pruned = name.endswith(PRUNED_SUFFIX)
+    dataset = name[: -len(PRUNED_SUFFIX)] if pruned else name
+    if dataset not in DISPLAY_NAMES:
+        raise ValueError(
+            f"dataset variant {name!r}: expected '<dataset>' or '<dataset>{PRUNED_SUFFIX}' "
+            f"with <dataset> one of {', '.join(DISPLAY_NAMES)}"
+        )
+    return dataset, pruned
+
+
+def variant_label(name: str) -> str:
+    dataset, pruned = parse_variant(name)
+    return display_name(dataset) + (", pruned" if pruned else "")

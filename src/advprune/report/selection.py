@@ -1,0 +1,66 @@
+"""Which rows of the tidy table an artefact uses.
+
+A full-data model (strategy "full", keep 1.0) is shared by every artefact: it has no pruning epoch, no strategy and no
+schedule after pruning, so it matches any of those filters and joins every strategy's line at keep 1.0.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+FULL = "full"
+
+# Settings that are part of a model's identity but not an axis of any figure: mixing them in one point is a bug.
+IDENTITY_SETTINGS = ("schedule_after_pruning", "precision", "method_version")
+
+
+def select(
+    df: pd.DataFrame,
+    *,
+    datasets: Iterable[str] | None = None,
+    strategies: Iterable[str] | None = None,
+    keeps: Iterable[float] | None = None,
+    prune_epochs: Iterable[int] | None = None,
+    schedule: str | None = None,
+    precision: str | None = None,
+) -> pd.DataFrame:
+    """Rows matching every given filter (None = no filter); full-data rows pass the strategy, epoch and schedule ones."""
+    full = df["strategy"] == FULL
+    mask = pd.Series(True, index=df.index)
+    if datasets is not None:
+        mask &= df["dataset"].isin(list(datasets))
+    if strategies is not None:
+        mask &= full | df["strategy"].isin(list(strategies))
+    if keeps is not None:
+        mask &= np.isclose(df["keep"].to_numpy()[:, None], np.asarray(list(keeps), dtype=float)[None, :]).any(axis=1)
+    if prune_epochs is not None:
+        mask &= full | df["prune_epoch"].isin(list(prune_epochs))
+    if schedule is not None:
+        mask &= full | (df["schedule_after_pruning"] == schedule)
+    if precision is not None:
+        mask &= df["precision"] == precision
+    return df[mask]
+
+
+def expand_full(df: pd.DataFrame, strategies: Iterable[str] | None = None) -> pd.DataFrame:
+    """Copy each full-data row into every strategy (default: the pruned strategies present), dropping the original.
+
+    So a line per strategy runs from its smallest keep to 1.0, and all lines meet at the same full-data point.
+    """
+    full = df["strategy"] == FULL
+    targets = sorted(set(df.loc[~full, "strategy"]) if strategies is None else set(strategies))
+    copies = [df[full].assign(strategy=s) for s in targets]
+    return pd.concat([df[~full], *copies], ignore_index=True)
+
+
+def require_single_setting(df: pd.DataFrame, what: str) -> None:
+    """Refuse to average over models that differ in schedule, precision or method version: select first."""
+    for column in IDENTITY_SETTINGS:
+        values = sorted(df[column].dropna().astype(str).unique())
+        if len(values) > 1:
+            raise ValueError(
+                f"{what}: rows mix {column} values {values}; select one (advprune.report.selection.select) first"
+            )

@@ -1,0 +1,81 @@
+"""Where code runs and how files are written: device choice, library versions, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The settings ask for a device this machine does not have."""
+
+
+def choose_device(request: str = "auto") -> torch.device:
+    """The one place that decides the device: 'auto' takes CUDA when present, else the CPU."""
+    if request == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(request)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"device {request!r} was requested but PyTorch sees no CUDA GPU on this machine; "
+            "use --device cpu (or the workflow's demo profile, which runs on the CPU)"
+        )
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("advprune", "torch", "torchvision", "numpy", "pyautoattack"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    versions["cuda"] = torch.version.cuda or "none"
+    return versions
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block completes.
+
+    A killed process leaves at most a hidden `.tmp` file, never a file that looks finished.
+    The temporary name keeps the suffix, so writers that choose a format by suffix still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None

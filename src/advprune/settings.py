@@ -1,0 +1,104 @@
+"""Training settings: packaged defaults (SPEC's values) + a user's config file + `key=value` overrides, validated."""
+
+from __future__ import annotations
+
+import copy
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+FRACTION_KEYS = ("eps", "alpha", "lr_max")
+
+
+def _load_packaged(name: str) -> dict[str, Any]:
+    return yaml.safe_load(resources.files("advprune").joinpath(name).read_text())
+
+
+def defaults() -> dict[str, Any]:
+    return _load_packaged("defaults.yaml")
+
+
+def known_datasets() -> list[str]:
+    return [name for name in defaults() if name != "common"]
+
+
+def resolve(
+    dataset: str,
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    **explicit: Any,
+) -> dict[str, Any]:
+    """The settings of one training run, from lowest to highest priority:
+    defaults.yaml (`common`, then the dataset's section), the config file (same layout), `key=value` overrides
+    (dotted keys reach nested values: `monitor.pgd_steps=5`), then explicit keyword arguments that are not None.
+    """
+    layers = [defaults()]
+    if config_file is not None:
+        user = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(user, dict):
+            raise ValueError(f"{config_file}: expected a mapping of sections (common, <dataset>)")
+        layers.append(user)
+    if dataset not in layers[0] or dataset == "common":
+        raise ValueError(f"no settings for dataset {dataset!r}; known: {', '.join(known_datasets())}")
+
+    settings: dict[str, Any] = {}
+    for layer in layers:
+        for section in ("common", dataset):
+            _deep_update(settings, layer.get(section) or {})
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(settings, key, value)
+    for key, value in explicit.items():
+        if value is not None:
+            settings[key] = value
+    for key in FRACTION_KEYS:
+        settings[key] = _as_number(key, settings.get(key))
+    validate(settings)
+    return settings
+
+
+def validate(settings: dict[str, Any]) -> None:
+    schema = _load_packaged("settings.schema.yaml")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(settings))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(f"invalid setting {where}: {error.message}")
+
+
+def _as_number(key: str, value: Any) -> Any:
+    """'8/255' -> 0.0313...: lets the YAML say what the paper says, without rounding by hand."""
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"invalid setting {key}: {value!r} is neither a number nor a fraction like 8/255") from None
+    return value
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ValueError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def _set_dotted(settings: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = settings
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"invalid setting {dotted}: {part!r} is not a section")
+        node = node[part]
+    node[leaf] = value
+
+
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)

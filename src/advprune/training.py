@@ -1,0 +1,349 @@
+"""RS-FGSM adversarial training with one-shot data pruning, epoch checkpoints and resume.
+
+One code path for CPU and GPU: the training set lives on the device as uint8, batches are drawn and augmented
+there, and per-step statistics stay on the device until the end of the epoch (no host synchronisation per step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from advprune import METHOD_VERSION
+from advprune.augment import augment
+from advprune.checkpoint import load_checkpoint, save_checkpoint
+from advprune.models import build_model
+from advprune.monitor import detect_collapse, pgd_accuracy
+from advprune.perturbations import rs_fgsm_delta
+from advprune.pruning import NEEDS_SCORES, STRATEGIES, select
+from advprune.runtime import atomic_path, device_name, library_versions, write_json
+from advprune.schedules import piecewise_linear, progress
+from advprune.scoring import score_points
+
+FULL = "full"  # the strategy name of keep = 1.0 runs: no pruning, whatever strategy or epoch was asked for
+
+
+@dataclass(frozen=True)
+class Run:
+    """What identifies a model besides its settings."""
+
+    dataset: str
+    strategy: str
+    keep: float
+    prune_epoch: int | None
+    seed: int
+
+    @classmethod
+    def create(cls, dataset: str, strategy: str, keep: float, prune_epoch: int | None, seed: int, epochs: int) -> "Run":
+        """Validate, and map every keep = 1.0 request onto the one full-data run."""
+        if not 0 < keep <= 1:
+            raise ValueError(f"--keep must be in (0, 1], got {keep}")
+        if seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {seed}")
+        if keep == 1.0:
+            return cls(dataset, FULL, 1.0, None, seed)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown --strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+        if prune_epoch is None or not 0 <= prune_epoch < epochs:
+            raise ValueError(f"--prune-epoch must be in [0, {epochs - 1}] (training has {epochs} epochs), got {prune_epoch}")
+        return cls(dataset, strategy, float(keep), int(prune_epoch), seed)
+
+    @property
+    def prunes(self) -> bool:
+        return self.strategy != FULL
+
+
+def images_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 [N,H,W,C] numpy -> uint8 [N,C,H,W] contiguous on the device (a quarter of float32's memory)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Trainer:
+    def __init__(
+        self,
+        run: Run,
+        settings: dict[str, Any],
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        *,
+        out_dir: Path,
+        device: torch.device,
+        dataset_sha256: str,
+        jobs_on_device: int = 1,
+        show_progress: bool = True,
+    ):
+        if not run.prunes:
+            # Without pruning both schedule policies give the same schedule; one name keeps one identity.
+            settings = {**settings, "schedule_after_pruning": "rescale"}
+        self.run, self.settings, self.device = run, settings, device
+        self.out_dir = Path(out_dir)
+        self.dataset_sha256, self.jobs_on_device, self.show_progress = dataset_sha256, jobs_on_device, show_progress
+        self.images = images_to_device(x_train, device)
+        self.labels = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device)
+        n, c, h, _ = self.images.shape
+        self.architecture = {
+            "name": settings["model"],
+            "in_channels": c,
+            "num_classes": int(self.labels.max().item()) + 1 if n else 0,
+            "image_size": h,
+            "normalization": settings["normalization"],
+        }
+        # Model initialisation follows the seed; everything random afterwards draws from `generator`, whose state is
+        # checkpointed, so a resumed run continues the same random stream.
+        torch.manual_seed(run.seed)
+        self.model = build_model(
+            self.architecture["name"],
+            in_channels=c,
+            num_classes=self.architecture["num_classes"],
+            image_size=h,
+            normalization=self.architecture["normalization"],
+        ).to(device)
+        self.optimizer = self._make_optimizer()
+        self.generator = torch.Generator(device=device).manual_seed(run.seed)
+        # The monitoring batch is fixed for the whole run and drawn from the full training set.
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed))[: settings["monitor"]["n_points"]]
+        self.monitor_x = self.images[pick.to(device)].float() / 255
+        self.monitor_y = self.labels[pick.to(device)]
+        self.autocast = autocast_for(settings["precision"], device)
+        self.state: dict[str, Any] = {
+            "epoch": 0,
+            "step": 0,
+            "history": [],
+            "kept": None,
+            "scores": None,
+            "train_seconds": 0.0,
+            "scoring_seconds": 0.0,
+            "monitor_seconds": 0.0,
+            "resumed_at_epochs": [],
+        }
+
+    @property
+    def resume_path(self) -> Path:
+        return self.out_dir / "resume.pt"
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        s = self.settings
+        if s["optimizer"] == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=0.0, weight_decay=s["weight_decay"])
+        return torch.optim.SGD(
+            self.model.parameters(), lr=0.0, momentum=s["momentum"], weight_decay=s["weight_decay"]
+        )
+
+    # -- identity of a run: a checkpoint from another run must never be resumed or evaluated as this one --------
+    def identity(self) -> dict[str, Any]:
+        return {
+            "dataset": self.run.dataset,
+            "run": {**asdict(self.run), "method_version": METHOD_VERSION},
+            "settings": self.settings,
+            "dataset_sha256": self.dataset_sha256,
+        }
+
+    def _payload(self, complete: bool) -> dict[str, Any]:
+        state = dict(self.state)
+        for key in ("kept", "scores"):
+            if state[key] is not None:
+                state[key] = torch.as_tensor(state[key])
+        return {
+            **self.identity(),
+            "architecture": self.architecture,
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+            "state": state,
+            "complete": complete,
+        }
+
+    def try_resume(self) -> bool:
+        if not self.resume_path.exists():
+            return False
+        checkpoint = load_checkpoint(self.resume_path, map_location=self.device)
+        saved = {key: checkpoint.get(key) for key in self.identity()}
+        if saved != self.identity():
+            raise ValueError(
+                f"{self.resume_path} belongs to a different run or settings than the one requested; "
+                "it was left untouched. Delete it to start this run from scratch."
+            )
+        self.model.load_state_dict(checkpoint["model_state"])
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        self.generator.set_state(checkpoint["rng"]["generator"].cpu())
+        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+        state = checkpoint["state"]
+        for key in ("kept", "scores"):
+            if state[key] is not None:
+                state[key] = state[key].cpu().numpy()
+        self.state = state
+        self.state["resumed_at_epochs"] = [*state["resumed_at_epochs"], state["epoch"]]
+        return True
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        s, run = self.settings, self.run
+        epochs = s["epochs"]
+        n_train = len(self.labels)
+        full_batches = -(-n_train // s["batch_size"])
+        self.model.train()
+        bar = tqdm(
+            total=epochs, initial=self.state["epoch"], desc=f"train {run.dataset} seed {run.seed}",
+            unit="epoch", disable=not self.show_progress,
+        )
+        while self.state["epoch"] < epochs:
+            epoch = self.state["epoch"]
+            if run.prunes and epoch == run.prune_epoch and self.state["kept"] is None:
+                self._prune()
+            active = (
+                torch.from_numpy(self.state["kept"]).to(self.device)
+                if self.state["kept"] is not None
+                else torch.arange(n_train, device=self.device)
+            )
+            record = self._train_epoch(epoch, active, full_batches)
+            record.update(self._monitor(epoch))
+            self.state["history"].append(record)
+            self.state["epoch"] = epoch + 1
+            save_checkpoint(self.resume_path, self._payload(complete=False))
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", pgd=f"{record['pgd_acc']:.2f}")
+            bar.update()
+        bar.close()
+        return self._finish(n_train)
+
+    def _train_epoch(self, epoch: int, active: torch.Tensor, full_batches: int) -> dict[str, Any]:
+        s = self.settings
+        batch_size = s["batch_size"]
+        order = active[torch.randperm(len(active), generator=self.generator, device=self.device)]
+        batches = -(-len(order) // batch_size)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self._sync()
+        start = time.perf_counter()
+        lr = 0.0
+        for batch in range(batches):
+            index = order[batch * batch_size : (batch + 1) * batch_size]
+            x = self.images[index].float() / 255
+            x = augment(x, crop_padding=s["crop_padding"], horizontal_flip=s["horizontal_flip"], generator=self.generator)
+            y = self.labels[index]
+            lr = piecewise_linear(
+                progress(
+                    s["schedule_after_pruning"], epoch=epoch, batch=batch, batches_in_epoch=batches,
+                    step=self.state["step"], epochs=s["epochs"], full_batches_per_epoch=full_batches,
+                ),
+                lr_max=s["lr_max"], peak_fraction=s["lr_peak_fraction"],
+            )
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self.autocast:
+                if s["training_attack"] == "rs-fgsm":
+                    x = x + rs_fgsm_delta(
+                        self.model, x, y, eps=s["eps"], alpha=s["alpha"],
+                        clip_random_start=s["clip_random_start"], generator=self.generator,
+                    )
+                output = self.model(x)
+                loss = F.cross_entropy(output, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.state["step"] += 1
+            loss_sum += loss.detach().float() * len(y)
+            correct += (output.detach().argmax(dim=1) == y).sum()
+        self._sync()
+        seconds = time.perf_counter() - start
+        self.state["train_seconds"] += seconds
+        return {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum.item() / len(order),
+            "train_acc": correct.item() / len(order),
+            "lr": lr,
+            "n_points": len(order),
+            "seconds": seconds,
+        }
+
+    def _prune(self) -> None:
+        s, run = self.settings, self.run
+        n_train = len(self.labels)
+        self._sync()
+        start = time.perf_counter()
+        if run.strategy in NEEDS_SCORES:
+            scores = score_points(
+                self.model, self.images, self.labels, eps=s["eps"], alpha=s["alpha"],
+                clip_random_start=s["clip_random_start"], batch_size=s["score_batch_size"],
+                generator=self.generator, autocast=self.autocast,
+            ).numpy()
+        else:
+            scores = np.full(n_train, np.nan, dtype=np.float32)
+        self.state["kept"] = select(scores, run.keep, run.strategy, seed=run.seed)
+        self.state["scores"] = scores.astype(np.float32)
+        self._sync()
+        self.state["scoring_seconds"] += time.perf_counter() - start
+
+    def _monitor(self, epoch: int) -> dict[str, Any]:
+        start = time.perf_counter()
+        # Its own generator: monitoring must not change the training's random stream.
+        generator = torch.Generator(device=self.device).manual_seed(self.run.seed * 1_000 + epoch)
+        with self.autocast:
+            accuracy = pgd_accuracy(
+                self.model, self.monitor_x, self.monitor_y, eps=self.settings["eps"],
+                settings=self.settings["monitor"], generator=generator,
+            ).item()
+        self.state["monitor_seconds"] += time.perf_counter() - start
+        return {"pgd_acc": accuracy}
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # -- outputs --------------------------------------------------------------------------------------------------
+    def _finish(self, n_train: int) -> dict[str, Any]:
+        s, run, state = self.settings, self.run, self.state
+        kept = state["kept"] if state["kept"] is not None else np.arange(n_train)
+        scores = state["scores"] if state["scores"] is not None else np.full(n_train, np.nan, dtype=np.float32)
+        with atomic_path(self.out_dir / "pruning.npz") as tmp:
+            np.savez(tmp, scores=scores, kept=np.asarray(kept, dtype=np.int64))
+        save_checkpoint(self.out_dir / "model.pt", self._payload(complete=True))
+        pgd = [record["pgd_acc"] for record in state["history"]]
+        collapse_epoch = detect_collapse(
+            pgd, drop=s["monitor"]["collapse_drop"], floor=s["monitor"]["collapse_floor"]
+        )
+        summary = {
+            "schema": "advprune.train/1",
+            "dataset": run.dataset,
+            "model": s["model"],
+            "strategy": run.strategy,
+            "keep": run.keep,
+            "prune_epoch": run.prune_epoch,
+            "seed": run.seed,
+            "schedule_after_pruning": s["schedule_after_pruning"] if run.prunes else None,
+            "precision": s["precision"],
+            "method_version": METHOD_VERSION,
+            "n_train": n_train,
+            "n_kept": int(len(kept)),
+            "train_seconds": state["train_seconds"],
+            "scoring_seconds": state["scoring_seconds"],
+            "monitor_seconds": state["monitor_seconds"],
+            "final_lr": state["history"][-1]["lr"],
+            "final_pgd_acc": pgd[-1],
+            "collapsed": collapse_epoch is not None,
+            "collapse_epoch": collapse_epoch,
+            "resumed_at_epochs": state["resumed_at_epochs"],
+            "history": state["history"],
+            "device": device_name(self.device),
+            "jobs_on_device": self.jobs_on_device,
+            "dataset_sha256": self.dataset_sha256,
+            "versions": library_versions(),
+            "settings": s,
+            "files": {"checkpoint": "model.pt", "pruning": "pruning.npz"},
+        }
+        write_json(self.out_dir / "train.json", summary)
+        self.resume_path.unlink(missing_ok=True)
+        return summary
