@@ -1,0 +1,20 @@
+# Dataset download (official checksums) or offline copy -> one canonical .npz per dataset.
+
+
+rule prepare_dataset:
+    output:
+        DATA_FILE,
+    params:
+        source=lambda w: (
+            "--source " + quoted(config["sources"][w.dataset]) if config["sources"].get(w.dataset) else ""
+        ),
+        root=quoted(config["data_root"]),
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_dataset/{dataset}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "{ADVPRUNE} prepare --dataset {wildcards.dataset:q} --root {params.root} {params.source} > {log:q} 2>&1"

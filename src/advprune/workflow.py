@@ -1,0 +1,166 @@
+"""What the Snakemake workflow plans: artefact grids -> model keys -> paths. Pure Python, so it is unit-tested.
+
+A model's path holds every setting that changes its weights (dataset, precision, strategy, keep, prune epoch,
+schedule policy, seed). Every keep = 1.0 request maps onto one full-data path, so no model is trained twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from advprune.pruning import STRATEGIES
+from advprune.settings import resolve
+
+FULL = "full"
+SCHEDULES = ("rescale", "fixed")
+MODEL_ROOT = "results/models"
+
+# Artefacts drawn from the tidy table of their models, and the two built from data and one model's pruning decision.
+MODEL_ARTEFACTS = ("fig1", "fig2", "table1", "fig3", "fig4", "fig5", "fig7", "ablation_schedule")
+DATA_ARTEFACTS = ("fig8", "table2")
+TABLES = ("table1", "ablation_schedule", "table2")
+
+
+@dataclass(frozen=True, order=True)
+class ModelKey:
+    dataset: str
+    precision: str
+    strategy: str
+    keep: float
+    prune_epoch: int | None
+    schedule: str | None
+    seed: int
+
+    @classmethod
+    def create(
+        cls, dataset: str, precision: str, strategy: str, keep: float, prune_epoch: int | None, schedule: str | None,
+        seed: int,
+    ) -> "ModelKey":
+        if keep == 1.0:
+            return cls(dataset, precision, FULL, 1.0, None, None, seed)
+        return cls(dataset, precision, strategy, float(keep), int(prune_epoch), schedule, seed)
+
+    @property
+    def run(self) -> str:
+        if self.strategy == FULL:
+            return FULL
+        return f"{self.strategy}_keep{self.keep:g}_e{self.prune_epoch}_{self.schedule}"
+
+    @property
+    def directory(self) -> str:
+        return f"{MODEL_ROOT}/{self.dataset}/{self.precision}/{self.run}/seed{self.seed}"
+
+
+def run_pattern() -> str:
+    """Regex for the {run} wildcard, built from the strategy registry (a new strategy needs no edit here)."""
+    strategies = "|".join(re.escape(name) for name in STRATEGIES)
+    return rf"{FULL}|(?:{strategies})_keep0?\.\d+_e\d+_(?:{'|'.join(SCHEDULES)})"
+
+
+def parse_run(run: str) -> dict[str, Any]:
+    """The training arguments a {run} wildcard stands for."""
+    if run == FULL:
+        return {"strategy": "random", "keep": 1.0, "prune_epoch": None, "schedule": None}
+    match = re.fullmatch(r"(?P<strategy>.+)_keep(?P<keep>[0-9.]+)_e(?P<epoch>\d+)_(?P<schedule>\w+)", run)
+    if match is None:
+        raise ValueError(f"not a run name: {run!r}")
+    return {
+        "strategy": match["strategy"],
+        "keep": float(match["keep"]),
+        "prune_epoch": int(match["epoch"]),
+        "schedule": match["schedule"],
+    }
+
+
+def seeds_of(value: int | list[int]) -> list[int]:
+    """`seeds: 5` means seeds 0..4; a list names them (adding one trains only that one)."""
+    return list(range(value)) if isinstance(value, int) else list(value)
+
+
+def _per_role(value: Any, role: str) -> Any:
+    return value[role] if isinstance(value, dict) else value
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def artefact_models(config: dict[str, Any], name: str) -> list[ModelKey]:
+    """Every model an artefact's grid names, deduplicated and sorted."""
+    spec = config["artefacts"][name]
+    keys = set()
+    for role in spec["roles"]:
+        dataset = config["datasets"][role]
+        for strategy in spec["strategies"]:
+            for keep in _as_list(_per_role(spec["keep"], role)):
+                for epoch in _as_list(_per_role(spec["prune_epoch"], role)):
+                    for schedule in spec.get("schedules", [config["schedule_after_pruning"]]):
+                        for seed in seeds_of(spec["seeds"]):
+                            keys.add(ModelKey.create(
+                                dataset, config["precision"], strategy, keep, epoch, schedule, seed
+                            ))
+    return sorted(keys, key=_sort_key)
+
+
+def pruned_model(config: dict[str, Any], name: str) -> ModelKey:
+    """The one model whose kept set fig8 and table2 show as "pruned"."""
+    spec = config["artefacts"][name]["pruned_model"]
+    return ModelKey.create(
+        config["datasets"][spec["role"]], config["precision"], spec["strategy"], spec["keep"],
+        spec["prune_epoch"], config["schedule_after_pruning"], spec["seed"],
+    )
+
+
+def all_models(config: dict[str, Any], artefacts: Iterable[str] = MODEL_ARTEFACTS) -> list[ModelKey]:
+    keys = {key for name in artefacts for key in artefact_models(config, name)}
+    keys |= {pruned_model(config, name) for name in DATA_ARTEFACTS}
+    return sorted(keys, key=_sort_key)
+
+
+def _sort_key(key: ModelKey) -> tuple:
+    return (key.dataset, key.precision, key.strategy, key.keep, key.prune_epoch or -1, key.schedule or "", key.seed)
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """What the JSON schema cannot say: references between keys, and prune epochs within each dataset's training.
+
+    Raises ValueError naming the offending key.
+    """
+    for role, dataset in config["datasets"].items():
+        try:
+            resolve(dataset, overrides=config["training_overrides"].get(dataset, []))
+        except ValueError as error:
+            raise ValueError(f"datasets.{role} / training_overrides.{dataset}: {error}") from None
+    for name, spec in config["artefacts"].items():
+        for role in spec.get("roles", []) + ([spec["pruned_model"]["role"]] if "pruned_model" in spec else []):
+            if role not in config["datasets"]:
+                raise ValueError(
+                    f"artefacts.{name}: role {role!r} is not in datasets ({', '.join(config['datasets'])})"
+                )
+        for strategy in spec.get("strategies", []):
+            if strategy not in STRATEGIES:
+                raise ValueError(
+                    f"artefacts.{name}.strategies: unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
+                )
+        if "prune_epoch" in spec:
+            for role in spec["roles"]:
+                _check_epochs(config, f"artefacts.{name}.prune_epoch", role, _per_role(spec["prune_epoch"], role))
+        if "pruned_model" in spec:
+            model = spec["pruned_model"]
+            _check_epochs(config, f"artefacts.{name}.pruned_model.prune_epoch", model["role"], model["prune_epoch"])
+        seeds = seeds_of(spec.get("seeds", 1))
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"artefacts.{name}.seeds: duplicate seeds in {seeds}")
+
+
+def _check_epochs(config: dict[str, Any], where: str, role: str, epochs: Any) -> None:
+    dataset = config["datasets"][role]
+    total = resolve(dataset, overrides=config["training_overrides"].get(dataset, []))["epochs"]
+    for epoch in _as_list(epochs):
+        if not 0 <= epoch < total:
+            raise ValueError(
+                f"{where}: prune epoch {epoch} for {role} ({dataset}) must be in [0, {total - 1}]: "
+                f"{dataset} trains for {total} epochs"
+            )
