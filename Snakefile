@@ -11,7 +11,22 @@ configfile: "config.yaml"
 report: "report/workflow.rst"
 
 
+# Jobs find `python -m advprune` through PATH (rules/common.smk puts this interpreter first).
+envvars:
+    "PATH",
+
+
 include: "rules/common.smk"
+# One global block of tight wildcard patterns (the run pattern is built from the strategy registry).
+wildcard_constraints:
+    dataset=r"[a-z0-9][a-z0-9-]*",
+    precision=r"fp32|bf16",
+    run=plan.run_pattern(),
+    seed=r"\d+",
+    n=r"\d+",
+    artefact="|".join(plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS),
+
+
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"

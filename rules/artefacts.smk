@@ -1,16 +1,5 @@
 # Tidy tables -> the paper's figures (seaborn) and tables (.pdf, .csv, .tex, .md), each with a report caption.
 
-FIGURE_CODE = report_code("figures", "stats", "labels", "selection", "commands")
-TABLE_CODE = report_code("tables", "paper", "stats", "labels", "selection", "commands")
-EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands")
-
-
-def single_prune_epoch(name):
-    """The --prune-epoch option of artefacts drawn at one pruning epoch (fig1 varies it)."""
-    epoch = config["artefacts"][name]["prune_epoch"]
-    return f"--prune-epoch {epoch}" if isinstance(epoch, int) else ""
-
-
 for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
 
     rule:
@@ -22,6 +11,7 @@ for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
         output:
             report(f"figures/{figure}.pdf", caption=f"../report/{figure}.rst", category="Figures"),
         params:
+            name=figure,
             options=f"{single_prune_epoch(figure)} --schedule {config['schedule_after_pruning']}"
             f" --precision {config['precision']}",
         log:
@@ -29,7 +19,7 @@ for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
         conda:
             "../envs/report.yaml"
         shell:
-            "{ADVPRUNE} render " + figure + " --table {input.table:q} --out {output:q} {params.options}"
+            "python -m advprune render {params.name} --table {input.table:q} --out {output:q} {params.options}"
             " > {log:q} 2>&1"
 
 
@@ -47,6 +37,7 @@ for table in ("table1", "ablation_schedule"):
             tex=f"figures/{table}.tex",
             md=f"figures/{table}.md",
         params:
+            name=table,
             options=f"{single_prune_epoch(table)} --schedule {config['schedule_after_pruning']}"
             f" --precision {config['precision']}",
         log:
@@ -54,33 +45,8 @@ for table in ("table1", "ablation_schedule"):
         conda:
             "../envs/report.yaml"
         shell:
-            "{ADVPRUNE} render " + table + " --table {input.table:q} --out {output.pdf:q} {params.options}"
+            "python -m advprune render {params.name} --table {input.table:q} --out {output.pdf:q} {params.options}"
             " > {log:q} 2>&1"
-
-
-def embedding_inputs(name):
-    """fig8 / table2 read the canonical data of each role and the pruning decision of one model."""
-    spec = config["artefacts"][name]
-    pruned = plan.pruned_model(config, name)
-    return {
-        "data": [f"{config['data_root']}/{config['datasets'][role]}.npz" for role in spec["roles"]],
-        "pruning": f"{pruned.directory}/pruning.npz",
-    }
-
-
-def embedding_variants(name):
-    """One `--variant NAME=DATA[:PRUNING]` per panel/row: each role's dataset, plus the pruned model's kept set
-    right after the dataset it was trained on."""
-    spec = config["artefacts"][name]
-    pruned = plan.pruned_model(config, name)
-    words = []
-    for role in spec["roles"]:
-        dataset = config["datasets"][role]
-        data = f"{config['data_root']}/{dataset}.npz"
-        words += ["--variant", f"{dataset}={data}"]
-        if dataset == pruned.dataset:
-            words += ["--variant", f"{dataset} pruned={data}:{pruned.directory}/pruning.npz"]
-    return quoted(*words)
 
 
 rule draw_fig8:
@@ -102,7 +68,7 @@ rule draw_fig8:
     conda:
         "../envs/report.yaml"
     shell:
-        "{ADVPRUNE} embed fig8 {params.variants} {params.options} --out {output:q} > {log:q} 2>&1"
+        "python -m advprune embed fig8 {params.variants} {params.options} --out {output:q} > {log:q} 2>&1"
 
 
 rule tabulate_table2:
@@ -126,4 +92,4 @@ rule tabulate_table2:
     conda:
         "../envs/report.yaml"
     shell:
-        "{ADVPRUNE} embed table2 {params.variants} --out {output.pdf:q} > {log:q} 2>&1"
+        "python -m advprune embed table2 {params.variants} --out {output.pdf:q} > {log:q} 2>&1"

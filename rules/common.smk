@@ -1,4 +1,5 @@
 # Config loading and validation, wildcard constraints, and the functions that turn artefact grids into inputs.
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -9,7 +10,6 @@ from snakemake.utils import validate
 from advprune import METHOD_VERSION
 from advprune import settings as advprune_settings
 from advprune import workflow as plan
-from snakemake.settings.types import DeploymentMethod
 
 validate(config, "../schemas/config.schema.yaml")
 try:
@@ -18,31 +18,25 @@ except ValueError as error:
     raise WorkflowError(f"invalid config: {error}") from None
 
 
-# Under --sdm conda a job's environment provides `python`; otherwise run the interpreter Snakemake itself runs on, so
-# an un-activated virtual environment (.venv/bin/snakemake) still finds torch and advprune.
-if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    ADVPRUNE = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir, 'src')))} python -m advprune"
-else:
-    ADVPRUNE = f"{shlex.quote(sys.executable)} -m advprune"
+# Jobs run `python -m advprune`. This interpreter goes first on PATH, so an un-activated virtual environment
+# (.venv/bin/snakemake) still finds torch and advprune; under --sdm conda the job's environment is activated in front
+# of it, and finds advprune through PYTHONPATH, so the environments need not install the project.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir, 'src')))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
+# Path templates: a model's directory names every setting that changes its weights (see advprune.workflow).
 MODEL_DIR = "results/models/{dataset}/{precision}/{run}/seed{seed}"
-DATA_FILE = config["data_root"] + "/{dataset}.npz"
+DATA_FILE = str(Path(config["data_root"], "{dataset}.npz"))
+
+
+def model_file(name):
+    return str(Path(MODEL_DIR, name))
 
 
 def report_code(*modules):
-    """Source files of advprune.report a rule depends on: editing one reruns exactly the rules that use it
+    """Source files of advprune.report that a job depends on; editing one reruns exactly the jobs that use it
     (Snakemake does not follow Python imports, so they are listed as inputs)."""
     return [str(Path(workflow.basedir, "src/advprune/report", f"{module}.py")) for module in modules]
-
-
-
-wildcard_constraints:
-    dataset=r"[a-z0-9][a-z0-9-]*",
-    precision=r"fp32|bf16",
-    run=plan.run_pattern(),
-    seed=r"\d+",
-    n=r"\d+",
-    artefact="|".join(plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS),
 
 
 def quoted(*words):
@@ -51,7 +45,7 @@ def quoted(*words):
 
 
 def training_settings(dataset):
-    """The resolved settings of a dataset: a rule parameter, so changing one retrains exactly its models."""
+    """The resolved settings of a dataset: a training parameter, so changing one retrains exactly its models."""
     return advprune_settings.resolve(
         dataset,
         overrides=config["training_overrides"].get(dataset, []),
@@ -85,3 +79,92 @@ ARTEFACT_TARGETS = [
     *(f"figures/{name}.pdf" for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS),
     *(f"figures/{name}.{ext}" for name in plan.TABLES for ext in ("csv", "tex", "md")),
 ]
+
+
+# -- training and evaluation --------------------------------------------------------------------------------
+
+# Per-dataset scheduling estimates (from SPEC's H100 measurements, with headroom); a profile may override them
+# with set-resources. Datasets not listed get the default.
+TRAINING_RESOURCES = {
+    "mnist": {"mem_mb": 6000, "runtime": 20},
+    "cifar10": {"mem_mb": 12000, "runtime": 60},
+    "digits-mnist": {"mem_mb": 1500, "runtime": 5},
+    "digits-cifar": {"mem_mb": 1500, "runtime": 5},
+}
+DEFAULT_RESOURCES = {"mem_mb": 8000, "runtime": 60}
+
+
+def training_resource(name):
+    return lambda w: TRAINING_RESOURCES.get(w.dataset, DEFAULT_RESOURCES)[name]
+
+
+def training_arguments(w):
+    run = plan.parse_run(w.run)
+    words = [
+        "--dataset", w.dataset, "--strategy", run["strategy"], "--keep", run["keep"], "--seed", w.seed,
+        "--precision", w.precision, "--device", config["device"], "--data-root", config["data_root"],
+    ]
+    if run["prune_epoch"] is not None:
+        words += ["--prune-epoch", run["prune_epoch"], "--schedule-after-pruning", run["schedule"]]
+    for override in config["training_overrides"].get(w.dataset, []):
+        words += ["--set", override]
+    return quoted(*words)
+
+
+EVALUATION_RESOURCES = {
+    "mnist": {"mem_mb": 6000, "runtime": 20},
+    "cifar10": {"mem_mb": 12000, "runtime": 60},
+    "digits-mnist": {"mem_mb": 1500, "runtime": 10},
+    "digits-cifar": {"mem_mb": 1500, "runtime": 10},
+}
+
+
+def evaluation_resource(name):
+    return lambda w: EVALUATION_RESOURCES.get(w.dataset, DEFAULT_RESOURCES)[name]
+
+
+# -- tables and artefacts --------------------------------------------------------------------------------
+
+def table_inputs(keys):
+    return {
+        "summaries": [f"{key.directory}/train.json" for key in keys],
+        "evaluations": [evaluation_file(key) for key in keys],
+    }
+
+
+FIGURE_CODE = report_code("figures", "stats", "labels", "selection", "commands")
+TABLE_CODE = report_code("tables", "paper", "stats", "labels", "selection", "commands")
+EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands")
+
+
+def single_prune_epoch(name):
+    """The --prune-epoch option of artefacts drawn at one pruning epoch (fig1 varies it)."""
+    epoch = config["artefacts"][name]["prune_epoch"]
+    return f"--prune-epoch {epoch}" if isinstance(epoch, int) else ""
+
+
+def embedding_inputs(name):
+    """fig8 / table2 read the canonical data of each role and the pruning decision of one model."""
+    spec = config["artefacts"][name]
+    pruned = plan.pruned_model(config, name)
+    return {
+        "data": [f"{config['data_root']}/{config['datasets'][role]}.npz" for role in spec["roles"]],
+        "pruning": f"{pruned.directory}/pruning.npz",
+    }
+
+
+def embedding_variants(name):
+    """One `--variant NAME=DATA[:PRUNING]` per panel/row: each role's dataset, plus the pruned model's kept set
+    right after the dataset it was trained on."""
+    spec = config["artefacts"][name]
+    pruned = plan.pruned_model(config, name)
+    words = []
+    for role in spec["roles"]:
+        dataset = config["datasets"][role]
+        data = f"{config['data_root']}/{dataset}.npz"
+        words += ["--variant", f"{dataset}={data}"]
+        if dataset == pruned.dataset:
+            words += ["--variant", f"{dataset} pruned={data}:{pruned.directory}/pruning.npz"]
+    return quoted(*words)
+
+

@@ -8,7 +8,7 @@ rule prepare_dataset:
         source=lambda w: (
             "--source " + quoted(config["sources"][w.dataset]) if config["sources"].get(w.dataset) else ""
         ),
-        root=quoted(config["data_root"]),
+        root=lambda w, output: quoted(Path(output[0]).parent),
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
@@ -16,5 +16,7 @@ rule prepare_dataset:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/torch.yaml"
     shell:
-        "{ADVPRUNE} prepare --dataset {wildcards.dataset:q} --root {params.root} {params.source} > {log:q} 2>&1"
+        "python -m advprune prepare --dataset {wildcards.dataset:q} --root {params.root} {params.source} > {log:q} 2>&1"

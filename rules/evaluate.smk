@@ -1,23 +1,11 @@
 # Clean accuracy on the full test set and standard AutoAttack (L-inf, training eps) on the first n test points.
 
-EVALUATION_RESOURCES = {
-    "mnist": {"mem_mb": 6000, "runtime": 20},
-    "cifar10": {"mem_mb": 12000, "runtime": 60},
-    "digits-mnist": {"mem_mb": 1500, "runtime": 10},
-    "digits-cifar": {"mem_mb": 1500, "runtime": 10},
-}
-
-
-def evaluation_resource(name):
-    return lambda w: EVALUATION_RESOURCES.get(w.dataset, DEFAULT_RESOURCES)[name]
-
-
 rule evaluate_model:
     input:
-        checkpoint=MODEL_DIR + "/model.pt",
+        checkpoint=model_file("model.pt"),
         data=DATA_FILE,
     output:
-        MODEL_DIR + "/autoattack-n{n}.json",
+        model_file("autoattack-n{n}.json"),
     params:
         arguments=lambda w: quoted(
             "--dataset", w.dataset, "--device", config["device"], "--data-root", config["data_root"]
@@ -35,5 +23,5 @@ rule evaluate_model:
     conda:
         "../envs/torch.yaml"
     shell:
-        "{ADVPRUNE} evaluate --checkpoint {input.checkpoint:q} --n-examples {wildcards.n} {params.arguments}"
+        "python -m advprune evaluate --checkpoint {input.checkpoint:q} --n-examples {wildcards.n} {params.arguments}"
         " --out {output:q} > {log:q} 2>&1"
