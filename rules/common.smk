@@ -1,4 +1,5 @@
 # Config loading and validation, wildcard constraints, and the functions that turn artefact grids into inputs.
+import functools
 import os
 import shlex
 import sys
@@ -44,6 +45,7 @@ def quoted(*words):
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
+@functools.cache
 def training_settings(dataset):
     """The resolved settings of a dataset: a training parameter, so changing one retrains exactly its models."""
     return advprune_settings.resolve(

@@ -61,6 +61,36 @@ def _add_settings(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_settings)
 
 
+def _add_collect(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("collect", help="per-model JSON files -> one tidy CSV (one row per model)")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="run directories holding train.json")
+    p.add_argument("--n-examples", type=int, required=True, help="which evaluation: autoattack-n<N>.json")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(handler=_collect)
+
+
+def _add_render(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("render", help="draw a figure or table from an artefact's tidy CSV")
+    p.add_argument("name", help="fig1 fig2 fig3 fig4 fig5 fig7 | table1 ablation_schedule")
+    p.add_argument("--table", type=Path, required=True, help="tidy CSV from `collect`")
+    p.add_argument("--out", type=Path, required=True, help="PDF; tables also write .csv/.tex/.md beside it")
+    p.add_argument("--prune-epoch", type=int, help="the artefact's pruning epoch (default: the paper's)")
+    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.set_defaults(handler=_render)
+
+
+def _add_embed(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("embed", help="fig8 (t-SNE) or table2 (class density and separation) from datasets")
+    p.add_argument("name", choices=["fig8", "table2"])
+    p.add_argument("--variant", action="append", required=True, metavar="NAME=DATA[:PRUNING]",
+                   help="a panel/row: '<dataset>=<canonical.npz>' or '<dataset> pruned=<canonical.npz>:<pruning.npz>'")
+    p.add_argument("--out", type=Path, required=True, help="PDF; table2 also writes .csv/.tex/.md beside it")
+    p.add_argument("--n-points", type=int, default=5000, help="fig8: seeded subsample per panel")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_embed)
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from advprune import datasets
 
@@ -104,7 +134,49 @@ def _evaluate(args: argparse.Namespace) -> int:
         state_path=args.out.with_name(args.out.name + ".autoattack-state.json"),
     )
     write_json(args.out, metrics)
+    # The AutoAttack state only serves an interrupted evaluation; a finished one must not be "resumed" later.
+    args.out.with_name(args.out.name + ".autoattack-state.json").unlink(missing_ok=True)
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from advprune.report.commands import run_aggregate
+
+    pairs = [(d / "train.json", d / f"autoattack-n{args.n_examples}.json") for d in args.run_dirs]
+    run_aggregate(pairs, args.out)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from advprune.report.commands import TABLES, run_figure, run_table
+
+    options = {"schedule": args.schedule, "precision": args.precision}
+    if args.name in TABLES:
+        if args.prune_epoch is not None:
+            options["prune_epoch"] = args.prune_epoch
+        run_table(args.name, args.table, args.out.with_suffix(""), args.out, **options)
+    else:
+        run_figure(args.name, args.table, args.out, prune_epoch=args.prune_epoch, **options)
+    return 0
+
+
+def _parse_variant(text: str) -> tuple[str, Path, Path | None]:
+    name, sep, files = text.partition("=")
+    if not sep or not files:
+        raise ValueError(f"--variant {text!r} is not of the form NAME=DATA[:PRUNING]")
+    data, _, pruning = files.partition(":")
+    return name, Path(data), Path(pruning) if pruning else None
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from advprune.report.commands import run_fig8, run_table2
+
+    variants = [_parse_variant(text) for text in args.variant]
+    if args.name == "fig8":
+        run_fig8(variants, args.out, n=args.n_points, seed=args.seed)
+    else:
+        run_table2(variants, args.out.with_suffix(""), args.out)
     return 0
 
 
@@ -116,7 +188,7 @@ def _settings(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_evaluate, _add_settings):
+    for add in (_add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_settings):
         add(commands)
     return parser
 

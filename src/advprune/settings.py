@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -13,13 +15,26 @@ import yaml
 
 FRACTION_KEYS = ("eps", "alpha", "lr_max")
 
+# PyYAML follows YAML 1.1, which reads `5e-4` (no dot) as a string; users, and YAML 1.2, mean a number.
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
+# JSON Schema's "integer" accepts 100.0; the training loop needs a real int (range(), slicing), so refuse floats.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
+@functools.lru_cache(maxsize=None)
 def _load_packaged(name: str) -> dict[str, Any]:
+    # Cached: the workflow resolves settings for every job while it builds its DAG.
     return yaml.safe_load(resources.files("advprune").joinpath(name).read_text())
 
 
 def defaults() -> dict[str, Any]:
-    return _load_packaged("defaults.yaml")
+    return copy.deepcopy(_load_packaged("defaults.yaml"))
 
 
 def known_datasets() -> list[str]:
@@ -38,9 +53,17 @@ def resolve(
     """
     layers = [defaults()]
     if config_file is not None:
-        user = yaml.safe_load(Path(config_file).read_text()) or {}
+        user = _user_yaml(Path(config_file).read_text()) or {}
         if not isinstance(user, dict):
             raise ValueError(f"{config_file}: expected a mapping of sections (common, <dataset>)")
+        sections = ["common", *known_datasets()]
+        unknown = [str(name) for name in user if name not in sections]
+        if unknown:
+            # A misspelt section would otherwise be ignored without a word, and the run would use the defaults.
+            raise ValueError(f"{config_file}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sections)}")
+        for name, section in user.items():
+            if section is not None and not isinstance(section, dict):
+                raise ValueError(f"{config_file}: section {name} must be a mapping of settings, got {section!r}")
         layers.append(user)
     if dataset not in layers[0] or dataset == "common":
         raise ValueError(f"no settings for dataset {dataset!r}; known: {', '.join(known_datasets())}")
@@ -63,7 +86,7 @@ def resolve(
 
 def validate(settings: dict[str, Any]) -> None:
     schema = _load_packaged("settings.schema.yaml")
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(settings))
+    error = jsonschema.exceptions.best_match(_Validator(schema).iter_errors(settings))
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ValueError(f"invalid setting {where}: {error.message}")
@@ -83,7 +106,22 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ValueError(f"override {item!r} is not of the form key=value")
     key, raw = item.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    return key.strip(), _user_yaml(raw)
+
+
+def _user_yaml(text: str) -> Any:
+    """yaml.safe_load, with `5e-4`-style strings read as the numbers they are."""
+    return _scientific_to_float(yaml.safe_load(text))
+
+
+def _scientific_to_float(value: Any) -> Any:
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _scientific_to_float(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scientific_to_float(item) for item in value]
+    return value
 
 
 def _set_dotted(settings: dict[str, Any], dotted: str, value: Any) -> None:

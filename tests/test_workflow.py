@@ -1,0 +1,202 @@
+"""The Snakemake workflow: lint, what it plans for the paper, bad config, and a real run of the offline demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import copy_workflow, planned_jobs, snakemake, write_config_overlay
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def paper_workflow(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("paper"))
+
+
+def test_lint_is_clean(paper_workflow):
+    result = snakemake(paper_workflow, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+# Planned trainings and evaluations per target under the paper's config.yaml, worked out by hand from SPEC's grids
+# (5 seeds unless stated; keep 1.0 is the one full-data model per dataset and seed):
+#   fig1  random, keep {0.9, 0.7} x e {1,2,3,5,7,9} (MNIST) + {1,3,5,7,9,11,13} (CIFAR-10) = 2 x 13 cells x 5 = 130
+#   fig2  random e=1, keep 0.1..0.9 (9 pruned) + full = 10 cells x 2 datasets x 5                       = 100
+#   table1 {low+high, random} x keep {0.4, 0.8} + full = 5 cells x 2 datasets x 30 seeds               = 300
+#   fig3  MNIST, 4 strategies x keep {0.2, 0.4, 0.6, 0.8} + full = 17 cells x 5                        =  85
+#   fig4  the same on CIFAR-10                                                                          =  85
+#   fig5  random e=3, keep {0.2, 0.4, 0.6, 0.8} + full = 5 cells x 2 datasets x 30 seeds               = 300
+#   fig7  {random, low+high} e=1 x 4 pruned keeps + full = 9 cells x 2 datasets x 5                    =  90
+#   ablation_schedule  CIFAR-10, {low+high, random} x {0.4, 0.8} x {rescale, fixed} x 5                =  40
+#   fig8 / table2: one model (MNIST low+high keep 0.6 e=3 seed 0), trained but not AutoAttacked           =   1 / 0
+#   all: the union, per dataset (shared cells counted once, at their largest seed count):
+#     full 30 | random e=1: keeps 0.1-0.9 x 5 = 45 (fig1's and fig7's e=1 cells are fig2's)
+#     random e=3: fig5's 4 keeps x 30 = 120, + fig1's keeps 0.7/0.9 x 5 = 10 (table1, fig3/4 cells are fig5's)
+#     random, fig1's other epochs: MNIST {2,5,7,9} x 2 keeps x 5 = 40 | CIFAR-10 {5,7,9,11,13} x 2 x 5 = 50
+#     low+high e=3: table1's {0.4, 0.8} x 30 = 60, + fig3/4's {0.2, 0.6} x 5 = 10 | low+high e=1: 4 x 5 = 20
+#     high and low e=3: 2 x 4 keeps x 5 = 40 | CIFAR-10 only: the ablation's fixed-schedule cells 2 x 2 x 5 = 20
+#     MNIST 30+45+130+40+70+20+40 = 375, CIFAR-10 30+45+130+50+70+20+40+20 = 405, in all 780 (fig8's model is fig3's).
+PAPER_PLAN = {
+    "figures/fig1.pdf": (130, 130),
+    "figures/fig2.pdf": (100, 100),
+    "figures/table1.pdf": (300, 300),
+    "figures/fig3.pdf": (85, 85),
+    "figures/fig4.pdf": (85, 85),
+    "figures/fig5.pdf": (300, 300),
+    "figures/fig7.pdf": (90, 90),
+    "figures/ablation_schedule.pdf": (40, 40),
+    "figures/fig8.pdf": (1, 0),
+    "figures/table2.pdf": (1, 0),
+    "all": (780, 780),
+}
+
+
+@pytest.mark.parametrize("target", PAPER_PLAN)
+def test_paper_plan_counts(paper_workflow, target):
+    trainings, evaluations = PAPER_PLAN[target]
+    jobs = planned_jobs(paper_workflow, target)
+    assert jobs.get("train_model", 0) == trainings
+    assert jobs.get("evaluate_model", 0) == evaluations
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda c: c["artefacts"]["fig2"]["keep"].__setitem__(0, 1.5), "['artefacts']['fig2']['keep']"),
+        (lambda c: c["artefacts"]["fig2"]["keep"].__setitem__(0, 0.0), "['artefacts']['fig2']['keep']"),
+        (lambda c: c["artefacts"]["fig1"]["prune_epoch"]["mnist"].append(10), "artefacts.fig1.prune_epoch"),
+        (lambda c: c["artefacts"]["fig3"]["strategies"].append("median"), "artefacts.fig3.strategies"),
+        (lambda c: c["artefacts"]["fig5"].__setitem__("seeds", [0, 1, 1]), "['artefacts']['fig5']['seeds']"),
+        (lambda c: c["artefacts"]["fig5"].__setitem__("seeds", -2), "['artefacts']['fig5']['seeds']"),
+        (lambda c: c.__setitem__("n_examples", 0), "['n_examples']"),
+        (lambda c: c["datasets"].__setitem__("mnist", "imagenet"), "datasets.mnist"),
+        (lambda c: c.__setitem__("training_overrides", {"mnist": ["eps=-1"]}), "eps"),
+        (lambda c: c.__setitem__("precision", "fp16"), "['precision']"),
+    ],
+    ids=["keep>1", "keep=0", "prune-epoch", "strategy", "duplicate-seed", "negative-seeds", "n-examples",
+         "dataset", "eps", "precision"],
+)
+def test_bad_config_is_rejected_naming_the_key(paper_workflow, edit, named):
+    config = yaml.safe_load((paper_workflow / "config.yaml").read_text())
+    edit(config)
+    overlay = write_config_overlay(paper_workflow, config)
+    result = snakemake(paper_workflow, "-n", "--configfile", str(overlay))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert named in output, output[-2000:]
+    assert "Traceback" not in output
+
+
+# -- the offline demo, run for real -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Run the README's demo command in a scratch copy; the tests below read what it made and what it plans next."""
+    directory = copy_workflow(tmp_path_factory.mktemp("demo"))
+    start = time.monotonic()
+    result = snakemake(directory, "--profile", "profiles/demo", timeout=900)
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    print(f"demo run: {seconds:.0f} s")
+    return directory, seconds
+
+
+DEMO_ARTEFACTS = [f"figures/{name}.pdf" for name in
+                  ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8", "table1", "table2", "ablation_schedule")]
+
+
+@pytest.mark.slow
+def test_demo_renders_every_artefact_within_ten_minutes(demo):
+    directory, seconds = demo
+    for artefact in DEMO_ARTEFACTS:
+        assert (directory / artefact).read_bytes().startswith(b"%PDF"), artefact
+    for table in ("table1", "table2", "ablation_schedule"):
+        for extension in ("csv", "tex", "md"):
+            assert (directory / f"figures/{table}.{extension}").stat().st_size > 0
+    assert seconds < 600
+
+
+@pytest.mark.slow
+def test_demo_tidy_table(demo):
+    directory, _ = demo
+    models = pd.read_csv(directory / "results/models.csv")
+    # 36 distinct models in profiles/demo/demo.yaml: per digits variant, full + random/low+high at keep 0.4/0.8
+    # (e=3) + random keep 0.4 at e=1 + high/low keep 0.4 (e=3) = 8 cells x 2 seeds = 16, twice, plus the
+    # ablation's fixed-schedule cells on digits-cifar (2 x 2 seeds) = 36.
+    assert len(models) == 36
+    assert set(models["dataset"]) == {"digits-mnist", "digits-cifar"}
+    pruned = models[models["strategy"] != "full"]
+    assert (pruned["n_kept"] < pruned["n_train"]).all()
+    full = models[models["strategy"] == "full"]
+    assert (full["n_kept"] == full["n_train"]).all()
+    assert models["clean_acc_pct"].between(0, 100).all() and models["aa_acc_pct"].between(0, 100).all()
+    assert (models["aa_acc_pct"] <= models["clean_acc_pct"] + 1e-9).sum() >= len(models) - 2
+
+
+@pytest.mark.slow
+def test_demo_evaluations_run_all_four_attacks(demo):
+    directory, _ = demo
+    evaluations = sorted(directory.glob("results/models/*/*/*/*/autoattack-n100.json"))
+    assert len(evaluations) == 36
+    for path in evaluations:
+        metrics = json.loads(path.read_text())
+        assert set(metrics["robust_acc_after"]) == {"apgd-ce", "apgd-t", "fab-t", "square"}, path
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_the_demo(demo):
+    directory, _ = demo
+    assert planned_jobs(directory, "--profile", "profiles/demo") == {}
+
+
+@pytest.mark.slow
+def test_editing_plotting_code_reruns_only_figures(demo):
+    directory, _ = demo
+    figures_code = directory / "src/advprune/report/figures.py"
+    os.utime(figures_code)  # an edit, as far as Snakemake's modification-time check is concerned
+    jobs = planned_jobs(directory, "--profile", "profiles/demo")
+    assert jobs == {f"draw_{name}": 1 for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7")} | {"all": 1}
+    # Render them, so the next tests start from an up-to-date state again.
+    assert snakemake(directory, "--profile", "profiles/demo").returncode == 0
+
+
+@pytest.mark.slow
+def test_adding_a_seed_trains_only_that_seed(demo):
+    directory, _ = demo
+    overlay = write_config_overlay(directory, {"artefacts": {"fig2": {"seeds": [0, 1, 2]}}})
+    jobs = planned_jobs(directory, "--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml",
+                        str(overlay))
+    # fig2 in the demo: random keep 0.4 (e=1) and the full model, on two digits variants -> 4 new models.
+    assert jobs["train_model"] == 4
+    assert jobs["evaluate_model"] == 4
+
+
+@pytest.mark.slow
+def test_changing_a_training_setting_retrains_exactly_the_models_it_affects(demo):
+    directory, _ = demo
+    overlay = write_config_overlay(directory, {"training_overrides": {"digits-cifar": ["monitor.pgd_steps=5"]}})
+    jobs = planned_jobs(directory, "--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml",
+                        str(overlay))
+    # Every digits-cifar model of the demo: 8 cells x 2 seeds + the ablation's 2 fixed-schedule cells x 2 seeds.
+    assert jobs["train_model"] == 20
+    assert jobs["evaluate_model"] == 20
+
+
+@pytest.mark.slow
+def test_partial_results_build_from_finished_models(demo):
+    directory, _ = demo
+    missing = next(directory.glob("results/models/digits-mnist/fp32/full/seed1/autoattack-n100.json"))
+    missing.unlink()
+    jobs = planned_jobs(directory, "--profile", "profiles/demo", "--config", "partial=true", "--",
+                        "results/artefacts/fig2.csv")
+    assert "evaluate_model" not in jobs and "train_model" not in jobs
+    assert jobs["artefact_table"] == 1
