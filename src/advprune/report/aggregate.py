@@ -77,7 +77,9 @@ def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
 
     dataset = _get(train, "dataset", (str,), train_path)
     if _get(metrics, "dataset", (str,), metrics_path) != dataset:
-        raise RunRecordError(f"{metrics_path}: key 'dataset' is {metrics['dataset']!r} but {train_path} says {dataset!r}")
+        raise RunRecordError(
+            f"{metrics_path}: key 'dataset' is {metrics['dataset']!r} but {train_path} says {dataset!r}"
+        )
     strategy = _get(train, "strategy", (str,), train_path)
     keep = round(float(_get(train, "keep", NUMBER, train_path)), 6)  # 0.30000000000000004 and 0.3 are one keep
     if (strategy == "full") != (keep == 1.0):
@@ -125,10 +127,16 @@ def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
     return row
 
 
+def _missing_text_as_none(df: pd.DataFrame) -> pd.DataFrame:
+    """One missing value for text columns (JSON null and an empty CSV field alike), so tables compare equal."""
+    text = [c for c, t in DTYPES.items() if t == "object"]
+    return df.assign(**{c: df[c].where(df[c].notna(), None) for c in text})
+
+
 def collect(pairs: list[tuple[Path, Path]]) -> pd.DataFrame:
     """One row per (train.json, metrics.json) pair, columns `COLUMNS`, rows sorted by `SORT_KEYS`."""
     rows = [_row(Path(train), Path(metrics)) for train, metrics in pairs]
-    df = pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES)
+    df = _missing_text_as_none(pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES))
     return df.sort_values(SORT_KEYS, na_position="first", kind="stable").reset_index(drop=True)
 
 
@@ -143,4 +151,4 @@ def read_table(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: not a tidy run table, missing columns {missing}")
-    return df.astype(DTYPES)[COLUMNS]
+    return _missing_text_as_none(df.astype(DTYPES)[COLUMNS])

@@ -26,8 +26,12 @@ def select(
     prune_epochs: Iterable[int] | None = None,
     schedule: str | None = None,
     precision: str | None = None,
+    seeds: Iterable[int] | None = None,
 ) -> pd.DataFrame:
-    """Rows matching every given filter (None = no filter); full-data rows pass the strategy, epoch and schedule ones."""
+    """Rows matching every given filter (None = no filter).
+
+    Full-data rows pass the strategy, pruning-epoch and schedule filters; the keep filter decides whether they join.
+    """
     full = df["strategy"] == FULL
     mask = pd.Series(True, index=df.index)
     if datasets is not None:
@@ -42,6 +46,8 @@ def select(
         mask &= full | (df["schedule_after_pruning"] == schedule)
     if precision is not None:
         mask &= df["precision"] == precision
+    if seeds is not None:
+        mask &= df["seed"].isin(list(seeds))
     return df[mask]
 
 
@@ -56,9 +62,12 @@ def expand_full(df: pd.DataFrame, strategies: Iterable[str] | None = None) -> pd
     return pd.concat([df[~full], *copies], ignore_index=True)
 
 
-def require_single_setting(df: pd.DataFrame, what: str) -> None:
-    """Refuse to average over models that differ in schedule, precision or method version: select first."""
-    for column in IDENTITY_SETTINGS:
+def require_single_setting(df: pd.DataFrame, what: str, varying: Iterable[str] = ()) -> None:
+    """Refuse to average over models that differ in schedule, precision or method version: select first.
+
+    `varying` names settings the caller groups by itself (the schedule ablation), which may therefore differ.
+    """
+    for column in [c for c in IDENTITY_SETTINGS if c not in set(varying)]:
         values = sorted(df[column].dropna().astype(str).unique())
         if len(values) > 1:
             raise ValueError(
