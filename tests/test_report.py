@@ -10,10 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.container import ErrorbarContainer
+from matplotlib.figure import Figure
 
 from advprune.report import commands
 from advprune.report.aggregate import ATTACKS, COLUMNS, DTYPES, RunRecordError, collect, read_table, write_table
-from advprune.report.figures import FIGURES, draw_strategy_comparison, fig5_fits
+from advprune.report.figures import BUILDERS, FIGURES, fig5_fits
 from advprune.report.paper import TABLE1, TABLE1_CELLS, cell_header
 from advprune.report.selection import expand_full, require_single_setting, select
 from advprune.report.stats import linear_fit, summarise
@@ -56,38 +59,87 @@ def write_pair(root: Path, name: str, train: dict[str, Any], metrics: dict[str, 
     return run / "train.json", run / "metrics.json"
 
 
-def make_runs(datasets: tuple[str, ...] = ("mnist", "cifar10"), seeds: int = 3) -> pd.DataFrame:
-    """A tidy table covering every figure's and table's grid, with noisy but known structure."""
+PAPER_STRATEGIES = ("high", "low", "low+high", "random")
+GRID_KEEPS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def make_runs(
+    datasets: tuple[str, ...] = ("mnist", "cifar10"),
+    seeds: int = 3,
+    *,
+    strategies: tuple[str, ...] = PAPER_STRATEGIES,
+    keeps: tuple[float, ...] = GRID_KEEPS,
+    epochs: tuple[int, ...] = (1, 3),
+    schedules: tuple[str, ...] = ("rescale",),
+    collapse_first: bool = True,
+) -> pd.DataFrame:
+    """A tidy table holding exactly one grid (as the workflow writes one per artefact), with noisy but known
+    structure; keep 1.0 in `keeps` means full-data runs."""
     rng = np.random.default_rng(0)
     rows = []
 
-    def add(dataset: str, strategy: str, keep: float, epoch: int | None, seed: int, **extra: Any) -> None:
+    def add(dataset: str, strategy: str, keep: float, epoch: int | None, seed: int, schedule: str | None) -> None:
         time = 0.5 + 2.0 * keep + rng.normal(0, 0.01)
         row = {
             "dataset": dataset, "strategy": strategy, "keep": keep, "prune_epoch": epoch, "seed": seed,
-            "schedule_after_pruning": None if strategy == "full" else "rescale", "precision": "fp32",
+            "schedule_after_pruning": schedule, "precision": "fp32",
             "method_version": 1, "n_train": 1000, "n_kept": int(1000 * keep), "train_seconds": 60 * time,
             "scoring_seconds": 0.0, "time_seconds": 60 * time, "time_minutes": time,
-            "clean_acc_pct": 90 + 5 * keep + rng.normal(), "aa_acc_pct": 40 + 20 * keep + rng.normal(),
+            "clean_acc_pct": 90 + 5 * keep + rng.normal(), "aa_acc_pct": 40 + 20 * keep + (epoch or 0) + rng.normal(),
             **{f"aa_after_{a.replace('-', '_')}_pct": 50.0 for a in ATTACKS}, "n_examples": 100,
             "eval_seconds": 3.0, "collapsed": False, "collapse_epoch": None, "final_pgd_acc_pct": 50.0,
-            "device": "cpu (test)", "jobs_on_device": 1, "run_dir": f"runs/{dataset}/{strategy}/{keep}/{epoch}/{seed}",
+            "device": "cpu (test)", "jobs_on_device": 1,
+            "run_dir": f"runs/{dataset}/{strategy}/{keep}/{epoch}/{schedule}/{seed}",
         }  # fmt: skip
-        rows.append(row | extra)
+        rows.append(row)
 
     for dataset in datasets:
         for seed in range(seeds):
-            add(dataset, "full", 1.0, None, seed)
-            for strategy in ("high", "low", "low+high", "random"):
-                for keep in (0.2, 0.4, 0.6, 0.8):
-                    for epoch in (1, 3):
-                        add(dataset, strategy, keep, epoch, seed)
-            for keep in (0.7, 0.9):  # fig1's runs; at e = 1 and 3 they must stay out of figures 3-5 and 7
-                for epoch in (1, 3, 5):
-                    add(dataset, "random", keep, epoch, seed)
-    # One collapsed run, so the figures must annotate it.
-    rows[0] |= {"collapsed": True, "collapse_epoch": 4, "aa_acc_pct": 0.0}
+            if 1.0 in keeps:
+                add(dataset, "full", 1.0, None, seed, None)
+            for strategy in strategies:
+                for keep in (k for k in keeps if k != 1.0):
+                    for epoch in epochs:
+                        for schedule in schedules:
+                            add(dataset, strategy, keep, epoch, seed, schedule)
+    if collapse_first:  # one collapsed run (mnist's first full-data run when there is one): it must be annotated
+        rows[0] |= {"collapsed": True, "collapse_epoch": 4, "aa_acc_pct": 0.0}
     return pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES)
+
+
+# Each artefact's grid as config.yaml defines it (fewer seeds and fig1 epochs, so tests stay fast) ...
+PAPER_GRIDS = {
+    "fig1": dict(strategies=("random",), keeps=(0.9, 0.7), epochs=(1, 3, 5)),
+    "fig2": dict(strategies=("random",), keeps=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), epochs=(1,)),
+    "table1": dict(strategies=("low+high", "random"), keeps=(0.4, 0.8, 1.0), epochs=(3,)),
+    "fig3": dict(datasets=("mnist",), epochs=(3,)),
+    "fig4": dict(datasets=("cifar10",), epochs=(3,)),
+    "fig5": dict(strategies=("random",), epochs=(3,)),
+    "fig7": dict(strategies=("random", "low+high"), epochs=(1,)),
+    "ablation_schedule": dict(
+        datasets=("cifar10",), strategies=("low+high", "random"), keeps=(0.4, 0.8), epochs=(3,),
+        schedules=("rescale", "fixed"),
+    ),
+}
+# ... and as the offline demo's profile (profiles/demo/demo.yaml) reduces it.
+DEMO = ("digits-mnist", "digits-cifar")
+DEMO_GRIDS = {
+    "fig1": dict(datasets=DEMO, strategies=("random",), keeps=(0.4,), epochs=(1, 3)),
+    "fig2": dict(datasets=DEMO, strategies=("random",), keeps=(0.4, 1.0), epochs=(1,)),
+    "table1": dict(datasets=DEMO, strategies=("low+high", "random"), keeps=(0.4, 0.8, 1.0), epochs=(3,)),
+    "fig3": dict(datasets=("digits-mnist",), keeps=(0.4, 1.0), epochs=(3,)),
+    "fig4": dict(datasets=("digits-cifar",), keeps=(0.4, 1.0), epochs=(3,)),
+    "fig5": dict(datasets=DEMO, strategies=("random",), keeps=(0.4, 0.8, 1.0), epochs=(3,)),
+    "fig7": dict(datasets=DEMO, strategies=("random", "low+high"), keeps=(0.4, 1.0), epochs=(3,)),
+    "ablation_schedule": dict(
+        datasets=("digits-cifar",), strategies=("low+high", "random"), keeps=(0.4,), epochs=(3,),
+        schedules=("rescale", "fixed"),
+    ),
+}
+
+
+def grid_runs(grids: dict[str, dict[str, Any]], name: str, seeds: int = 2, **options: Any) -> pd.DataFrame:
+    return make_runs(seeds=seeds, **(grids[name] | options))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -174,7 +226,7 @@ def test_select_lets_full_rows_through_strategy_epoch_and_schedule() -> None:
     df = make_runs(("mnist",), seeds=1)
     chosen = select(df, strategies=["random"], prune_epochs=[1], schedule="rescale", keeps=[0.4, 1.0])
     assert sorted(chosen["strategy"]) == ["full", "random"]
-    assert select(df, strategies=["random"], keeps=[0.7])["strategy"].eq("random").all()
+    assert select(df, strategies=["random"], keeps=[0.4])["strategy"].eq("random").all()
     assert select(make_runs(), datasets=["cifar10"], seeds=[1])[["dataset", "seed"]].drop_duplicates().shape == (1, 2)
 
 
@@ -196,10 +248,10 @@ def test_linear_fit_recovers_a_known_line() -> None:
 
 
 def test_fig5_fit_recovers_the_slope_of_synthetic_times() -> None:
-    df = make_runs(seeds=3)
+    df = grid_runs(PAPER_GRIDS, "fig5", seeds=3)
     fits = fig5_fits(df).set_index("dataset")
-    assert list(fits.index) == ["mnist", "cifar10"]
-    assert list(fits["n"]) == [3 * 5, 3 * 5]  # seeds x (random at keep 0.2-0.8, e = 3, and full data); not keep 0.7
+    assert list(fits.index) == ["mnist", "cifar10"] and set(fits["line"]) == {"random"}
+    assert list(fits["n"]) == [3 * 5, 3 * 5]  # seeds x (random at keep 0.2-0.8 and full data)
     assert fits["slope"].to_numpy() == pytest.approx([2.0, 2.0], abs=0.05)  # make_runs: time = 0.5 + 2 keep
     assert fits["intercept"].to_numpy() == pytest.approx([0.5, 0.5], abs=0.05)
 
@@ -212,17 +264,122 @@ def is_pdf(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 1000 and path.read_bytes().startswith(b"%PDF")
 
 
+def plotted(ax: Axes) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(x, mean, sd) of each line seaborn drew on `ax`, in hue order, read back from its error bars."""
+    lines = []
+    for container in ax.containers:
+        assert isinstance(container, ErrorbarContainer)
+        data, _, (bars, *_) = container.lines
+        x, y = data.get_xydata().T
+        segments = bars.get_segments()
+        sd = np.array([(seg[1][1] - seg[0][1]) / 2 for seg in segments])
+        lines.append((x, y, sd))
+    return lines
+
+
+def expected_lines(
+    df: pd.DataFrame, dataset: str, metric: str, line_key: str, lines: list[Any], x: str
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Mean and sd (ddof=1) of the input rows per line and x, computed here without the report code; full-data
+    rows belong to every line (keep 1.0)."""
+    out = []
+    for line in lines:
+        rows = df[(df["dataset"] == dataset) & ((df[line_key] == line) | (df["strategy"] == "full"))]
+        rows = rows[rows[x].notna()]
+        stats = rows.groupby(x)[metric].agg(["mean", "std"])
+        out.append((stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(), stats["std"].to_numpy()))
+    return out
+
+
+def assert_same_points(ax: Axes, expected: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    drawn = plotted(ax)
+    assert len(drawn) == len(expected)
+    for (x, mean, sd), (ex, emean, esd) in zip(drawn, expected):
+        spacing = np.diff(ex).min() if len(ex) > 1 else 1.0
+        assert x == pytest.approx(ex, abs=0.25 * spacing)  # dodged a little, never onto the next point
+        assert mean == pytest.approx(emean)
+        assert sd == pytest.approx(esd, nan_ok=True)
+
+
+def check_figure(name: str, fig: Figure, df: pd.DataFrame) -> None:
+    """Every point of every panel of figure `name` is the mean ± sd of the input rows it stands for."""
+    datasets = [d for d in ("mnist", "cifar10", *DEMO) if d in set(df["dataset"])]
+    strategies = [s for s in PAPER_STRATEGIES if s in set(df["strategy"])]
+    if name == "fig1":
+        keeps = sorted(df.loc[df["strategy"] != "full", "keep"].unique())
+        for ax, dataset in zip(fig.axes, datasets, strict=True):
+            assert_same_points(ax, expected_lines(df, dataset, "aa_acc_pct", "keep", keeps, "prune_epoch"))
+        return
+    metrics = {"fig3": ["clean_acc_pct", "aa_acc_pct"], "fig4": ["clean_acc_pct", "aa_acc_pct"],
+               "fig5": ["time_minutes"]}.get(name, ["aa_acc_pct"])  # fmt: skip
+    axes = iter(fig.axes)
+    for metric in metrics:
+        for dataset in datasets:
+            assert_same_points(next(axes), expected_lines(df, dataset, metric, "strategy", strategies, "keep"))
+    assert next(axes, None) is None
+
+
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_every_figure_writes_a_pdf(tmp_path: Path, name: str) -> None:
+def test_every_figure_writes_a_pdf_of_its_paper_grid(tmp_path: Path, name: str) -> None:
     out = tmp_path / "figures" / f"{name}.pdf"
-    FIGURES[name](make_runs(), out)
+    df = grid_runs(PAPER_GRIDS, name)
+    fig = FIGURES[name](df, out)
     assert is_pdf(out)
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary left behind
+    check_figure(name, fig, df)
+
+
+def test_demo_grid_draws_every_artefact_from_its_table(tmp_path: Path) -> None:
+    """The demo's reduced grids (fig1: keep 0.4 at e = 1, 3; fig2: keeps 0.4, 1.0; ...) through the CLI's entry
+    points: nothing is filtered away, and every plotted point is the mean ± sd of its input rows."""
+    for name in [*FIGURES, *commands.TABLES]:
+        df = grid_runs(DEMO_GRIDS, name)
+        write_table(df, tmp_path / f"{name}.csv")
+        pdf = tmp_path / "figures" / f"{name}.pdf"
+        if name in FIGURES:
+            commands.run_figure(name, tmp_path / f"{name}.csv", pdf, schedule="rescale", precision="fp32")
+            check_figure(name, BUILDERS[name](df), df)
+        else:
+            commands.run_table(name, tmp_path / f"{name}.csv", tmp_path / "figures" / name, pdf,
+                               schedule="rescale", precision="fp32", prune_epoch=3)  # fmt: skip
+            assert (tmp_path / "figures" / f"{name}.md").is_file()
+        assert is_pdf(pdf)
+
+
+def test_fig1_lines_are_the_keeps_present_with_full_data_as_reference() -> None:
+    df = make_runs(("digits-mnist",), seeds=2, strategies=("random",), keeps=(0.4, 0.6, 1.0), epochs=(1, 3))
+    fig = BUILDERS["fig1"](df)
+    (ax,) = fig.axes
+    assert_same_points(ax, expected_lines(df, "digits-mnist", "aa_acc_pct", "keep", [0.4, 0.6], "prune_epoch"))
+    full = df.loc[df["strategy"] == "full", "aa_acc_pct"]
+    assert any(list(line.get_ydata()) == [full.mean()] * 2 for line in ax.lines)  # the full-data reference
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["keep 0.4 (p=0.6 pruned)", "keep 0.6 (p=0.4 pruned)", "full data, mean ± sd"]
+    assert "1 coll." in [t.get_text() for t in ax.texts]  # the collapsed full-data run
+
+
+def test_prune_epoch_none_plots_every_epoch_and_an_epoch_selects() -> None:
+    df = make_runs(("mnist",), seeds=2, strategies=("random", "low+high"), keeps=(0.4, 1.0), epochs=(1, 3))
+    labels = [t.get_text() for t in BUILDERS["fig7"](df).legends[0].get_texts()]
+    assert labels == ["low+high loss, e = 1", "low+high loss, e = 3", "random, e = 1", "random, e = 3"]
+    fig = BUILDERS["fig7"](df, prune_epoch=3)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["low+high loss", "random"]
+    at_three = df[df["prune_epoch"].isna() | (df["prune_epoch"] == 3)]
+    assert_same_points(fig.axes[0], expected_lines(at_three, "mnist", "aa_acc_pct", "strategy",
+                                                   ["low+high", "random"], "keep"))  # fmt: skip
+
+
+def test_unequal_n_is_labelled_per_point() -> None:
+    df = make_runs(("cifar10",), seeds=3, strategies=("random",), keeps=(0.4, 1.0), epochs=(1,), collapse_first=False)
+    df = df.drop(df.index[(df["strategy"] == "random") & (df["seed"] == 0)])
+    fig = BUILDERS["fig2"](df)
+    assert {"n=2", "n=3"} <= {t.get_text() for t in fig.axes[0].texts}
+    assert "n per point as labelled" in fig.get_suptitle()
 
 
 def test_figures_refuse_an_empty_selection(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no rows"):
-        draw_strategy_comparison(make_runs(), tmp_path / "x.pdf", prune_epoch=99)
+        FIGURES["fig3"](grid_runs(PAPER_GRIDS, "fig3"), tmp_path / "x.pdf", prune_epoch=99)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -230,12 +387,12 @@ def test_figures_refuse_an_empty_selection(tmp_path: Path) -> None:
 
 
 def test_table1_difference_is_ours_minus_paper() -> None:
-    df = make_runs(seeds=3)
+    df = grid_runs(PAPER_GRIDS, "table1", seeds=3)
     values = table_values(df)
+    assert list(dict.fromkeys(values["cell"])) == [cell_header(c) for c in TABLE1_CELLS]  # the paper's order
     for v in values.itertuples():
         cell = (v.strategy, v.keep)
-        runs = select(df, strategies=[v.strategy], keeps=[v.keep], prune_epochs=[3])
-        runs = runs[(runs["dataset"] == v.dataset) & (runs["strategy"] == v.strategy)]
+        runs = df[(df["dataset"] == v.dataset) & (df["strategy"] == v.strategy) & (df["keep"] == v.keep)]
         paper_mean, _ = TABLE1[(v.dataset, cell, v.metric)]
         assert v.mean == pytest.approx(runs[v.metric].mean())
         assert v.diff == pytest.approx(runs[v.metric].mean() - paper_mean)
@@ -254,22 +411,47 @@ def test_table1_headers_use_fraction_pruned_and_stand_ins_say_so() -> None:
     assert [cell_header(c) for c in TABLE1_CELLS] == [
         "loss p=0.6", "loss p=0.2", "random p=0.6", "random p=0.2", "full"
     ]  # fmt: skip
-    wide = table1(make_runs(("digits-mnist",), seeds=2))
+    wide = table1(grid_runs(PAPER_GRIDS, "table1", datasets=("digits-mnist",)))
     assert set(wide["dataset"]) == {"digits-mnist (paper: MNIST)"}
     assert wide["random p=0.2: paper"].iloc[0] == "97.78 ± 1.00"
 
 
-def test_ablation_covers_both_schedules_of_the_cifar_stand_in() -> None:
-    df = make_runs(("mnist", "digits-cifar"), seeds=2)
-    fixed = df[(df["dataset"] == "digits-cifar") & (df["strategy"] != "full")].assign(schedule_after_pruning="fixed")
-    table = ablation_schedule(pd.concat([df, fixed], ignore_index=True))
+def test_table1_cells_come_from_the_data_and_the_paper_only_where_it_has_them() -> None:
+    df = make_runs(("digits-mnist",), seeds=2, strategies=("high", "random"), keeps=(0.4, 0.6), epochs=(3,))
+    wide = table1(df)
+    cells = ["high loss p=0.6", "high loss p=0.4", "random p=0.6", "random p=0.4"]
+    assert [c for c in wide.columns if c.endswith(": ours")] == [f"{c}: ours" for c in cells]
+    row = wide[wide["metric"] == "clean acc (%)"].iloc[0]
+    assert row["random p=0.6: paper"] == "98.01 ± 0.12"  # MNIST's random keep 0.4
+    for cell in ("high loss p=0.6", "high loss p=0.4", "random p=0.4"):
+        assert row[f"{cell}: paper"] == row[f"{cell}: ours - paper"] == "—"
+    runs = df[(df["strategy"] == "high") & (df["keep"] == 0.6)]["clean_acc_pct"]
+    assert row["high loss p=0.4: ours"] == f"{runs.mean():.2f} ± {runs.std():.2f} (n=2)"
+
+
+def test_demo_tables_hold_the_demo_cells() -> None:
+    df = grid_runs(DEMO_GRIDS, "table1")
+    wide = table1(df)
+    assert set(wide["dataset"]) == {"digits-mnist (paper: MNIST)", "digits-cifar (paper: CIFAR-10)"}
+    assert [c for c in wide.columns if c.endswith(": ours")] == [f"{cell_header(c)}: ours" for c in TABLE1_CELLS]
+    ablation = ablation_schedule(grid_runs(DEMO_GRIDS, "ablation_schedule"))
+    assert [c for c in ablation.columns if c.endswith(": ours")] == ["loss p=0.6: ours", "random p=0.6: ours"]
+    assert sorted(ablation["schedule after pruning"].unique()) == ["fixed", "rescale"] and len(ablation) == 2 * 3
+
+
+def test_ablation_covers_both_schedules_and_full_data_joins_each() -> None:
+    df = make_runs(("digits-cifar",), seeds=2, strategies=("low+high", "random"), keeps=(0.4, 1.0), epochs=(3,),
+                   schedules=("rescale", "fixed"))  # fmt: skip
+    values = table_values(df, by=["schedule_after_pruning"])
+    full = values[(values["cell"] == "full") & (values["metric"] == "aa_acc_pct")]
+    assert sorted(full["schedule_after_pruning"]) == ["fixed", "rescale"] and set(full["n"]) == {2}
+    table = ablation_schedule(df)
     assert set(table["dataset"]) == {"digits-cifar (paper: CIFAR-10)"}
-    assert sorted(table["schedule after pruning"].unique()) == ["fixed", "rescale"]
-    assert "full: ours" not in table.columns and len(table) == 2 * 3
+    assert sorted(table["schedule after pruning"].unique()) == ["fixed", "rescale"] and len(table) == 2 * 3
 
 
 def test_table_files_are_written(tmp_path: Path) -> None:
-    table = table1(make_runs())
+    table = table1(grid_runs(PAPER_GRIDS, "table1"))
     write_table_files(table, tmp_path / "table1", "A caption with n = 3 | and a pipe")
     csv, tex, md = (tmp_path / f"table1.{s}" for s in ("csv", "tex", "md"))
     assert pd.read_csv(csv).shape == table.shape

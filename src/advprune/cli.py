@@ -131,11 +131,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_checkpoint(
         args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=choose_device(args.device),
         batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
-        state_path=args.out.with_name(args.out.name + ".autoattack-state.json"),
     )
     write_json(args.out, metrics)
-    # The AutoAttack state only serves an interrupted evaluation; a finished one must not be "resumed" later.
-    args.out.with_name(args.out.name + ".autoattack-state.json").unlink(missing_ok=True)
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
     return 0
 

@@ -20,7 +20,8 @@ DropRule = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 def n_kept(n_points: int, keep: float) -> int:
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
-    exact = (Decimal(repr(keep)) * n_points).to_integral_value(rounding=ROUND_HALF_UP)
+    # repr(float(...)): the shortest decimal that reads back as this float; numpy scalars' repr is "np.float64(0.45)".
+    exact = (Decimal(repr(float(keep))) * n_points).to_integral_value(rounding=ROUND_HALF_UP)
     return max(1, int(exact))
 
 

@@ -285,7 +285,8 @@ class Trainer:
         self.state["kept"] = select(scores, run.keep, run.strategy, seed=run.seed)
         self.state["scores"] = scores.astype(np.float32)
         self._sync()
-        self.state["scoring_seconds"] += time.perf_counter() - start
+        if run.strategy in NEEDS_SCORES:  # a run that scores nothing (random) has no scoring time
+            self.state["scoring_seconds"] += time.perf_counter() - start
 
     def _monitor(self, epoch: int) -> dict[str, Any]:
         start = time.perf_counter()

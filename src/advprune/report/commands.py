@@ -7,7 +7,7 @@ schedule ablation uses both schedules. Full-data models match any schedule.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -41,12 +41,14 @@ def run_figure(
     schedule: str = "rescale",
     precision: str = "fp32",
     seeds: Sequence[int] | None = None,
-    **options: Any,
+    prune_epoch: int | None = None,
 ) -> None:
-    """Draw figure `name` (fig1-5, fig7) from the run table; `options` (prune_epoch, keeps) override SPEC's grid."""
+    """Draw figure `name` (fig1-5, fig7) from every row of the run table of that schedule and precision (the
+    workflow's table holds exactly the figure's grid); `prune_epoch` (None: all) selects pruned rows."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
-    FIGURES[name](select(read_table(table_csv), schedule=schedule, precision=precision, seeds=seeds), out, **options)
+    df = select(read_table(table_csv), schedule=schedule, precision=precision, seeds=seeds)
+    FIGURES[name](df, out, prune_epoch=prune_epoch)
 
 
 def run_table(
@@ -58,9 +60,10 @@ def run_table(
     schedule: str = "rescale",
     precision: str = "fp32",
     seeds: Sequence[int] | None = None,
-    prune_epoch: int = 3,
+    prune_epoch: int | None = None,
 ) -> None:
-    """Write table `name` as `stem`.csv/.tex/.md and as `pdf`."""
+    """Write table `name` as `stem`.csv/.tex/.md and as `pdf`, its cells from the (strategy, keep) pairs present;
+    `prune_epoch` (None: all) selects pruned rows."""
     df = select(read_table(table_csv), precision=precision, seeds=seeds)
     if name == "table1":
         df = select(df, schedule=schedule)

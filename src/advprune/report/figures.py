@@ -1,65 +1,160 @@
-"""The paper's figures 1-5 and 7, drawn from the tidy table (one panel per dataset present).
+"""The paper's figures 1-5 and 7, drawn with seaborn from the tidy table (one panel per dataset present).
 
-Every point is mean ± sd over runs, from `stats.summarise`, so n and collapsed runs are known per point: the title
-states n once when it is the same for every point, otherwise each point carries its own "n="; points with collapsed
-runs say how many. Collapsed runs are included in the means (the paper's MNIST sd of 7-11 points suggests it did the
-same), and the title gives their total.
+A figure plots every row of the table it is given: the workflow builds one table per artefact holding exactly the
+models of that artefact's grid, so lines, keeps and pruning epochs come from the data, never from a built-in grid.
+Only an explicit `prune_epoch` selects rows (full-data runs always stay: they have no pruning epoch).
 
-Figures are built on `matplotlib.figure.Figure` rather than pyplot: no GUI backend is ever selected (the file is
-rendered by Agg/PDF from its suffix) and no global figure state is left behind. The output format follows `out`'s
-suffix; the workflow asks for PDF.
+seaborn draws each point as the mean ± sd (ddof=1) of the per-run rows. The annotations come from
+`stats.summarise` over the same rows, so n and collapsed runs are known per point: the title states n once when it
+is the same for every point, otherwise each point carries its own "n="; points with collapsed runs say how many.
+Collapsed runs are included in the means (the paper's MNIST sd of 7-11 points suggests it did the same), and the
+title gives their total. Full-data runs (keep 1.0) are copied into every line (`selection.expand_full`), so all
+lines meet at the same point; in figure 1, whose x axis is the pruning epoch, they are a horizontal reference.
+
+Figures are built on `matplotlib.figure.Figure` and seaborn's `ax=` API rather than pyplot: no GUI backend is ever
+selected (the file is rendered by Agg/PDF from its suffix) and no global figure state is left behind. The output
+format follows `out`'s suffix; the workflow asks for PDF. `build_*` functions return the Figure (for tests and
+notebooks), `draw_*` functions write it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from advprune.report.labels import (
     KEEP_LABEL,
     METRIC_LABELS,
-    PAPER_DATASET,
     STRATEGY_LABELS,
     STRATEGY_ORDER,
     display_name,
     ordered_datasets,
     ordered_strategies,
 )
-from advprune.report.selection import expand_full, require_single_setting, select
+from advprune.report.selection import FULL, expand_full, require_single_setting, select
 from advprune.report.stats import linear_fit, summarise
 from advprune.runtime import atomic_path
 
 # Okabe-Ito, a colour-blind-safe palette.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 STRATEGY_COLORS = {s: PALETTE[i] for i, s in enumerate(STRATEGY_ORDER)}
-PAPER_STRATEGIES = ("high", "low", "low+high", "random")
-# SPEC's grids, as defaults: the run table holds every model, and e.g. fig1's keep 0.7 runs at e = 3 are not fig3's.
-FIG1_KEEPS = (0.9, 0.7)
-FIG2_KEEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-GRID_KEEPS = (0.2, 0.4, 0.6, 0.8, 1.0)
+REFERENCE_COLOR = "0.3"
 
-
-def _checked(df: pd.DataFrame, what: str) -> pd.DataFrame:
-    """The figure's rows, refused when there are no pruned runs or when they mix settings."""
-    if (df["strategy"] == "full").all():  # full-data runs alone match any selection
-        raise ValueError(f"{what}: no rows of the run table (beyond full-data runs) match this figure's selection")
-    require_single_setting(df, what)
-    return df
-
-
-def _keep_label(keep: float) -> str:
-    return f"keep {keep:g} (p={round(1 - keep, 6):g} pruned)"
+# Columns added to the runs while drawing: the line a run belongs to, its dodged x, whether it is a full-data run.
+LINE, X_PLOT, IS_FULL = "line", "x_plotted", "is_full"
 
 
 def save_figure(fig: Figure, out: Path) -> None:
     """Write atomically: a killed job never leaves a half-written file that looks finished."""
     with atomic_path(out) as tmp:
         fig.savefig(tmp, bbox_inches="tight")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rows and lines
+
+
+def _rows(df: pd.DataFrame, what: str, prune_epoch: int | None) -> pd.DataFrame:
+    """The figure's rows (all of them, or those at `prune_epoch` plus full data); refused when there are no pruned
+    runs or when they mix settings."""
+    d = df if prune_epoch is None else select(df, prune_epochs=[prune_epoch])
+    if d.empty or (d["strategy"] == FULL).all():  # full-data runs alone match any selection
+        at = "" if prune_epoch is None else f" at pruning epoch {prune_epoch}"
+        raise ValueError(f"{what}: no rows of the run table (beyond full-data runs){at} to draw")
+    require_single_setting(d, what)
+    return d.assign(**{IS_FULL: d["strategy"] == FULL})
+
+
+def _pruned(d: pd.DataFrame) -> pd.DataFrame:
+    return d[d["strategy"] != FULL]
+
+
+def _epochs(d: pd.DataFrame) -> list[int]:
+    return sorted(int(e) for e in _pruned(d)["prune_epoch"].dropna().unique())
+
+
+def _epoch_text(epochs: Sequence[int]) -> str:
+    return f"e = {epochs[0]}" if len(epochs) == 1 else "e ∈ {" + ", ".join(map(str, epochs)) + "}"
+
+
+def _strategy_label(strategy: str) -> str:
+    return STRATEGY_LABELS.get(strategy, strategy)
+
+
+def keep_label(keep: float) -> str:
+    return f"keep {keep:g} (p={round(1 - keep, 6):g} pruned)"
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Runs with a `LINE` column, the line order and a colour per line."""
+
+    runs: pd.DataFrame
+    order: list[str]
+    palette: dict[str, str]
+
+
+def strategy_lines(d: pd.DataFrame) -> Lines:
+    """One line per strategy present (and per pruning epoch, when the rows hold several), full data in every line."""
+    epochs = _epochs(d)
+    keys = _pruned(d)[["strategy", "prune_epoch"]].drop_duplicates()
+    rank = {s: i for i, s in enumerate(ordered_strategies(keys["strategy"]))}
+    keys = sorted(keys.itertuples(index=False, name=None), key=lambda k: (rank[k[0]], -1 if pd.isna(k[1]) else k[1]))
+
+    def label(strategy: str, epoch: object) -> str:
+        return _strategy_label(strategy) + (f", e = {epoch}" if len(epochs) > 1 else "")
+
+    order = [label(s, e) for s, e in keys]
+    if len(epochs) > 1:
+        palette = {line: PALETTE[i % len(PALETTE)] for i, line in enumerate(order)}
+    else:
+        palette = {label(s, e): STRATEGY_COLORS.get(s, PALETTE[i % len(PALETTE)]) for i, (s, e) in enumerate(keys)}
+    # expand_full copies each full-data row into every line: the line label stands in for the strategy.
+    lines = [FULL if s == FULL else label(s, e) for s, e in zip(d["strategy"], d["prune_epoch"])]
+    runs = expand_full(d.assign(strategy=lines)).rename(columns={"strategy": LINE})
+    return Lines(runs, order, palette)
+
+
+def keep_lines(d: pd.DataFrame) -> Lines:
+    """Figure 1: one line per keep present (and per strategy, when the rows hold several); no full-data rows."""
+    pruned = _pruned(d)
+    strategies = ordered_strategies(pruned["strategy"])
+    keys = sorted(pruned[["strategy", "keep"]].drop_duplicates().itertuples(index=False, name=None),
+                  key=lambda k: (strategies.index(k[0]), k[1]))  # fmt: skip
+
+    def label(strategy: str, keep: float) -> str:
+        return keep_label(keep) + (f", {_strategy_label(strategy)}" if len(strategies) > 1 else "")
+
+    order = [label(s, k) for s, k in keys]
+    runs = pruned.assign(**{LINE: [label(s, k) for s, k in zip(pruned["strategy"], pruned["keep"])]})
+    return Lines(runs, order, {line: PALETTE[i % len(PALETTE)] for i, line in enumerate(order)})
+
+
+def _dodged(lines: Lines, x: str) -> Lines:
+    """Shift each line's x by a small step (a fraction of the closest x spacing) so error bars stay readable."""
+    xs = np.unique(lines.runs[x].dropna().astype(float).to_numpy())
+    step = 0.05 * (float(np.diff(xs).min()) if len(xs) > 1 else 1.0)
+    index = {line: i for i, line in enumerate(lines.order)}
+    centre = (len(lines.order) - 1) / 2
+    shift = lines.runs[LINE].map(lambda line: (index[line] - centre) * step)
+    return Lines(lines.runs.assign(**{X_PLOT: lines.runs[x].astype(float) + shift}), lines.order, lines.palette)
+
+
+def point_summary(lines: Lines, x: str, metric: str) -> pd.DataFrame:
+    """Per dataset, line and x: the mean ± sd, n and collapsed runs that seaborn plots and the labels state."""
+    return summarise(lines.runs, ["dataset", LINE, IS_FULL, x, X_PLOT], metric)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Drawing
 
 
 def _n_note(summaries: Sequence[pd.DataFrame], runs: pd.DataFrame) -> tuple[bool, str]:
@@ -73,35 +168,35 @@ def _n_note(summaries: Sequence[pd.DataFrame], runs: pd.DataFrame) -> tuple[bool
     return len(ns) > 1, f"mean ± sd, {n_text}; {failed_text}"
 
 
-def _draw_lines(
-    ax: Axes,
-    summary: pd.DataFrame,
-    x: str,
-    hue: str,
-    hues: Sequence,
-    label: Callable[[object], str],
-    color: Callable[[object], str],
-    show_n: bool,
-    dodge: float,
-    shared_x: float | None = None,
-) -> None:
-    """One errorbar line per hue value, shifted `dodge` x units apart so their bars stay readable.
+def _point_text(n: int, failed: int, show_n: bool) -> str:
+    return ", ".join(t for t in (f"n={n}" if show_n else "", f"{failed} coll." if failed else "") if t)
 
-    Points are labelled with n (when `show_n`) and their collapsed-run count (when non-zero); the point at `shared_x`
-    (the full-data model every line shares) is labelled by the first line only.
+
+def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: str, show_n: bool) -> None:
+    """seaborn's mean ± sd lines for one panel's runs, then the n / collapsed labels from `summary`.
+
+    The full-data point every line shares is labelled by the first line only.
     """
-    for i, key in enumerate(hues):
-        points = summary[summary[hue] == key].sort_values(x)
-        xs = points[x].astype(float).to_numpy()
-        shifted = xs + (i - (len(hues) - 1) / 2) * dodge
-        ax.errorbar(
-            shifted, points["mean"], yerr=points["sd"].fillna(0.0), marker="o", markersize=3, capsize=2, linewidth=1,
-            color=color(key), label=label(key),
-        )  # fmt: skip
-        for x0, xi, mean, n, failed in zip(xs, shifted, points["mean"], points["n"], points["n_failed"]):
-            text = ", ".join(t for t in (f"n={n}" if show_n else "", f"{failed} coll." if failed else "") if t)
-            if text and not (i > 0 and x0 == shared_x):
-                ax.annotate(text, (xi, mean), xytext=(2, 3), textcoords="offset points", fontsize=5, color=color(key))
+    present = set(lines.runs[LINE])
+    order = [line for line in lines.order if line in present]
+    sns.lineplot(
+        data=lines.runs[[LINE, X_PLOT, metric]], x=X_PLOT, y=metric, hue=LINE, hue_order=order,
+        palette={line: lines.palette[line] for line in order}, errorbar="sd", err_style="bars", marker="o",
+        markersize=4, linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
+    )  # fmt: skip
+    for p in summary.itertuples(index=False):
+        line = getattr(p, LINE)
+        text = _point_text(p.n, p.n_failed, show_n)
+        if text and not (getattr(p, IS_FULL) and line != order[0]):
+            ax.annotate(text, (getattr(p, X_PLOT), p.mean), xytext=(2, 3), textcoords="offset points", fontsize=5,
+                        color=lines.palette[line])  # fmt: skip
+    ticks = sorted(lines.runs[x].dropna().astype(float).unique())
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+
+
+def _take_legend(ax: Axes) -> None:
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
 
 
 def _figure_legend(fig: Figure, axes: np.ndarray) -> None:
@@ -110,6 +205,7 @@ def _figure_legend(fig: Figure, axes: np.ndarray) -> None:
     for ax in axes.flat:
         for handle, text in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(text, handle)
+        _take_legend(ax)
     fig.legend(
         list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=7
     )
@@ -123,147 +219,149 @@ def _panel_grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
     return fig, axes
 
 
-def _strategy_lines(
-    df: pd.DataFrame, out: Path, metrics: Sequence[str], strategies: Sequence[str], title: str
-) -> None:
-    """Metric(s) vs keep, one line per strategy, one column of panels per dataset, one row per metric."""
-    # Full-data rows join the lines of the strategies actually present (all requested ones if only full data is).
-    expanded = expand_full(df, [s for s in strategies if (df["strategy"] == s).any()] or strategies)
-    datasets = ordered_datasets(expanded["dataset"])
-    hues = ordered_strategies(expanded["strategy"])
-    summaries = {m: summarise(expanded, ["dataset", "strategy", "keep"], m) for m in metrics}
-    show_n, note = _n_note(list(summaries.values()), df)
+def _strategies_text(d: pd.DataFrame, sep: str = ", ") -> str:
+    return sep.join(_strategy_label(s) for s in ordered_strategies(_pruned(d)["strategy"]))
+
+
+def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str) -> Figure:
+    """Metric(s) vs keep, one line per strategy present, one column of panels per dataset, one row per metric."""
+    lines = _dodged(strategy_lines(d), "keep")
+    datasets = ordered_datasets(lines.runs["dataset"])
+    summaries = {m: point_summary(lines, "keep", m) for m in metrics}
+    show_n, note = _n_note(list(summaries.values()), d)
     fig, axes = _panel_grid(len(metrics), len(datasets))
     for row, metric in enumerate(metrics):
         for col, dataset in enumerate(datasets):
             ax = axes[row, col]
+            panel = Lines(lines.runs[lines.runs["dataset"] == dataset], lines.order, lines.palette)
             summary = summaries[metric][summaries[metric]["dataset"] == dataset]
-            _draw_lines(
-                ax, summary, "keep", "strategy", [h for h in hues if h in set(summary["strategy"])],
-                lambda s: STRATEGY_LABELS.get(s, s), STRATEGY_COLORS.get, show_n, dodge=0.008, shared_x=1.0,
-            )  # fmt: skip
-            panel = f"({'ab'[row]}) " if len(metrics) > 1 else ""
-            ax.set(title=f"{panel}{display_name(dataset)}", xlabel=KEEP_LABEL, ylabel=METRIC_LABELS[metric])
+            _draw_lines(ax, panel, summary, "keep", metric, show_n)
+            label = f"({'ab'[row]}) " if len(metrics) > 1 else ""
+            ax.set(title=f"{label}{display_name(dataset)}", xlabel=KEEP_LABEL, ylabel=METRIC_LABELS[metric])
     _figure_legend(fig, axes)
-    fig.suptitle(f"{title}\n{note}", fontsize=9)
-    save_figure(fig, out)
+    fig.suptitle(f"{title}, pruning after {_epoch_text(_epochs(d))}\n{note}", fontsize=9)
+    return fig
 
 
-def draw_fig1(df: pd.DataFrame, out: Path, *, keeps: Sequence[float] = FIG1_KEEPS) -> None:
-    """AutoAttack accuracy vs pruning epoch, random pruning, one line per keep."""
-    d = _checked(select(df[df["strategy"] == "random"], keeps=keeps), "fig1")
-    summary = summarise(d, ["dataset", "keep", "prune_epoch"], "aa_acc_pct")
-    show_n, note = _n_note([summary], d)
+# ---------------------------------------------------------------------------------------------------------------------
+# The figures
+
+
+def build_fig1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+    """AutoAttack accuracy vs pruning epoch, one line per keep present; full data (if any) as a reference band."""
+    d = _rows(df, "fig1", prune_epoch)
+    lines = _dodged(keep_lines(d), "prune_epoch")
+    summary = point_summary(lines, "prune_epoch", "aa_acc_pct")
+    full = summarise(d[d[IS_FULL]], ["dataset"], "aa_acc_pct")
+    show_n, note = _n_note([summary, full], d)
     datasets = ordered_datasets(d["dataset"])
-    keeps = sorted(d["keep"].unique(), reverse=True)
-    keep_colors = dict(zip(keeps, PALETTE))
     fig, axes = _panel_grid(1, len(datasets))
     for ax, dataset in zip(axes[0], datasets):
-        panel = summary[summary["dataset"] == dataset]
-        _draw_lines(
-            ax, panel, "prune_epoch", "keep", [k for k in keeps if k in set(panel["keep"])], _keep_label,
-            keep_colors.get, show_n, dodge=0.08,
-        )  # fmt: skip
+        panel = Lines(lines.runs[lines.runs["dataset"] == dataset], lines.order, lines.palette)
+        if not panel.runs.empty:
+            _draw_lines(ax, panel, summary[summary["dataset"] == dataset], "prune_epoch", "aa_acc_pct", show_n)
+        for ref in full[full["dataset"] == dataset].itertuples(index=False):
+            ax.axhline(ref.mean, linestyle="--", linewidth=1, color=REFERENCE_COLOR, label="full data, mean ± sd")
+            if math.isfinite(ref.sd):
+                ax.axhspan(ref.mean - ref.sd, ref.mean + ref.sd, color=REFERENCE_COLOR, alpha=0.12, linewidth=0)
+            text = _point_text(ref.n, ref.n_failed, show_n)
+            if text:
+                ax.annotate(text, (0.0, ref.mean), xycoords=("axes fraction", "data"), xytext=(2, 3),
+                            textcoords="offset points", fontsize=5, color=REFERENCE_COLOR)  # fmt: skip
         ax.set(title=display_name(dataset), xlabel="pruning epoch e", ylabel=METRIC_LABELS["aa_acc_pct"])
     _figure_legend(fig, axes)
-    fig.suptitle(f"Random pruning: AutoAttack accuracy vs pruning epoch\n{note}", fontsize=9)
-    save_figure(fig, out)
+    fig.suptitle(f"AutoAttack accuracy vs pruning epoch, {_strategies_text(d)} pruning\n{note}", fontsize=9)
+    return fig
 
 
-def draw_fig2(
-    df: pd.DataFrame, out: Path, *, prune_epoch: int = 1, keeps: Sequence[float] = FIG2_KEEPS
-) -> None:
-    """AutoAttack accuracy vs keep, random pruning at epoch `prune_epoch`, full data at keep 1.0."""
-    d = _checked(select(df, strategies=["random"], keeps=keeps, prune_epochs=[prune_epoch]), "fig2")
-    _strategy_lines(d, out, ["aa_acc_pct"], ["random"], f"Random pruning after e = {prune_epoch}")
+def build_fig2(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+    """AutoAttack accuracy vs keep for the (random) pruning present, full data at keep 1.0."""
+    d = _rows(df, "fig2", prune_epoch)
+    return _strategy_figure(d, ["aa_acc_pct"], f"AutoAttack accuracy vs keep, {_strategies_text(d)} pruning")
 
 
-def draw_strategy_comparison(
-    df: pd.DataFrame,
-    out: Path,
-    *,
-    prune_epoch: int = 3,
-    keeps: Sequence[float] = GRID_KEEPS,
-    strategies: Sequence[str] = PAPER_STRATEGIES,
-) -> None:
-    """(a) clean and (b) AutoAttack accuracy vs keep, one line per strategy (figures 3 and 4)."""
-    d = _checked(select(df, strategies=strategies, keeps=keeps, prune_epochs=[prune_epoch]), "strategy comparison")
-    _strategy_lines(
-        d, out, ["clean_acc_pct", "aa_acc_pct"], strategies, f"Pruning strategies, pruning after e = {prune_epoch}"
-    )
+def build_strategy_comparison(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+    """(a) clean and (b) AutoAttack accuracy vs keep, one line per strategy present (figures 3 and 4)."""
+    d = _rows(df, "strategy comparison", prune_epoch)
+    return _strategy_figure(d, ["clean_acc_pct", "aa_acc_pct"], f"Accuracy vs keep: {_strategies_text(d)}")
 
 
-def _standing_in_for(df: pd.DataFrame, paper_dataset: str) -> pd.DataFrame:
-    return df[df["dataset"].map(PAPER_DATASET) == paper_dataset]
+def build_fig7(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+    """AutoAttack accuracy vs keep, one line per strategy present (random and low+high in the paper)."""
+    d = _rows(df, "fig7", prune_epoch)
+    return _strategy_figure(d, ["aa_acc_pct"], f"AutoAttack accuracy vs keep: {_strategies_text(d, ' vs ')}")
 
 
-def draw_fig3(df: pd.DataFrame, out: Path, **options: Any) -> None:
-    """Figure 3: the strategy comparison on MNIST (or the demo's digits with MNIST settings)."""
-    draw_strategy_comparison(_standing_in_for(df, "mnist"), out, **options)
-
-
-def draw_fig4(df: pd.DataFrame, out: Path, **options: Any) -> None:
-    """Figure 4: the strategy comparison on CIFAR-10 (or the demo's digits with CIFAR-10 settings)."""
-    draw_strategy_comparison(_standing_in_for(df, "cifar10"), out, **options)
-
-
-def _fig5_runs(df: pd.DataFrame, prune_epoch: int, keeps: Sequence[float]) -> pd.DataFrame:
-    return _checked(select(df, strategies=["random"], keeps=keeps, prune_epochs=[prune_epoch]), "fig5")
-
-
-def fig5_fits(df: pd.DataFrame, *, prune_epoch: int = 3, keeps: Sequence[float] = GRID_KEEPS) -> pd.DataFrame:
-    """Per dataset, the least-squares line time_minutes = slope * keep + intercept over individual random runs."""
-    d = expand_full(_fig5_runs(df, prune_epoch, keeps), ["random"])
+def fig5_fits(df: pd.DataFrame, *, prune_epoch: int | None = None) -> pd.DataFrame:
+    """Per dataset and line, the least-squares line time_minutes = slope * keep + intercept over individual runs
+    (full-data runs included in every line)."""
+    lines = strategy_lines(_rows(df, "fig5", prune_epoch))
     rows = []
-    for dataset in ordered_datasets(d["dataset"]):
-        runs = d[d["dataset"] == dataset]
-        fit = linear_fit(runs["keep"].to_numpy(), runs["time_minutes"].to_numpy())
-        rows.append({"dataset": dataset, "slope": fit.slope, "intercept": fit.intercept, "r2": fit.r2, "n": fit.n})
-    return pd.DataFrame(rows, columns=["dataset", "slope", "intercept", "r2", "n"])
+    for dataset in ordered_datasets(lines.runs["dataset"]):
+        for line in lines.order:
+            runs = lines.runs[(lines.runs["dataset"] == dataset) & (lines.runs[LINE] == line)]
+            runs = runs[runs["time_minutes"].notna()]
+            if runs.empty:
+                continue
+            fit = linear_fit(runs["keep"].to_numpy(), runs["time_minutes"].to_numpy())
+            rows.append({"dataset": dataset, LINE: line, "slope": fit.slope, "intercept": fit.intercept,
+                         "r2": fit.r2, "n": fit.n})  # fmt: skip
+    return pd.DataFrame(rows, columns=["dataset", LINE, "slope", "intercept", "r2", "n"])
 
 
-def draw_fig5(df: pd.DataFrame, out: Path, *, prune_epoch: int = 3, keeps: Sequence[float] = GRID_KEEPS) -> None:
-    """Training + scoring time vs keep (random pruning), with a linear fit per dataset; states jobs per GPU."""
-    d = _fig5_runs(df, prune_epoch, keeps)
-    summary = summarise(expand_full(d, ["random"]), ["dataset", "keep"], "time_minutes")
-    fits = fig5_fits(d, prune_epoch=prune_epoch, keeps=keeps).set_index("dataset")
+def build_fig5(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+    """Training + scoring time vs keep, with a linear fit per line and dataset; states jobs per GPU and device."""
+    d = _rows(df, "fig5", prune_epoch)
+    lines = _dodged(strategy_lines(d), "keep")
+    summary = point_summary(lines, "keep", "time_minutes")
+    fits = fig5_fits(d)
     show_n, note = _n_note([summary], d)
     jobs = ", ".join(str(j) for j in sorted(d["jobs_on_device"].dropna().unique()))
-    devices = ", ".join(sorted(d["device"].unique()))
+    devices = ", ".join(sorted(d["device"].dropna().unique()))
     datasets = ordered_datasets(d["dataset"])
     fig, axes = _panel_grid(1, len(datasets))
     for ax, dataset in zip(axes[0], datasets):
-        panel = summary[summary["dataset"] == dataset].assign(series="random")
-        _draw_lines(ax, panel, "keep", "series", ["random"], lambda _: "random pruning, mean ± sd",
-                    lambda _: STRATEGY_COLORS["random"], show_n, dodge=0.0)  # fmt: skip
-        fit = fits.loc[dataset]
-        if np.isfinite(fit["slope"]):
-            xs = np.array([0.0, 1.0])
-            label = f"fit: {fit['slope']:.3g}·keep + {fit['intercept']:.3g} min, R²={fit['r2']:.3f}"
-            ax.plot(xs, fit["slope"] * xs + fit["intercept"], linestyle="--", linewidth=1, color="0.3", label=label)
+        panel = Lines(lines.runs[lines.runs["dataset"] == dataset], lines.order, lines.palette)
+        _draw_lines(ax, panel, summary[summary["dataset"] == dataset], "keep", "time_minutes", show_n)
+        for fit in fits[fits["dataset"] == dataset].itertuples(index=False):
+            if not np.isfinite(fit.slope):
+                continue
+            xs = np.array([0.0, float(panel.runs["keep"].max())])
+            which = f" ({getattr(fit, LINE)})" if len(lines.order) > 1 else ""
+            label = f"fit{which}: {fit.slope:.3g}·keep + {fit.intercept:.3g} min, R²={fit.r2:.3f}"
+            ax.plot(xs, fit.slope * xs + fit.intercept, linestyle="--", linewidth=1,
+                    color=lines.palette[getattr(fit, LINE)] if which else REFERENCE_COLOR, label=label)  # fmt: skip
         ax.set(title=display_name(dataset), xlabel=KEEP_LABEL, ylabel=METRIC_LABELS["time_minutes"])
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7)  # per panel: the fits differ between datasets
     fig.suptitle(
-        f"Time vs keep, random pruning after e = {prune_epoch}; jobs per GPU: {jobs}; device: {devices}\n{note}",
+        f"Time vs keep, {_strategies_text(d)} pruning after {_epoch_text(_epochs(d))}; jobs per GPU: {jobs}; "
+        f"device: {devices}\n{note}",
         fontsize=9,
     )
-    save_figure(fig, out)
+    return fig
 
 
-def draw_fig7(df: pd.DataFrame, out: Path, *, prune_epoch: int = 1, keeps: Sequence[float] = GRID_KEEPS) -> None:
-    """AutoAttack accuracy vs keep, random vs low+high pruning at epoch `prune_epoch`."""
-    strategies = ["low+high", "random"]
-    d = _checked(select(df, strategies=strategies, keeps=keeps, prune_epochs=[prune_epoch]), "fig7")
-    _strategy_lines(d, out, ["aa_acc_pct"], strategies, f"Random vs low+high pruning after e = {prune_epoch}")
-
-
-FIGURES: dict[str, Callable[..., None]] = {
-    "fig1": draw_fig1,
-    "fig2": draw_fig2,
-    "fig3": draw_fig3,
-    "fig4": draw_fig4,
-    "fig5": draw_fig5,
-    "fig7": draw_fig7,
+BUILDERS: dict[str, Callable[..., Figure]] = {
+    "fig1": build_fig1,
+    "fig2": build_fig2,
+    "fig3": build_strategy_comparison,  # MNIST (or its stand-in): the rows the workflow gives it
+    "fig4": build_strategy_comparison,  # CIFAR-10 (or its stand-in)
+    "fig5": build_fig5,
+    "fig7": build_fig7,
 }
 
+
+def _drawer(name: str) -> Callable[..., Figure]:
+    def draw(df: pd.DataFrame, out: Path, *, prune_epoch: int | None = None) -> Figure:
+        fig = BUILDERS[name](df, prune_epoch=prune_epoch)
+        save_figure(fig, out)
+        return fig
+
+    draw.__name__ = f"draw_{name}"
+    draw.__doc__ = f"Write {name} (see `{BUILDERS[name].__name__}`) to `out`; return the Figure."
+    return draw
+
+
+FIGURES: dict[str, Callable[..., Figure]] = {name: _drawer(name) for name in BUILDERS}
+draw_fig1, draw_fig2, draw_fig3, draw_fig4, draw_fig5, draw_fig7 = (FIGURES[n] for n in BUILDERS)

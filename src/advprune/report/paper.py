@@ -6,6 +6,8 @@ Its CIFAR-10 columns are scrambled in the extracted text; SPEC fixes the assignm
 
 from __future__ import annotations
 
+from advprune.report.labels import STRATEGY_LABELS
+
 Cell = tuple[str, float]  # (strategy, keep)
 
 # Table 1 column order, as the paper prints it.
@@ -39,9 +41,10 @@ TABLE2: dict[tuple[str, bool], tuple[float, float]] = {
 
 
 def cell_header(cell: Cell) -> str:
-    """Table 1's column header in the paper's terms: 'loss p=0.6' for low+high at keep 0.4, 'full' for keep 1.0."""
+    """Table 1's column header in the paper's terms: 'loss p=0.6' for low+high at keep 0.4, 'full' for keep 1.0;
+    strategies the table lacks by their figure labels ('high loss p=0.6')."""
     strategy, keep = cell
     if strategy == "full":
         return "full"
-    name = "loss" if strategy == "low+high" else strategy
+    name = {"low+high": "loss", "random": "random"}.get(strategy) or STRATEGY_LABELS.get(strategy, strategy)
     return f"{name} p={round(1.0 - keep, 6):g}"

@@ -1,9 +1,12 @@
 """Table 1 (ours beside the paper's, with the difference) and the schedule ablation, and their files.
 
-Each cell reports ours as "mean ± sd (n=...)", the paper's "mean ± sd", ours - paper (means) and how many of our
-runs collapsed (they are included in the means). Columns use the paper's own terms: p = fraction pruned = 1 - keep,
-"loss" = low+high. For the demo's digits datasets the paper column holds the values of the dataset they stand in for,
-and the row label says so: compare orderings, not digits.
+A table's cells are the (strategy, keep) pairs present in the rows it is given (the workflow's table holds exactly
+the artefact's grid), in the paper's order: strategies as in the figures, keeps ascending, full data last. Each cell
+reports ours as "mean ± sd (n=...)", the paper's "mean ± sd" and ours - paper (means) where the paper has that cell
+(low+high and random at keep 0.4 and 0.8, full data; "—" elsewhere), and how many of our runs collapsed (they are
+included in the means). Columns use the paper's own terms: p = fraction pruned = 1 - keep, "loss" = low+high.
+For the demo's digits datasets the paper column holds the values of the dataset they stand in for, and the row label
+says so: compare orderings, not digits.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from advprune.report.figures import save_figure
-from advprune.report.labels import PAPER_DATASET, dataset_label, ordered_datasets, paper_dataset
-from advprune.report.paper import TABLE1, TABLE1_CELLS, TABLE1_METRICS, TABLE1_N, Cell, cell_header
-from advprune.report.selection import require_single_setting, select
+from advprune.report.labels import dataset_label, ordered_datasets, ordered_strategies, paper_dataset
+from advprune.report.paper import TABLE1, TABLE1_METRICS, TABLE1_N, cell_header
+from advprune.report.selection import FULL, require_single_setting, select
 from advprune.report.stats import summarise
 from advprune.runtime import atomic_path
 
@@ -29,19 +32,64 @@ TABLE_METRIC_LABELS = {
     "time_minutes": "time (min)",
 }
 SCHEDULE = "schedule_after_pruning"
+MISSING = "—"  # where the paper has no value for a cell
 
 
-def table_values(
-    df: pd.DataFrame, *, cells: Sequence[Cell] = TABLE1_CELLS, prune_epoch: int = 3, by: Sequence[str] = ()
-) -> pd.DataFrame:
-    """Long, numeric form: one row per dataset x `by` x metric x cell with our mean, sd, n, n_failed, the paper's
-    mean and sd, and diff = our mean - the paper's. Cells without runs have n = 0 and NaN statistics."""
-    d = select(df, strategies=[s for s, _ in cells], keeps=[k for _, k in cells], prune_epochs=[prune_epoch])
+def _rows(df: pd.DataFrame, what: str, prune_epoch: int | None) -> pd.DataFrame:
+    d = df if prune_epoch is None else select(df, prune_epochs=[prune_epoch])
     if d.empty:
-        raise ValueError(f"table: no runs match cells {list(cells)} with pruning epoch {prune_epoch}")
+        at = "" if prune_epoch is None else f" at pruning epoch {prune_epoch}"
+        raise ValueError(f"{what}: no rows of the run table{at} to tabulate")
+    return d
+
+
+def _epochs(d: pd.DataFrame) -> list[int]:
+    return sorted(int(e) for e in d.loc[d["strategy"] != FULL, "prune_epoch"].dropna().unique())
+
+
+def _epoch_text(epochs: Sequence[int]) -> str:
+    return "e = " + ", ".join(map(str, epochs)) if epochs else "no pruning"
+
+
+def _full_in_every_schedule(d: pd.DataFrame) -> pd.DataFrame:
+    """Full-data runs have no schedule after pruning: they join the group of every schedule present."""
+    full = d[SCHEDULE].isna()
+    schedules = sorted(d.loc[~full, SCHEDULE].unique())
+    if not schedules or not full.any():
+        return d
+    return pd.concat([d[~full], *(d[full].assign(**{SCHEDULE: s}) for s in schedules)], ignore_index=True)
+
+
+def _cells(d: pd.DataFrame) -> list[tuple[str, str, float, int | None]]:
+    """(header, strategy, keep, pruning epoch) per cell present: strategies in figure order, full data last, keeps
+    ascending; the epoch joins the header only when the rows hold several."""
+    epochs = _epochs(d)
+    keys = d[["strategy", "keep", "prune_epoch"]].drop_duplicates()
+    rank = {s: i for i, s in enumerate([*ordered_strategies(set(keys["strategy"]) - {FULL}), FULL])}
+    cells = []
+    for strategy, keep, epoch in keys.itertuples(index=False, name=None):
+        epoch = None if strategy == FULL or pd.isna(epoch) else int(epoch)
+        header = cell_header((strategy, keep)) + (f" e={epoch}" if len(epochs) > 1 and epoch is not None else "")
+        cells.append((header, strategy, keep, epoch))
+    return sorted(set(cells), key=lambda c: (rank[c[1]], -1 if c[3] is None else c[3], c[2]))
+
+
+def table_values(df: pd.DataFrame, *, prune_epoch: int | None = None, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Long, numeric form: one row per dataset x `by` x metric x cell present with our mean, sd, n, n_failed, the
+    paper's mean and sd (NaN where the paper has no such cell), and diff = our mean - the paper's. Cells without runs
+    for a dataset have n = 0 and NaN statistics."""
+    d = _rows(df, "table", prune_epoch)
     require_single_setting(d, "table", varying=by)
-    d = d.assign(keep=d["keep"].round(6))  # so a cell's keep finds its rows by exact lookup
-    keys = ["dataset", *by, "strategy", "keep"]
+    d = d.assign(keep=d["keep"].round(6))  # so a cell's keep matches the paper's exactly
+    if SCHEDULE in by:
+        d = _full_in_every_schedule(d)
+    cells = _cells(d)
+    header = {(s, k, e): h for h, s, k, e in cells}
+    d = d.assign(cell=[
+        header[(s, k, None if s == FULL or pd.isna(e) else int(e))]
+        for s, k, e in zip(d["strategy"], d["keep"], d["prune_epoch"])
+    ])  # fmt: skip
+    keys = ["dataset", *by, "cell"]
     summaries = {m: summarise(d, keys, m).set_index(keys) for m in TABLE1_METRICS}
     datasets = ordered_datasets(d["dataset"])
     groups = sorted(
@@ -51,14 +99,15 @@ def table_values(
     rows = []
     for group in groups:
         for metric in TABLE1_METRICS:
-            for cell in cells:
-                key = (*group, *cell)
+            for name, strategy, keep, epoch in cells:
+                key = (*group, name)
                 ours = summaries[metric].loc[key] if key in summaries[metric].index else None
-                paper_mean, paper_sd = TABLE1.get((paper_dataset(group[0]), cell, metric), (math.nan, math.nan))
+                paper_mean, paper_sd = TABLE1.get((paper_dataset(group[0]), (strategy, keep), metric),
+                                                  (math.nan, math.nan))  # fmt: skip
                 mean = ours["mean"] if ours is not None else math.nan
                 rows.append({
-                    "dataset": group[0], **dict(zip(by, group[1:])), "metric": metric, "cell": cell_header(cell),
-                    "strategy": cell[0], "keep": cell[1], "mean": mean,
+                    "dataset": group[0], **dict(zip(by, group[1:])), "metric": metric, "cell": name,
+                    "strategy": strategy, "keep": keep, "prune_epoch": epoch, "mean": mean,
                     "sd": ours["sd"] if ours is not None else math.nan,
                     "n": int(ours["n"]) if ours is not None else 0,
                     "n_failed": int(ours["n_failed"]) if ours is not None else 0,
@@ -79,7 +128,13 @@ def _paper_number(value: float) -> str:
 
 
 def _paper_text(mean: float, sd: float) -> str:
-    return "" if math.isnan(mean) else f"{_paper_number(mean)} ± {_paper_number(sd)}"
+    return MISSING if math.isnan(mean) else f"{_paper_number(mean)} ± {_paper_number(sd)}"
+
+
+def _diff_value(diff: float, paper_mean: float) -> float | str:
+    if math.isnan(paper_mean):
+        return MISSING
+    return round(diff, 2)  # NaN where we have no runs: an empty field
 
 
 def _wide(values: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -92,56 +147,49 @@ def _wide(values: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         for v in group.itertuples():
             row[f"{v.cell}: ours"] = _ours_text(v.mean, v.sd, v.n)
             row[f"{v.cell}: paper"] = _paper_text(v.paper_mean, v.paper_sd)
-            row[f"{v.cell}: ours - paper"] = round(v.diff, 2)
+            row[f"{v.cell}: ours - paper"] = _diff_value(v.diff, v.paper_mean)
             row[f"{v.cell}: collapsed"] = v.n_failed
         rows.append(row)
     return pd.DataFrame(rows).rename(columns={SCHEDULE: "schedule after pruning"})
 
 
-def table1(df: pd.DataFrame, *, prune_epoch: int = 3) -> pd.DataFrame:
-    """Paper Table 1: datasets x {clean acc, AutoAttack acc, time} rows, the five cells as columns."""
+def table1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> pd.DataFrame:
+    """Paper Table 1: datasets x {clean acc, AutoAttack acc, time} rows, one column group per cell present."""
     return _wide(table_values(df, prune_epoch=prune_epoch), ())
 
 
-def _cifar_like(df: pd.DataFrame) -> pd.DataFrame:
-    d = df[df["dataset"].map(PAPER_DATASET) == "cifar10"]
-    if d.empty:
-        raise ValueError("ablation_schedule: no CIFAR-10 (or digits-cifar) runs in the table")
-    return d
-
-
-def ablation_schedule(df: pd.DataFrame, *, prune_epoch: int = 3) -> pd.DataFrame:
-    """Table 1's four pruned cells on CIFAR-10 (or its stand-in) under each `schedule_after_pruning` setting."""
-    values = table_values(_cifar_like(df), cells=TABLE1_CELLS[:4], prune_epoch=prune_epoch, by=[SCHEDULE])
-    return _wide(values, [SCHEDULE])
+def ablation_schedule(df: pd.DataFrame, *, prune_epoch: int | None = None) -> pd.DataFrame:
+    """Table 1's cells present under each `schedule_after_pruning` setting present (full data joins each)."""
+    return _wide(table_values(df, prune_epoch=prune_epoch, by=[SCHEDULE]), [SCHEDULE])
 
 
 def _run_facts(d: pd.DataFrame) -> str:
     jobs = ", ".join(str(j) for j in sorted(d["jobs_on_device"].dropna().unique()))
-    ns = sorted(d.groupby(["dataset", "strategy", "keep", SCHEDULE], dropna=False).size().unique())
+    ns = sorted(d.groupby(["dataset", "strategy", "keep", "prune_epoch", SCHEDULE], dropna=False).size().unique())
     n_text = f"n = {ns[0]} runs per cell" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} runs per cell (see each cell)"
     return (
         f"Ours: mean ± sd, {n_text}; collapsed runs are counted and included in the means. "
-        f"Time = training + scoring in minutes on {', '.join(sorted(d['device'].unique()))}, jobs per GPU: {jobs} "
-        "(paper-comparable times need 1)."
+        f"Time = training + scoring in minutes on {', '.join(sorted(d['device'].dropna().unique()))}, "
+        f"jobs per GPU: {jobs} (paper-comparable times need 1)."
     )
 
 
-def table1_caption(df: pd.DataFrame, *, prune_epoch: int = 3) -> str:
-    d = select(df, strategies=["low+high", "random"], keeps=[k for _, k in TABLE1_CELLS], prune_epochs=[prune_epoch])
+def table1_caption(df: pd.DataFrame, *, prune_epoch: int | None = None) -> str:
+    d = _rows(df, "table1", prune_epoch)
     return (
-        f"Table 1: RS-FGSM training with data pruned once after e = {prune_epoch} epochs; p = fraction pruned "
-        f"(keep = 1 - p), loss = low+high. {_run_facts(d)} Paper: mean ± sd over n = {TABLE1_N}. "
-        "Rows for digits stand-ins show the paper's values for the dataset in brackets: compare orderings, not digits."
+        f"Table 1: RS-FGSM training with data pruned once after {_epoch_text(_epochs(d))} epochs; p = fraction pruned "
+        f"(keep = 1 - p), loss = low+high. {_run_facts(d)} Paper (pruned after e = 3): mean ± sd over "
+        f"n = {TABLE1_N}, {MISSING} where the paper has no such cell. Rows for digits stand-ins show the paper's "
+        "values for the dataset in brackets: compare orderings, not digits."
     )
 
 
-def ablation_caption(df: pd.DataFrame, *, prune_epoch: int = 3) -> str:
-    d = select(_cifar_like(df), strategies=["low+high", "random"], keeps=[0.4, 0.8], prune_epochs=[prune_epoch])
+def ablation_caption(df: pd.DataFrame, *, prune_epoch: int | None = None) -> str:
+    d = _rows(df, "ablation_schedule", prune_epoch)
     return (
-        f"Schedule ablation (beyond the paper): Table 1's pruned cells, pruned after e = {prune_epoch}, with the "
+        f"Schedule ablation (beyond the paper): Table 1's cells, pruned after {_epoch_text(_epochs(d))}, with the "
         f"learning-rate schedule rescaled to the steps taken or fixed for full data. {_run_facts(d)} "
-        "The paper's values (schedule unstated) are repeated for each setting."
+        f"The paper's values (schedule unstated; {MISSING} where it has no such cell) are repeated for each setting."
     )
 
 

@@ -1,0 +1,101 @@
+"""One checkpoint -> its metrics: clean accuracy on the full test set, standard AutoAttack on the first n points."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advprune import datasets
+from advprune.autoattack_eval import predict, run_autoattack
+from advprune.checkpoint import load_checkpoint, model_from_checkpoint
+from advprune.runtime import device_name, library_versions
+
+SCHEMA = "advprune.metrics/1"
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str | Path,
+    *,
+    n_examples: int,
+    data_root: Path,
+    device: torch.device,
+    batch_size: int = 1000,
+    seed: int = 0,
+    expected_dataset: str | None = None,
+    expected_model: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a finished training run on the canonical test set it was trained beside; see the README for each key.
+
+    Refuses (ValueError) a checkpoint of another dataset or model than expected, an unfinished run, and a dataset
+    file that is not the one the model was trained on.
+    """
+    start = time.perf_counter()
+    checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
+    dataset, model_name = checkpoint["dataset"], checkpoint["architecture"]["name"]
+    for what, expected, actual in (("dataset", expected_dataset, dataset), ("model", expected_model, model_name)):
+        if expected is not None and expected != actual:
+            raise ValueError(f"{checkpoint_path}: expected a {what} {expected!r} checkpoint, but it is {actual!r}")
+    if not checkpoint["complete"]:
+        raise ValueError(f"{checkpoint_path}: the training run is unfinished (complete = False); finish training first")
+
+    data_file = datasets.canonical_path(data_root, dataset)
+    arrays = datasets.load_canonical(data_file, datasets.get_dataset(dataset))
+    actual_sha = datasets.file_sha256(data_file)
+    if actual_sha != checkpoint["dataset_sha256"]:
+        raise ValueError(
+            f"{checkpoint_path}: trained on a {dataset} file with sha256 {checkpoint['dataset_sha256']}, but "
+            f"{data_file} has sha256 {actual_sha}; re-prepare the dataset (delete {data_file} and run `prepare`) "
+            "or retrain the model on the current file"
+        )
+    n_test = len(arrays.y_test)
+    if not 1 <= n_examples <= n_test:
+        raise ValueError(f"n_examples must be in [1, {n_test}] (the size of the {dataset} test set), got {n_examples}")
+
+    model = model_from_checkpoint(checkpoint, device)
+    x_test, y_test = _to_tensors(arrays.x_test, arrays.y_test, device)
+    clean_start = time.perf_counter()
+    clean_acc = (predict(model, x_test, batch_size, device) == y_test).sum().item() / n_test
+    clean_seconds = time.perf_counter() - clean_start
+
+    eps = float(checkpoint["settings"]["eps"])
+    result = run_autoattack(
+        model, x_test[:n_examples], y_test[:n_examples], eps=eps, device=device, batch_size=batch_size, seed=seed
+    )
+    return {
+        "schema": SCHEMA,
+        "checkpoint": str(checkpoint_path),
+        "dataset": dataset,
+        "model": model_name,
+        "run": checkpoint["run"],
+        "eps": eps,
+        "norm": "Linf",
+        "version": "standard",
+        "n_examples": n_examples,
+        "n_test": n_test,
+        "clean_acc": clean_acc,
+        "clean_acc_subset": result.clean_acc,
+        "autoattack_acc": result.robust_acc,
+        "robust_acc_after": result.robust_acc_after,
+        "attacks_run": result.attacks_run,
+        "attacks_skipped": result.attacks_skipped,
+        "max_perturbation": result.max_perturbation,
+        "clean_seconds": clean_seconds,
+        "attack_seconds": result.seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "warnings": result.warnings,
+        "device": device_name(device),
+        "versions": library_versions(),
+        "dataset_sha256": checkpoint["dataset_sha256"],
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [N, H, W, C] -> float [N, C, H, W] in [0, 1], contiguous (AutoAttack needs contiguous NCHW)."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(255).contiguous()
+    return x, torch.from_numpy(labels).to(device=device, dtype=torch.long)
