@@ -302,7 +302,7 @@ def test_same_seed_gives_bit_identical_runs(low_high: Trained, low_high_twin: Tr
 @pytest.mark.slow
 def test_another_seed_gives_another_run(low_high: Trained, digits: dict[str, Any], tmp_path: Path) -> None:
     other = train(digits, tmp_path, **{**LOW_HIGH, "overrides": ("epochs=2", *SHORT)}, seed=1)
-    assert not torch.equal(other.trainer.model[1].weight, low_high.trainer.model[1].weight)
+    assert not torch.equal(other.trainer.model[2].weight, low_high.trainer.model[2].weight)
     assert not np.array_equal(other.pruning["kept"], low_high.pruning["kept"])
 
 
@@ -415,7 +415,7 @@ def _check_checkpoint(trained: Trained, digits: dict[str, Any]) -> dict[str, Any
     assert checkpoint["dataset"] == DATASET
     assert checkpoint["dataset_sha256"] == digits["sha256"]
     assert checkpoint["architecture"] == {
-        "name": "digits_net", "in_channels": 1, "num_classes": 10, "image_size": 8, "normalization": None,
+        "name": "digits_mlp", "in_channels": 1, "num_classes": 10, "image_size": 8, "normalization": None,
     }
     run = checkpoint["run"]
     assert run["method_version"] == METHOD_VERSION
@@ -470,7 +470,7 @@ def test_train_json_carries_every_documented_key(which: str, request: pytest.Fix
         assert record["epoch"] == index + 1
         assert 0 <= record["train_acc"] <= 1 and 0 <= record["pgd_acc"] <= 1 and record["lr"] >= 0
     assert summary["schema"] == "advprune.train/1"
-    assert summary["dataset"] == DATASET and summary["model"] == "digits_net"
+    assert summary["dataset"] == DATASET and summary["model"] == "digits_mlp"
     assert summary["method_version"] == METHOD_VERSION
     assert summary["n_train"] == digits["n_train"] and summary["dataset_sha256"] == digits["sha256"]
     assert summary["precision"] == "fp32"
