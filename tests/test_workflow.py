@@ -196,7 +196,18 @@ def test_partial_results_build_from_finished_models(demo):
     directory, _ = demo
     missing = next(directory.glob("results/models/digits-mnist/fp32/full/seed1/autoattack-n100.json"))
     missing.unlink()
-    jobs = planned_jobs(directory, "--profile", "profiles/demo", "--config", "partial=True",
-                        "results/artefacts/fig2.csv")
+    jobs = planned_jobs(directory, "results/artefacts/fig2.csv", "--profile", "profiles/demo",
+                        "--config", "partial=True")
     assert "evaluate_model" not in jobs and "train_model" not in jobs
     assert jobs["artefact_table"] == 1
+
+
+@pytest.mark.slow
+def test_html_report_holds_every_artefact(demo):
+    directory, _ = demo
+    result = snakemake(directory, "--profile", "profiles/demo", "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (directory / "report.html").read_text()
+    for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8", "table1", "table2", "ablation_schedule"):
+        assert f"{name}.pdf" in html, name
+    assert "Beyond the paper" in html  # a caption (report/ablation_schedule.rst) made it in

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+import textwrap
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -239,7 +240,7 @@ def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str) -> Fig
             label = f"({'ab'[row]}) " if len(metrics) > 1 else ""
             ax.set(title=f"{label}{display_name(dataset)}", xlabel=KEEP_LABEL, ylabel=METRIC_LABELS[metric])
     _figure_legend(fig, axes)
-    fig.suptitle(f"{title}, pruning after {_epoch_text(_epochs(d))}\n{note}", fontsize=9)
+    _suptitle(fig, f"{title}, pruning after {_epoch_text(_epochs(d))}\n{note}")
     return fig
 
 
@@ -270,7 +271,7 @@ def build_fig1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
                             textcoords="offset points", fontsize=5, color=REFERENCE_COLOR)  # fmt: skip
         ax.set(title=display_name(dataset), xlabel="pruning epoch e", ylabel=METRIC_LABELS["aa_acc_pct"])
     _figure_legend(fig, axes)
-    fig.suptitle(f"AutoAttack accuracy vs pruning epoch, {_strategies_text(d)} pruning\n{note}", fontsize=9)
+    _suptitle(fig, f"AutoAttack accuracy vs pruning epoch, {_strategies_text(d)} pruning\n{note}")
     return fig
 
 
@@ -334,12 +335,18 @@ def build_fig5(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
         ax.set(title=display_name(dataset), xlabel=KEEP_LABEL, ylabel=METRIC_LABELS["time_minutes"])
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)  # per panel: the fits differ between datasets
-    fig.suptitle(
+    _suptitle(
+        fig,
         f"Time vs keep, {_strategies_text(d)} pruning after {_epoch_text(_epochs(d))}; jobs per GPU: {jobs}; "
         f"device: {devices}\n{note}",
-        fontsize=9,
     )
     return fig
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+    """The figure title, wrapped to the figure's width (a one-panel figure is narrower than its title)."""
+    width = max(30, int(fig.get_figwidth() * 14))  # about 14 characters per inch at 9 pt
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")), fontsize=9)
 
 
 BUILDERS: dict[str, Callable[..., Figure]] = {
