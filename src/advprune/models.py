@@ -23,12 +23,15 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def mnist_net(in_channels: int, num_classes: int, image_size: int, normalization: dict | None) -> nn.Module:
-    """Wong et al.'s MNIST net: conv(16,k4,s2,p1) ReLU conv(32,k4,s2,p1) ReLU FC(100) ReLU FC."""
-    side = image_size // 4
+def _two_conv_net(
+    in_channels: int, num_classes: int, image_size: int, normalization: dict | None, *, first_kernel: int,
+    first_stride: int,
+) -> nn.Module:
+    """conv(16) ReLU conv(32,k4,s2,p1) ReLU FC(100) ReLU FC: Wong et al.'s MNIST net, parametrised by its first layer."""
+    side = image_size // (2 * first_stride)
     return nn.Sequential(
         _normalize(normalization),
-        nn.Conv2d(in_channels, 16, 4, stride=2, padding=1),
+        nn.Conv2d(in_channels, 16, first_kernel, stride=first_stride, padding=1),
         nn.ReLU(),
         nn.Conv2d(16, 32, 4, stride=2, padding=1),
         nn.ReLU(),
@@ -37,22 +40,16 @@ def mnist_net(in_channels: int, num_classes: int, image_size: int, normalization
         nn.ReLU(),
         nn.Linear(100, num_classes),
     )
+
+
+def mnist_net(in_channels: int, num_classes: int, image_size: int, normalization: dict | None) -> nn.Module:
+    """Wong et al.'s MNIST net: conv(16,k4,s2,p1) ReLU conv(32,k4,s2,p1) ReLU FC(100) ReLU FC."""
+    return _two_conv_net(in_channels, num_classes, image_size, normalization, first_kernel=4, first_stride=2)
 
 
 def digits_net(in_channels: int, num_classes: int, image_size: int, normalization: dict | None) -> nn.Module:
-    """A small net for 8x8 digits: the MNIST net's shape with a stride-1 first layer (8x8 is too small to halve twice)."""
-    side = image_size // 2
-    return nn.Sequential(
-        _normalize(normalization),
-        nn.Conv2d(in_channels, 16, 3, stride=1, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 4, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(32 * side * side, 100),
-        nn.ReLU(),
-        nn.Linear(100, num_classes),
-    )
+    """The MNIST net's shape with a stride-1 first layer (8x8 is too small to halve twice)."""
+    return _two_conv_net(in_channels, num_classes, image_size, normalization, first_kernel=3, first_stride=1)
 
 
 def digits_mlp(in_channels: int, num_classes: int, image_size: int, normalization: dict | None) -> nn.Module:
