@@ -55,10 +55,6 @@ def training_settings(dataset):
     )
 
 
-def model_files(key, *names):
-    return [f"{key.directory}/{name}" for name in names]
-
-
 def evaluation_file(key):
     return f"{key.directory}/autoattack-n{config['n_examples']}.json"
 
@@ -85,19 +81,27 @@ ARTEFACT_TARGETS = [
 
 # -- training and evaluation --------------------------------------------------------------------------------
 
-# Per-dataset scheduling estimates (from SPEC's H100 measurements, with headroom); a profile may override them
-# with set-resources. Datasets not listed get the default.
-TRAINING_RESOURCES = {
-    "mnist": {"mem_mb": 6000, "runtime": 20},
-    "cifar10": {"mem_mb": 12000, "runtime": 60},
-    "digits-mnist": {"mem_mb": 1500, "runtime": 5},
-    "digits-cifar": {"mem_mb": 1500, "runtime": 5},
+# Per-dataset scheduling estimates per rule (from SPEC's H100 measurements, with headroom); a profile may override
+# them with set-resources. Datasets not listed get the default.
+JOB_RESOURCES = {
+    "train_model": {
+        "mnist": {"mem_mb": 6000, "runtime": 20},
+        "cifar10": {"mem_mb": 12000, "runtime": 60},
+        "digits-mnist": {"mem_mb": 1500, "runtime": 5},
+        "digits-cifar": {"mem_mb": 1500, "runtime": 5},
+    },
+    "evaluate_model": {
+        "mnist": {"mem_mb": 6000, "runtime": 20},
+        "cifar10": {"mem_mb": 12000, "runtime": 60},
+        "digits-mnist": {"mem_mb": 1500, "runtime": 10},
+        "digits-cifar": {"mem_mb": 1500, "runtime": 10},
+    },
 }
 DEFAULT_RESOURCES = {"mem_mb": 8000, "runtime": 60}
 
 
-def training_resource(name):
-    return lambda w: TRAINING_RESOURCES.get(w.dataset, DEFAULT_RESOURCES)[name]
+def job_resource(rule_name, resource):
+    return lambda w: JOB_RESOURCES[rule_name].get(w.dataset, DEFAULT_RESOURCES)[resource]
 
 
 def training_arguments(w):
@@ -111,18 +115,6 @@ def training_arguments(w):
     for override in config["training_overrides"].get(w.dataset, []):
         words += ["--set", override]
     return quoted(*words)
-
-
-EVALUATION_RESOURCES = {
-    "mnist": {"mem_mb": 6000, "runtime": 20},
-    "cifar10": {"mem_mb": 12000, "runtime": 60},
-    "digits-mnist": {"mem_mb": 1500, "runtime": 10},
-    "digits-cifar": {"mem_mb": 1500, "runtime": 10},
-}
-
-
-def evaluation_resource(name):
-    return lambda w: EVALUATION_RESOURCES.get(w.dataset, DEFAULT_RESOURCES)[name]
 
 
 # -- tables and artefacts --------------------------------------------------------------------------------

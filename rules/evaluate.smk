@@ -17,8 +17,8 @@ rule evaluate_model:
         "benchmarks/evaluate_model/{dataset}/{precision}/{run}/seed{seed}-n{n}.tsv"
     threads: 1
     resources:
-        mem_mb=evaluation_resource("mem_mb"),
-        runtime=evaluation_resource("runtime"),
+        mem_mb=job_resource("evaluate_model", "mem_mb"),
+        runtime=job_resource("evaluate_model", "runtime"),
         gpu=1 if config["device"] == "cuda" else 0,
     conda:
         "../envs/torch.yaml"

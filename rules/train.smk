@@ -19,8 +19,8 @@ rule train_model:
         "benchmarks/train_model/{dataset}/{precision}/{run}/seed{seed}.tsv"
     threads: 1
     resources:
-        mem_mb=training_resource("mem_mb"),
-        runtime=training_resource("runtime"),
+        mem_mb=job_resource("train_model", "mem_mb"),
+        runtime=job_resource("train_model", "runtime"),
         gpu=1 if config["device"] == "cuda" else 0,
     conda:
         "../envs/torch.yaml"
