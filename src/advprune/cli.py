@@ -91,6 +91,16 @@ def _add_embed(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_embed)
 
 
+def _add_cost(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("cost", help="models, evaluations and estimated GPU hours of workflow targets")
+    p.add_argument("targets", nargs="*", help="artefact names (fig1 ... table2); default: every artefact and all")
+    p.add_argument("--configfile", type=Path, nargs="+", default=[Path("config.yaml")],
+                   help="workflow config files, later ones layered on earlier ones (default: config.yaml)")
+    p.add_argument("--timings", type=Path, help="seconds per epoch and per 1000 AutoAttack points, per dataset "
+                   "(default: SPEC's measured facts, advprune/timings.yaml)")
+    p.set_defaults(handler=_cost)
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from advprune import datasets
 
@@ -177,6 +187,38 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost(args: argparse.Namespace) -> int:
+    import yaml
+
+    from advprune import workflow
+    from advprune.costs import estimate, load_timings
+
+    config: dict = {}
+    for path in args.configfile:
+        settings_module.deep_update(config, yaml.safe_load(path.read_text()) or {})
+    workflow.check_config(config)
+    timings = load_timings(args.timings)
+    names = args.targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "all"]
+    print(f"Estimated on: {timings['device']}; one job per GPU; AutoAttack on {config['n_examples']} points.")
+    print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        if name == "all":
+            keys, evaluated = workflow.all_models(config), True
+        elif name in workflow.MODEL_ARTEFACTS:
+            keys, evaluated = workflow.artefact_models(config, name), True
+        elif name in workflow.DATA_ARTEFACTS:
+            keys, evaluated = [workflow.pruned_model(config, name)], False
+        else:
+            known = ", ".join(workflow.MODEL_ARTEFACTS + workflow.DATA_ARTEFACTS)
+            raise ValueError(f"unknown target {name!r}; known: {known}, all")
+        cost = estimate(keys, timings, config["n_examples"], evaluated=evaluated)
+        datasets = ", ".join(f"{d} {n}" for d, n in sorted(cost.per_dataset.items()))
+        print(f"| {name} | {cost.models} | {datasets} | {cost.training_hours:.1f} | {cost.evaluation_hours:.1f} "
+              f"| {cost.total_hours:.1f} |")
+    return 0
+
+
 def _settings(args: argparse.Namespace) -> int:
     print(json.dumps(settings_module.resolve(args.dataset, args.config, args.overrides), indent=2))
     return 0
@@ -185,7 +227,9 @@ def _settings(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_settings):
+    for add in (
+        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_cost, _add_settings
+    ):
         add(commands)
     return parser
 

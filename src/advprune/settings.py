@@ -71,7 +71,7 @@ def resolve(
     settings: dict[str, Any] = {}
     for layer in layers:
         for section in ("common", dataset):
-            _deep_update(settings, layer.get(section) or {})
+            deep_update(settings, layer.get(section) or {})
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(settings, key, value)
@@ -134,9 +134,9 @@ def _set_dotted(settings: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> None:
+def deep_update(base: dict[str, Any], update: dict[str, Any]) -> None:
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
+            deep_update(base[key], value)
         else:
             base[key] = copy.deepcopy(value)

@@ -1,0 +1,41 @@
+"""`python -m advprune cost`: models and estimated GPU time of workflow targets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advprune.costs import estimate
+from advprune.workflow import ModelKey
+
+REPO = Path(__file__).resolve().parents[1]
+TIMINGS = {"device": "test", "datasets": {"cifar10": {"epoch_seconds": 10.0, "autoattack_seconds_per_1000": 100.0}}}
+
+
+def test_pruned_run_costs_its_share_of_a_full_one():
+    full = ModelKey.create("cifar10", "fp32", "random", 1.0, None, None, 0)
+    pruned = ModelKey.create("cifar10", "fp32", "random", 0.4, 3, "rescale", 0)
+    cost = estimate([full, pruned], TIMINGS, n_examples=500)
+    # 15 epochs x 10 s = 150 s full; pruned after 3: (3 + 12 * 0.4) / 15 = 0.52 of it = 78 s -> 228 s.
+    assert cost.training_hours == pytest.approx(228 / 3600)
+    # 2 evaluations x 100 s per 1000 points x 500 points = 100 s.
+    assert cost.evaluation_hours == pytest.approx(100 / 3600)
+    assert cost.per_dataset == {"cifar10": 2}
+
+
+def test_unknown_dataset_is_refused():
+    key = ModelKey.create("mnist", "fp32", "random", 1.0, None, None, 0)
+    with pytest.raises(ValueError, match="no timings for dataset 'mnist'"):
+        estimate([key], TIMINGS, n_examples=1000)
+
+
+def test_cost_command_on_the_paper_config():
+    result = subprocess.run([sys.executable, "-m", "advprune", "cost", "fig4", "all"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in result.stdout.splitlines()
+            if line.startswith("| fig4") or line.startswith("| all")}
+    assert rows == {"fig4": "85", "all": "780"}  # the counts of tests/test_workflow.py's hand-worked plan
