@@ -12,8 +12,8 @@ for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
             report(f"figures/{figure}.pdf", caption=f"../report/{figure}.rst", category="Figures"),
         params:
             name=figure,
-            options=f"{single_prune_epoch(figure)} --schedule {config['schedule_after_pruning']}"
-            f" --precision {config['precision']}",
+            options=single_prune_epoch(figure) + " "
+            + quoted("--schedule", config["schedule_after_pruning"], "--precision", config["precision"]),
         log:
             f"logs/draw/{figure}.log",
         conda:
@@ -38,8 +38,8 @@ for table in ("table1", "ablation_schedule"):
             md=f"figures/{table}.md",
         params:
             name=table,
-            options=f"{single_prune_epoch(table)} --schedule {config['schedule_after_pruning']}"
-            f" --precision {config['precision']}",
+            options=single_prune_epoch(table) + " "
+            + quoted("--schedule", config["schedule_after_pruning"], "--precision", config["precision"]),
         log:
             f"logs/draw/{table}.log",
         conda:
@@ -57,7 +57,9 @@ rule draw_fig8:
         report("figures/fig8.pdf", caption="../report/fig8.rst", category="Figures"),
     params:
         variants=lambda w: embedding_variants("fig8"),
-        options=f"--n-points {config['artefacts']['fig8']['n_points']} --seed {config['artefacts']['fig8']['seed']}",
+        options=quoted(
+            "--n-points", config["artefacts"]["fig8"]["n_points"], "--seed", config["artefacts"]["fig8"]["seed"]
+        ),
     log:
         "logs/draw/fig8.log",
     benchmark:

@@ -134,7 +134,7 @@ EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands
 def single_prune_epoch(name):
     """The --prune-epoch option of artefacts drawn at one pruning epoch (fig1 varies it)."""
     epoch = config["artefacts"][name]["prune_epoch"]
-    return f"--prune-epoch {epoch}" if isinstance(epoch, int) else ""
+    return quoted("--prune-epoch", epoch) if isinstance(epoch, int) else ""
 
 
 def embedding_inputs(name):

@@ -355,7 +355,9 @@ def test_fig1_lines_are_the_keeps_present_with_full_data_as_reference() -> None:
     assert any(list(line.get_ydata()) == [full.mean()] * 2 for line in ax.lines)  # the full-data reference
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["keep 0.4 (p=0.6 pruned)", "keep 0.6 (p=0.4 pruned)", "full data, mean ± sd"]
-    assert "1 coll." in [t.get_text() for t in ax.texts]  # the collapsed full-data run
+    assert "1/2 coll." in [t.get_text() for t in ax.texts]  # the collapsed full-data run, of its 2 runs
+    n_runs = int((df["dataset"] == "digits-mnist").sum())
+    assert f"failure rate 1/{n_runs} runs collapsed" in fig.texts[0].get_text().replace("\n", " ")
 
 
 def test_prune_epoch_none_plots_every_epoch_and_an_epoch_selects() -> None:
@@ -404,7 +406,10 @@ def test_table1_difference_is_ours_minus_paper() -> None:
     assert row["loss p=0.6: ours - paper"] == pytest.approx(round(ours["mean"] - 70.11, 2))
     assert row["loss p=0.6: paper"] == "70.11 ± 7.81"
     assert row["full: ours"].endswith("(n=3)")
-    assert row["full: collapsed"] == 1  # make_runs' collapsed run is mnist's first full-data run
+    assert row["full: collapsed"] == "1/3 collapsed"  # make_runs' collapsed run is mnist's first full-data run
+    assert row["full: ours without collapsed"].endswith("(n=2)")
+    assert row["loss p=0.6: collapsed"] == "0/3 collapsed"
+    assert row["loss p=0.6: ours without collapsed"] == row["loss p=0.6: ours"]
 
 
 def test_table1_headers_use_fraction_pruned_and_stand_ins_say_so() -> None:
@@ -485,3 +490,43 @@ def test_commands_go_from_json_files_to_artefacts(tmp_path: Path) -> None:
     assert "jobs per GPU: 1" in (tmp_path / "tables" / "table1.md").read_text()
     with pytest.raises(ValueError, match="unknown figure"):
         commands.run_figure("fig6", tmp_path / "runs.csv", tmp_path / "fig6.pdf")
+
+
+def test_tables_report_statistics_with_and_without_collapsed_runs() -> None:
+    """A synthetic frame with collapsed runs: 'ours' is over all runs, 'ours without collapsed' over the others."""
+    df = grid_runs(PAPER_GRIDS, "table1", seeds=4)
+    rng = np.random.default_rng(0)
+    df["aa_acc_pct"] = rng.uniform(20, 80, len(df))
+    df["collapsed"] = False
+    mnist_random = df.index[(df["dataset"] == "mnist") & (df["strategy"] == "random") & (df["keep"] == 0.4)]
+    df.loc[mnist_random[:2], ["collapsed", "aa_acc_pct"]] = [True, 0.0]  # 2 of 4 collapsed
+    cifar_full = df.index[(df["dataset"] == "cifar10") & (df["strategy"] == "full")]
+    df.loc[cifar_full[:1], ["collapsed", "aa_acc_pct"]] = [True, 1.0]  # 1 of 4 collapsed
+    df.loc[df["collapsed"], "collapse_epoch"] = 3
+
+    wide = table1(df)
+    for dataset, label, strategy, cell, failed in (
+        ("mnist", "MNIST", "random", "random p=0.6", 2), ("cifar10", "CIFAR-10", "full", "full", 1),
+    ):
+        runs = df[(df["dataset"] == dataset) & (df["strategy"] == strategy)]
+        if strategy != "full":
+            runs = runs[runs["keep"] == 0.4]
+        ok = runs.loc[~runs["collapsed"], "aa_acc_pct"]
+        row = wide[(wide["dataset"] == label) & (wide["metric"] == "AutoAttack acc (%)")].iloc[0]
+        assert row[f"{cell}: collapsed"] == f"{failed}/4 collapsed"
+        assert row[f"{cell}: ours"] == f"{runs['aa_acc_pct'].mean():.2f} ± {runs['aa_acc_pct'].std():.2f} (n=4)"
+        assert row[f"{cell}: ours without collapsed"] == f"{ok.mean():.2f} ± {ok.std():.2f} (n={4 - failed})"
+        assert ok.mean() > runs["aa_acc_pct"].mean()  # the collapsed runs pulled the all-runs mean down
+    values = table_values(df).query("dataset == 'mnist' and metric == 'aa_acc_pct' and cell == 'random p=0.6'")
+    ok = df.loc[mnist_random, :].query("not collapsed")["aa_acc_pct"]
+    assert values["mean_ok"].iloc[0] == pytest.approx(ok.mean()) and values["n_ok"].iloc[0] == 2
+    assert values["n_failed"].iloc[0] == 2 and values["n"].iloc[0] == 4
+
+    ablation_df = grid_runs(PAPER_GRIDS, "ablation_schedule", seeds=3)
+    ablation_df["collapsed"] = False
+    first = ablation_df.index[ablation_df["strategy"] == "random"][0]
+    ablation_df.loc[first, "collapsed"] = True
+    ablation = ablation_schedule(ablation_df)
+    failures = [v for c in ablation.columns if c.endswith(": collapsed") for v in ablation[c]]
+    assert all(v.endswith(" collapsed") for v in failures) and any(v.startswith("1/") for v in failures)
+    assert any(c.endswith(": ours without collapsed") for c in ablation.columns)

@@ -145,8 +145,24 @@ def check_config(config: dict[str, Any]) -> None:
                     f"artefacts.{name}.strategies: unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
                 )
         if "prune_epoch" in spec:
+            epochs = spec["prune_epoch"]
+            if isinstance(epochs, dict):
+                missing = [role for role in spec["roles"] if role not in epochs]
+                if missing:
+                    raise ValueError(
+                        f"artefacts.{name}.prune_epoch: no prune epochs for role(s) {', '.join(missing)} "
+                        f"(the artefact's roles: {', '.join(spec['roles'])})"
+                    )
+                # A known role the artefact does not cover is allowed (dropping a role from `roles` needs no other
+                # edit); a name that is no role at all is a typo.
+                unknown = [str(role) for role in epochs if role not in config["datasets"]]
+                if unknown:
+                    raise ValueError(
+                        f"artefacts.{name}.prune_epoch: unknown role(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(config['datasets'])}"
+                    )
             for role in spec["roles"]:
-                _check_epochs(config, f"artefacts.{name}.prune_epoch", role, _per_role(spec["prune_epoch"], role))
+                _check_epochs(config, f"artefacts.{name}.prune_epoch", role, _per_role(epochs, role))
         if "pruned_model" in spec:
             model = spec["pruned_model"]
             _check_epochs(config, f"artefacts.{name}.pruned_model.prune_epoch", model["role"], model["prune_epoch"])

@@ -161,16 +161,16 @@ def point_summary(lines: Lines, x: str, metric: str) -> pd.DataFrame:
 def _n_note(summaries: Sequence[pd.DataFrame], runs: pd.DataFrame) -> tuple[bool, str]:
     """(label each point with its n?, note for the title): n is stated once when it is the same for every point."""
     ns = sorted(pd.concat(summaries, ignore_index=True)["n"].unique())
-    failed = int(runs["collapsed"].sum())  # runs, not points: a full-data run appears on every line
+    failed = int(runs["collapsed"].astype(bool).sum())  # runs, not points: a full-data run appears on every line
+    total = len(runs)
     n_text = f"n = {ns[0]} runs per point" if len(ns) == 1 else "n per point as labelled"
-    failed_text = (
-        "no collapsed runs" if failed == 0 else f"{failed} collapsed run(s), included in the means (labelled 'coll.')"
-    )
+    rate = f"failure rate {failed}/{total} runs collapsed ({100 * failed / total:.0f}%)" if total else "no runs"
+    failed_text = rate if failed == 0 else f"{rate}, included in the means (labelled 'coll.')"
     return len(ns) > 1, f"mean ± sd, {n_text}; {failed_text}"
 
 
 def _point_text(n: int, failed: int, show_n: bool) -> str:
-    return ", ".join(t for t in (f"n={n}" if show_n else "", f"{failed} coll." if failed else "") if t)
+    return ", ".join(t for t in (f"n={n}" if show_n else "", f"{failed}/{n} coll." if failed else "") if t)
 
 
 def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: str, show_n: bool) -> None:
