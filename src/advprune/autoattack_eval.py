@@ -7,16 +7,22 @@ accuracies, and computes the headline numbers itself from the model's prediction
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
-from pyautoattack import AutoAttack
+from pyautoattack import AutoAttack, checks
 from torch import nn
 
+from advprune.runtime import atomic_path
+
 AUTOATTACK_LOGGER = "auto-attack"
+STANDARD_ATTACKS = ["apgd-ce", "apgd-t", "fab-t", "square"]
 
 _log = logging.getLogger(__name__)
 _INITIAL = re.compile(r"^initial accuracy: ([0-9.]+)%")
@@ -35,24 +41,89 @@ class AutoAttackResult:
     warnings: list[str]  # AutoAttack's own checks (records at WARNING or above) and the adapter's
     log: list[str]  # every message AutoAttack logged
     max_perturbation: float  # L-inf norm of x_adv - x over all points
+    resumed_seconds: float = 0.0  # part of `seconds` spent before this run continued from a saved state
 
 
 class _Capture(logging.Handler):
-    """Keep every record, and pass it on to this module's logger so the user's logging config decides what shows."""
+    """Keep the records of one standard AutoAttack run, and pass each on to this module's logger.
+
+    The adapter runs the four attacks as four calls of pyautoattack, each on the points still robust. Each call repeats
+    pyautoattack's preamble (version line, model checks, 'initial accuracy' of its subset) and epilogue (its
+    'robust accuracy after' line as a fraction of the subset, the Square check, the final perturbation line); in the
+    'call' phase those are dropped, and the adapter logs the run's own versions once, in the 'keep' phase.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
+        self.records: list[tuple[int, str]] = []  # (level, message)
+        self.phase = "keep"  # keep | preamble (of a call) | attack | epilogue
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        _log.log(record.levelno, "AutoAttack: %s", record.getMessage())
+        message = record.getMessage()
+        if self.phase == "preamble":
+            if _INITIAL.match(message):
+                self.phase = "attack"
+            return
+        if self.phase == "attack" and (_AFTER.match(message) or message.startswith(_NONE_LEFT)):
+            self.phase = "epilogue"
+        if self.phase == "epilogue":
+            return
+        self.records.append((record.levelno, message))
+        _log.log(record.levelno, "AutoAttack: %s", message)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
     """Predicted labels (on `device`) for images `x`, in batches."""
     return torch.cat([model(x[i : i + batch_size].to(device)).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def _sha256(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fingerprint(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int, batch_size: int
+) -> dict[str, Any]:
+    """What a saved state must match to be continued: the same points, model, attacks and every setting of them.
+
+    The batch size is part of it because pyautoattack reseeds each attack per batch (other batches, other results).
+    """
+    state = model.state_dict()
+    return {
+        "x_sha256": _sha256(x),
+        "y_sha256": _sha256(y),
+        "model_sha256": _sha256(*(state[name] for name in sorted(state))),
+        "eps": float(eps),
+        "seed": int(seed),
+        "n": len(y),
+        "batch_size": int(batch_size),
+        "attacks": list(STANDARD_ATTACKS),
+        "norm": "Linf",
+        "version": "standard",
+    }
+
+
+def _load_state(state_path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is refused the same way
+        raise ValueError(
+            f"{state_path}: cannot read this AutoAttack state file ({error}); delete it to start the evaluation afresh"
+        ) from None
+    saved = state.get("fingerprint") if isinstance(state, dict) else None
+    if saved != fingerprint:
+        differ = sorted(k for k in fingerprint if not isinstance(saved, dict) or saved.get(k) != fingerprint[k])
+        raise ValueError(
+            f"{state_path}: this AutoAttack state belongs to another evaluation (it differs in: "
+            f"{', '.join(differ) or 'its format'}); it is never reused for other inputs. Delete it to start afresh."
+        )
+    return state
 
 
 def run_autoattack(
@@ -64,10 +135,17 @@ def run_autoattack(
     device: torch.device,
     batch_size: int,
     seed: int = 0,
+    state_path: Path | None = None,
 ) -> AutoAttackResult:
     """Standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square), L-inf at `eps`, on images `x` in [0, 1] [N, C, H, W].
 
     The model is put in eval mode. Raises if an adversarial example leaves the eps-ball or the image box.
+
+    The attacks run one at a time, each on the points still robust, with the standard version's parameters: the same
+    attacks on the same batches with the same seeds as one `run_standard_evaluation`. With `state_path`, the state
+    after each attack is saved there (atomically); a run started again with the same model, points and settings
+    continues after the last finished attack, and a state of anything else is refused (ValueError). The state file is
+    deleted when the evaluation completes.
     """
     if x.ndim != 4 or not x.is_floating_point() or len(x) == 0 or len(x) != len(y):
         raise ValueError(f"expected float images [N, C, H, W] with N >= 1 and N labels; got {tuple(x.shape)}, {len(y)}")
@@ -76,6 +154,14 @@ def run_autoattack(
     # pyautoattack's gradient checks use `.view`, which fails on non-contiguous tensors (e.g. permuted HWC storage).
     x, y = x.to(device).contiguous(), y.to(device=device, dtype=torch.long)
     model.eval()
+    n = len(y)
+    start = time.perf_counter()
+
+    fingerprint = _fingerprint(model, x, y, eps, seed, batch_size)
+    state = None
+    if state_path is not None and Path(state_path).exists():
+        state = _load_state(Path(state_path), fingerprint)
+        _log.info("AutoAttack: continuing %s after %s", state_path, ", ".join(state["attacks_done"]) or "no attack")
 
     logger = logging.getLogger(AUTOATTACK_LOGGER)
     saved = logger.level, logger.handlers[:], logger.propagate
@@ -85,17 +171,63 @@ def run_autoattack(
     # Records reach the user through `_Capture` only: propagating would send every DEBUG line to the root's handlers.
     logger.propagate = False
     try:
-        start = time.perf_counter()
         attack = AutoAttack(model, norm="Linf", eps=eps, version="standard", device=device, seed=seed)
-        x_adv, y_adv = attack.run_standard_evaluation(x, y, batch_size=batch_size)
-        seconds = time.perf_counter() - start
+        if list(attack.attacks_to_run) != STANDARD_ATTACKS:
+            raise RuntimeError(f"pyautoattack's standard version runs {attack.attacks_to_run}, not {STANDARD_ATTACKS}")
+        clean_correct = predict(model, x, batch_size, device) == y
+        if state is None:
+            robust = clean_correct.clone()
+            x_adv = x.clone()
+            after: dict[str, float] = {}
+            done: list[str] = []
+            prior_seconds = 0.0
+            _preamble(attack, x, y, batch_size, robust.sum().item() / n)
+        else:
+            robust = state["robust"].to(device)
+            x_adv = x.clone()
+            x_adv[~robust] = state["x_adv_broken"].to(device=device, dtype=x.dtype)
+            after, done = dict(state["robust_acc_after"]), list(state["attacks_done"])
+            prior_seconds = float(state["seconds"])
+            capture.records = [(int(level), str(m)) for level, m in zip(state["log_levels"], state["log"])]
+        for name in STANDARD_ATTACKS:
+            if name in done:
+                continue
+            if not robust.any():  # as pyautoattack logs it; otherwise its call below logs 'running ...'
+                attack.logger.debug(f"running {name}")
+                attack.logger.debug("no robust datapoints left, skipping remaining attacks")
+                break
+            index = torch.nonzero(robust).reshape(-1)
+            attack.attacks_to_run = [name]
+            capture.phase = "preamble"
+            try:
+                x_sub, y_sub = attack.run_standard_evaluation(x[index], y[index], batch_size=batch_size)
+            finally:
+                capture.phase = "keep"
+            broken = y_sub != y[index]  # y_sub is the prediction at x_sub for broken points, else the clean one
+            x_adv[index[broken]] = x_sub[broken].to(x_adv.dtype)
+            robust[index[broken]] = False
+            after[name] = robust.sum().item() / n
+            done.append(name)
+            seconds = prior_seconds + time.perf_counter() - start
+            attack.logger.debug(
+                "robust accuracy after {}: {:.2%} (total time {:.1f} s)".format(name.upper(), after[name], seconds)
+            )
+            if state_path is not None:
+                _save_state(Path(state_path), fingerprint, robust, x_adv, after, done, seconds, capture.records)
+        attack.attacks_to_run = list(STANDARD_ATTACKS)
+        checks.check_square_sr({"clean": clean_correct.sum().item() / n, **after}, logger=attack.logger)
+        res = (x_adv - x).abs().reshape(n, -1).max(1)[0]
+        attack.logger.debug("max {} perturbation: {:.5f}, nan in tensor: {}, max: {:.5f}, min: {:.5f}".format(
+            "Linf", res.max(), (x_adv != x_adv).sum(), x_adv.max(), x_adv.min()))
+        attack.logger.debug("robust accuracy: {:.2%}".format(robust.sum().item() / n))
+        seconds = prior_seconds + time.perf_counter() - start
     finally:
         logger.setLevel(saved[0])
         logger.handlers = saved[1]
         logger.propagate = saved[2]
 
-    messages = [record.getMessage() for record in capture.records]
-    warnings = [record.getMessage() for record in capture.records if record.levelno >= logging.WARNING]
+    messages = [message for _, message in capture.records]
+    warnings = [message for level, message in capture.records if level >= logging.WARNING]
 
     max_perturbation = (x_adv - x).abs().max().item()
     if max_perturbation > eps + 1e-6:
@@ -103,33 +235,72 @@ def run_autoattack(
     if x_adv.min() < 0 or x_adv.max() > 1:
         raise RuntimeError("AutoAttack returned adversarial examples outside the image box [0, 1]")
 
-    clean_correct = predict(model, x, batch_size, device) == y
     robust_correct = predict(model, x_adv, batch_size, device) == y
-    robust_acc = robust_correct.sum().item() / len(y)
-    # y_adv is AutoAttack's prediction when it found each example. On a GPU, re-predicting in other batch compositions
+    robust_acc = robust_correct.sum().item() / n
+    # `robust` is AutoAttack's verdict when it found each example. On a GPU, re-predicting in other batch compositions
     # can flip a point that sits on the decision boundary (FAB's minimal perturbations do); our re-check counts, and
     # the disagreement is reported rather than fatal.
-    disagree = (robust_correct != (y_adv == y)).sum().item()
+    disagree = (robust_correct != robust).sum().item()
     if disagree:
         warnings.append(
-            f"{disagree} of {len(y)} points are classified differently when x_adv is re-checked than when AutoAttack "
+            f"{disagree} of {n} points are classified differently when x_adv is re-checked than when AutoAttack "
             f"found them (robust accuracy {robust_acc:.4f} from the re-check, "
-            f"{(y_adv == y).sum().item() / len(y):.4f} by AutoAttack)"
+            f"{robust.sum().item() / n:.4f} by AutoAttack)"
         )
         _log.warning("AutoAttack: %s", warnings[-1])
 
-    after, run, skipped = _per_attack_accuracy(messages, attack.attacks_to_run, len(y))
+    after_all, run, skipped = _per_attack_accuracy(messages, STANDARD_ATTACKS, n)
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
     return AutoAttackResult(
-        clean_acc=clean_correct.sum().item() / len(y),
+        clean_acc=clean_correct.sum().item() / n,
         robust_acc=robust_acc,
-        robust_acc_after=after,
+        robust_acc_after=after_all,
         attacks_run=run,
         attacks_skipped=skipped,
         seconds=seconds,
         warnings=warnings,
         log=messages,
         max_perturbation=max_perturbation,
+        resumed_seconds=prior_seconds,
     )
+
+
+def _preamble(attack: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: int, clean_acc: float) -> None:
+    """What `run_standard_evaluation` logs and checks before its first attack, once for the whole run."""
+    attack.logger.debug("using {} version including {}.".format(attack.version, ", ".join(attack.attacks_to_run)))
+    x0, y0 = x[:batch_size].to(attack.device), y[:batch_size].to(attack.device)
+    checks.check_randomized(attack.get_logits, x0, y0, bs=batch_size, logger=attack.logger)
+    n_cls = checks.check_range_output(attack.get_logits, x0, logger=attack.logger)
+    checks.check_dynamic(attack.model, x0, False, logger=attack.logger)
+    checks.check_n_classes(n_cls, attack.attacks_to_run, attack.apgd_targeted.n_target_classes,
+                           attack.fab.n_target_classes, logger=attack.logger)
+    attack.logger.debug("initial accuracy: {:.2%}".format(clean_acc))
+
+
+def _save_state(
+    path: Path,
+    fingerprint: dict[str, Any],
+    robust: torch.Tensor,
+    x_adv: torch.Tensor,
+    after: dict[str, float],
+    done: list[str],
+    seconds: float,
+    records: list[tuple[int, str]],
+) -> None:
+    """Plain tensors, lists and numbers only, so `torch.load(weights_only=True)` reads it back."""
+    payload = {
+        "fingerprint": fingerprint,
+        "robust": robust.detach().to("cpu").clone(),
+        "x_adv_broken": x_adv[~robust].detach().to("cpu").clone(),
+        "robust_acc_after": dict(after),
+        "attacks_done": list(done),
+        "seconds": float(seconds),
+        "log": [message for _, message in records],
+        "log_levels": [int(level) for level, _ in records],
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _per_attack_accuracy(

@@ -138,9 +138,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from advprune.evaluation import evaluate_checkpoint
     from advprune.runtime import choose_device, write_json
 
+    # AutoAttack's state after each attack, beside the metrics file: a killed evaluation started again with the same
+    # command continues from it (Snakemake removes a failed job's declared outputs, not this file).
+    state_path = args.out.with_name(args.out.name + ".partial.pt")
     metrics = evaluate_checkpoint(
         args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=choose_device(args.device),
         batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
+        state_path=state_path,
     )
     write_json(args.out, metrics)
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))

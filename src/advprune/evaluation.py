@@ -27,11 +27,13 @@ def evaluate_checkpoint(
     seed: int = 0,
     expected_dataset: str | None = None,
     expected_model: str | None = None,
+    state_path: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a finished training run on the canonical test set it was trained beside; see the README for each key.
 
     Refuses (ValueError) a checkpoint of another dataset or model than expected, an unfinished run, and a dataset
-    file that is not the one the model was trained on.
+    file that is not the one the model was trained on. With `state_path`, AutoAttack saves its state there after each
+    attack and an evaluation started again continues from it (see `run_autoattack`).
     """
     start = time.perf_counter()
     checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
@@ -63,7 +65,8 @@ def evaluate_checkpoint(
 
     eps = float(checkpoint["settings"]["eps"])
     result = run_autoattack(
-        model, x_test[:n_examples], y_test[:n_examples], eps=eps, device=device, batch_size=batch_size, seed=seed
+        model, x_test[:n_examples], y_test[:n_examples], eps=eps, device=device, batch_size=batch_size, seed=seed,
+        state_path=state_path,
     )
     return {
         "schema": SCHEMA,
@@ -85,7 +88,7 @@ def evaluate_checkpoint(
         "max_perturbation": result.max_perturbation,
         "clean_seconds": clean_seconds,
         "attack_seconds": result.seconds,
-        "eval_seconds": time.perf_counter() - start,
+        "eval_seconds": time.perf_counter() - start + result.resumed_seconds,  # with AutoAttack's time before a resume
         "warnings": result.warnings,
         "device": device_name(device),
         "versions": library_versions(),
