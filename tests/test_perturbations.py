@@ -15,13 +15,7 @@ from advprune.perturbations import pgd_correct, project, rs_fgsm_delta, uniform_
 from advprune.scoring import score_points
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is as fast on an idle machine and far faster on a busy one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int = 64, seed: int = 0) -> torch.Tensor:

@@ -11,13 +11,7 @@ from advprune.augment import augment, random_crop, random_flip
 from advprune.schedules import POLICIES, piecewise_linear, progress
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is as fast on an idle machine and far faster on a busy one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- piecewise_linear -------------------------------------------------------------------------------------------------
