@@ -74,7 +74,7 @@ def _add_render(commands: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="fig1 fig2 fig3 fig4 fig5 fig7 | table1 ablation_schedule")
     p.add_argument("--table", type=Path, required=True, help="tidy CSV from `collect`")
     p.add_argument("--out", type=Path, required=True, help="PDF; tables also write .csv/.tex/.md beside it")
-    p.add_argument("--prune-epoch", type=int, help="the artefact's pruning epoch (default: the paper's)")
+    p.add_argument("--prune-epoch", type=int, help="only pruned runs of this epoch (default: every row of the table)")
     p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.set_defaults(handler=_render)
@@ -162,13 +162,11 @@ def _collect(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from advprune.report.commands import TABLES, run_figure, run_table
 
-    options = {"schedule": args.schedule, "precision": args.precision}
+    options = {"schedule": args.schedule, "precision": args.precision, "prune_epoch": args.prune_epoch}
     if args.name in TABLES:
-        if args.prune_epoch is not None:
-            options["prune_epoch"] = args.prune_epoch
         run_table(args.name, args.table, args.out.with_suffix(""), args.out, **options)
     else:
-        run_figure(args.name, args.table, args.out, prune_epoch=args.prune_epoch, **options)
+        run_figure(args.name, args.table, args.out, **options)
     return 0
 
 

@@ -100,5 +100,5 @@ def evaluate_checkpoint(
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [N, H, W, C] -> float [N, C, H, W] in [0, 1], contiguous (AutoAttack needs contiguous NCHW)."""
-    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(255).contiguous()
+    x = datasets.images_to_device(images, device).float().div(255)
     return x, torch.from_numpy(labels).to(device=device, dtype=torch.long)

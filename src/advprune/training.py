@@ -20,6 +20,7 @@ from tqdm import tqdm
 from advprune import METHOD_VERSION
 from advprune.augment import augment
 from advprune.checkpoint import load_checkpoint, save_checkpoint
+from advprune.datasets import images_to_device
 from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
 from advprune.perturbations import rs_fgsm_delta
@@ -59,11 +60,6 @@ class Run:
     @property
     def prunes(self) -> bool:
         return self.strategy != FULL
-
-
-def images_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 [N,H,W,C] numpy -> uint8 [N,C,H,W] contiguous on the device (a quarter of float32's memory)."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
