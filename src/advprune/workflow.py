@@ -128,9 +128,10 @@ def check_config(config: dict[str, Any]) -> None:
 
     Raises ValueError naming the offending key.
     """
+    epochs_of = {}  # each dataset's epoch count, resolved (and so validated) once
     for role, dataset in config["datasets"].items():
         try:
-            resolve(dataset, overrides=config["training_overrides"].get(dataset, []))
+            epochs_of[dataset] = resolve(dataset, overrides=config["training_overrides"].get(dataset, []))["epochs"]
         except ValueError as error:
             raise ValueError(f"datasets.{role} / training_overrides.{dataset}: {error}") from None
     for name, spec in config["artefacts"].items():
@@ -162,18 +163,20 @@ def check_config(config: dict[str, Any]) -> None:
                         f"known: {', '.join(config['datasets'])}"
                     )
             for role in spec["roles"]:
-                _check_epochs(config, f"artefacts.{name}.prune_epoch", role, _per_role(epochs, role))
+                _check_epochs(config, epochs_of, f"artefacts.{name}.prune_epoch", role, _per_role(epochs, role))
         if "pruned_model" in spec:
             model = spec["pruned_model"]
-            _check_epochs(config, f"artefacts.{name}.pruned_model.prune_epoch", model["role"], model["prune_epoch"])
+            _check_epochs(
+                config, epochs_of, f"artefacts.{name}.pruned_model.prune_epoch", model["role"], model["prune_epoch"]
+            )
         seeds = seeds_of(spec.get("seeds", 1))
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"artefacts.{name}.seeds: duplicate seeds in {seeds}")
 
 
-def _check_epochs(config: dict[str, Any], where: str, role: str, epochs: Any) -> None:
+def _check_epochs(config: dict[str, Any], epochs_of: dict[str, int], where: str, role: str, epochs: Any) -> None:
     dataset = config["datasets"][role]
-    total = resolve(dataset, overrides=config["training_overrides"].get(dataset, []))["epochs"]
+    total = epochs_of[dataset]
     for epoch in _as_list(epochs):
         if not 0 <= epoch < total:
             raise ValueError(
