@@ -11,6 +11,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
+from advprune import METHOD_VERSION
 from advprune.autoattack_eval import _per_attack_accuracy, run_autoattack
 from advprune.checkpoint import save_checkpoint
 from advprune.datasets import file_sha256
@@ -23,7 +24,7 @@ METRIC_KEYS = {
     "schema", "checkpoint", "dataset", "model", "run", "eps", "norm", "version", "n_examples", "n_test", "clean_acc",
     "clean_acc_subset", "autoattack_acc", "robust_acc_after", "attacks_run", "attacks_skipped", "max_perturbation",
     "clean_seconds", "attack_seconds", "eval_seconds", "warnings", "device", "versions", "dataset_sha256", "seed",
-    "batch_size",
+    "batch_size", "provenance",
 }
 N_TRAIN = 1400
 
@@ -140,6 +141,9 @@ def test_evaluate_checkpoint_end_to_end(tmp_path, digits, grey_model):
     assert set(metrics) == METRIC_KEYS
     json.dumps(metrics, allow_nan=False)  # metrics.json must hold plain JSON
     assert metrics["schema"] == "advprune.metrics/1"
+    provenance = metrics["provenance"]
+    assert provenance["dataset_sha256"] == metrics["dataset_sha256"] and provenance["jobs_on_device"] == 1
+    assert provenance["method_version"] == METHOD_VERSION and len(provenance["config_sha256"]) == 64
     assert (metrics["dataset"], metrics["model"], metrics["eps"]) == ("digits-mnist", "digits_net", 0.3)
     assert (metrics["n_examples"], metrics["n_test"]) == (32, len(digits["y_test"]))
     assert list(metrics["robust_acc_after"]) == STANDARD

@@ -50,6 +50,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0, help="AutoAttack's seed")
     p.add_argument("--device", default="auto")
+    p.add_argument("--jobs-on-device", type=int, default=1, help="how many jobs share this device (recorded)")
     p.set_defaults(handler=_evaluate)
 
 
@@ -89,6 +90,20 @@ def _add_embed(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--n-points", type=int, default=5000, help="fig8: seeded subsample per panel")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_embed)
+
+
+def _add_claims(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("claims", help="the paper's claims against the artefact tables: effect, 95%% CI, verdict")
+    p.add_argument("--table", action="append", default=[], metavar="ARTEFACT=CSV",
+                   help="an artefact's tidy CSV, e.g. table1=results/artefacts/table1.csv (repeatable)")
+    p.add_argument("--role", action="append", default=[], metavar="ROLE=DATASET",
+                   help="the dataset standing in for the paper's, e.g. mnist=digits-mnist (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="claims CSV; the Markdown table is written beside it")
+    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(handler=_claims)
 
 
 def _add_cost(commands: argparse._SubParsersAction) -> None:
@@ -144,7 +159,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_checkpoint(
         args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=choose_device(args.device),
         batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
-        state_path=state_path,
+        state_path=state_path, jobs_on_device=args.jobs_on_device,
     )
     write_json(args.out, metrics)
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
@@ -189,6 +204,27 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(texts: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"{option} {text!r} is not of the form NAME=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def _claims(args: argparse.Namespace) -> int:
+    from advprune.report.commands import run_claims
+
+    if args.resamples < 100:
+        raise ValueError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
+    tables = {name: Path(path) for name, path in _pairs(args.table, "--table").items()}
+    run_claims(tables, _pairs(args.role, "--role"), args.out, schedule=args.schedule, precision=args.precision,
+               n_resamples=args.resamples, seed=args.seed)
+    return 0
+
+
 def _cost(args: argparse.Namespace) -> int:
     import yaml
 
@@ -230,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_cost, _add_settings
+        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_cost,
+        _add_settings,
     ):
         add(commands)
     return parser

@@ -12,6 +12,7 @@ import torch
 from advprune import datasets
 from advprune.autoattack_eval import predict, run_autoattack
 from advprune.checkpoint import load_checkpoint, model_from_checkpoint
+from advprune.provenance import run_record
 from advprune.runtime import device_name, library_versions
 
 SCHEMA = "advprune.metrics/1"
@@ -28,6 +29,7 @@ def evaluate_checkpoint(
     expected_dataset: str | None = None,
     expected_model: str | None = None,
     state_path: Path | None = None,
+    jobs_on_device: int = 1,
 ) -> dict[str, Any]:
     """Evaluate a finished training run on the canonical test set it was trained beside; see the README for each key.
 
@@ -95,6 +97,11 @@ def evaluate_checkpoint(
         "dataset_sha256": checkpoint["dataset_sha256"],
         "seed": seed,
         "batch_size": batch_size,
+        "provenance": run_record(
+            config={"n_examples": n_examples, "eps": eps, "norm": "Linf", "version": "standard", "seed": seed,
+                    "batch_size": batch_size, "checkpoint_sha256": datasets.file_sha256(checkpoint_path)},
+            dataset_sha256=checkpoint["dataset_sha256"], device=device_name(device), jobs_on_device=jobs_on_device,
+        ),
     }
 
 

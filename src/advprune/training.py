@@ -25,6 +25,7 @@ from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
 from advprune.perturbations import rs_fgsm_delta
 from advprune.pruning import NEEDS_SCORES, STRATEGIES, select
+from advprune.provenance import run_record
 from advprune.runtime import atomic_path, device_name, library_versions, write_json
 from advprune.schedules import piecewise_linear, progress
 from advprune.scoring import score_points
@@ -340,6 +341,10 @@ class Trainer:
             "versions": library_versions(),
             "settings": s,
             "files": {"checkpoint": "model.pt", "pruning": "pruning.npz"},
+            "provenance": run_record(
+                config=s, dataset_sha256=self.dataset_sha256, device=device_name(self.device),
+                jobs_on_device=self.jobs_on_device,
+            ),
         }
         write_json(self.out_dir / "train.json", summary)
         self.resume_path.unlink(missing_ok=True)

@@ -21,11 +21,15 @@ def attack_column(attack: str) -> str:
     return f"aa_after_{attack.replace('-', '_')}_pct"
 
 
+# From the results' `provenance` records (advprune.provenance); missing in records written before it existed.
+PROVENANCE_COLUMNS = ["train_commit", "train_dirty", "eval_commit", "eval_dirty", "config_sha256", "dataset_sha256"]
+
 COLUMNS = [
     "dataset", "strategy", "keep", "prune_epoch", "seed", "schedule_after_pruning", "precision", "method_version",
     "n_train", "n_kept", "train_seconds", "scoring_seconds", "time_seconds", "time_minutes",
     "clean_acc_pct", "aa_acc_pct", *(attack_column(a) for a in ATTACKS), "n_examples", "eval_seconds",
     "collapsed", "collapse_epoch", "final_pgd_acc_pct", "device", "jobs_on_device", "run_dir",
+    *PROVENANCE_COLUMNS,
 ]  # fmt: skip
 
 # Nullable integers: full-data runs have no pruning epoch and most runs no collapse epoch, and the CSV should
@@ -36,8 +40,11 @@ DTYPES = {
     **{c: "float64" for c in ("keep", "train_seconds", "scoring_seconds", "time_seconds", "time_minutes",
                               "clean_acc_pct", "aa_acc_pct", *(attack_column(a) for a in ATTACKS), "eval_seconds",
                               "final_pgd_acc_pct")},
-    **{c: "object" for c in ("dataset", "strategy", "schedule_after_pruning", "precision", "device", "run_dir")},
+    **{c: "object" for c in ("dataset", "strategy", "schedule_after_pruning", "precision", "device", "run_dir",
+                             "train_commit", "eval_commit", "config_sha256", "dataset_sha256")},
     "collapsed": "bool",
+    "train_dirty": "boolean",
+    "eval_dirty": "boolean",
 }  # fmt: skip
 
 SORT_KEYS = ["dataset", "strategy", "keep", "prune_epoch", "schedule_after_pruning", "precision", "seed", "run_dir"]
@@ -123,8 +130,21 @@ def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
         "device": _get(train, "device", (str,), train_path),
         "jobs_on_device": _get(train, "jobs_on_device", (int,), train_path),
         "run_dir": str(train_path.parent),
+        **_provenance_columns(train, metrics),
     }
     return row
+
+
+def _provenance_columns(train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    trained, evaluated = train.get("provenance") or {}, metrics.get("provenance") or {}
+    return {
+        "train_commit": trained.get("commit"),
+        "train_dirty": trained.get("dirty"),
+        "eval_commit": evaluated.get("commit"),
+        "eval_dirty": evaluated.get("dirty"),
+        "config_sha256": trained.get("config_sha256"),
+        "dataset_sha256": train.get("dataset_sha256"),
+    }
 
 
 def _missing_text_as_none(df: pd.DataFrame) -> pd.DataFrame:

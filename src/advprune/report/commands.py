@@ -11,11 +11,14 @@ from typing import Sequence
 
 import numpy as np
 
+from advprune import provenance
 from advprune.datasets import load_canonical
+from advprune.report import claims
 from advprune.report.aggregate import collect, read_table, write_table
 from advprune.report.embedding import draw_fig8, subsample, table2, table2_caption, tsne_embedding
 from advprune.report.figures import FIGURES
 from advprune.report.selection import select
+from advprune.runtime import atomic_path, read_json
 from advprune.report.tables import (
     ablation_caption,
     ablation_schedule,
@@ -26,6 +29,23 @@ from advprune.report.tables import (
 )
 
 TABLES = ("table1", "ablation_schedule")
+TABLE_SUFFIXES = (".pdf", ".csv", ".tex", ".md")
+
+
+def _table_files(stem: Path) -> list[Path]:
+    return [stem.with_suffix(suffix) for suffix in TABLE_SUFFIXES]
+
+
+def _trained_model(run_dir: Path) -> dict:
+    """An embedding's model, in the fields an artefact's provenance lists (from its train.json)."""
+    record = read_json(run_dir / "train.json")
+    trained = record.get("provenance") or {}
+    return {
+        "run_dir": str(run_dir), "method_version": record.get("method_version"), "train_commit": trained.get("commit"),
+        "train_dirty": trained.get("dirty"), "config_sha256": trained.get("config_sha256"),
+        "dataset_sha256": record.get("dataset_sha256"), "device": record.get("device"),
+        "jobs_on_device": record.get("jobs_on_device"),
+    }  # fmt: skip
 
 
 def run_aggregate(pairs: list[tuple[Path, Path]], out_csv: Path) -> None:
@@ -47,8 +67,13 @@ def run_figure(
     workflow's table holds exactly the figure's grid); `prune_epoch` (None: all) selects pruned rows."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
-    df = select(read_table(table_csv), schedule=schedule, precision=precision, seeds=seeds)
+    runs = read_table(table_csv)
+    df = select(runs, schedule=schedule, precision=precision, seeds=seeds)
     FIGURES[name](df, out, prune_epoch=prune_epoch)
+    provenance.write_artefact_record(
+        out, name, outputs=[out], inputs=[table_csv], models=runs.to_dict("records"),
+        parameters={"schedule": schedule, "precision": precision, "seeds": seeds, "prune_epoch": prune_epoch},
+    )
 
 
 def run_table(
@@ -64,7 +89,8 @@ def run_table(
 ) -> None:
     """Write table `name` as `stem`.csv/.tex/.md and as `pdf`, its cells from the (strategy, keep) pairs present;
     `prune_epoch` (None: all) selects pruned rows."""
-    df = select(read_table(table_csv), precision=precision, seeds=seeds)
+    runs = read_table(table_csv)
+    df = select(runs, precision=precision, seeds=seeds)
     if name == "table1":
         df = select(df, schedule=schedule)
         table, caption = table1(df, prune_epoch=prune_epoch), table1_caption(df, prune_epoch=prune_epoch)
@@ -74,6 +100,45 @@ def run_table(
         raise ValueError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
     write_table_files(table, stem, caption)
     draw_table_pdf(table, pdf, caption)
+    provenance.write_artefact_record(
+        pdf, name, outputs=[pdf, *_table_files(stem)[1:]], inputs=[table_csv], models=runs.to_dict("records"),
+        parameters={"schedule": schedule, "precision": precision, "seeds": seeds, "prune_epoch": prune_epoch},
+    )
+
+
+def _embedding_provenance(name: str, variants: list[tuple[str, Path, Path | None]], outputs: list[Path],
+                          parameters: dict) -> None:
+    inputs = [path for _, canonical, pruning in variants for path in (canonical, pruning) if path is not None]
+    models = [_trained_model(pruning.parent) for _, _, pruning in variants if pruning is not None]
+    named = {variant: f"{data}:{pruning}" if pruning else str(data) for variant, data, pruning in variants}
+    provenance.write_artefact_record(
+        outputs[0], name, outputs=outputs, inputs=inputs, models=models, parameters={**parameters, "variants": named}
+    )
+
+
+def run_claims(
+    tables: dict[str, Path], roles: dict[str, str], out_csv: Path, *, schedule: str = "rescale",
+    precision: str = "fp32", n_resamples: int = 2000, seed: int = 0,
+) -> None:
+    """The claims table (claims.csv and claims.md beside it) from the artefact tables this configuration builds."""
+    runs = {name: read_table(path) for name, path in tables.items()}
+    selected = {name: select(df, schedule=schedule, precision=precision) for name, df in runs.items()}
+    table = claims.claims_table(selected, roles, n_resamples=n_resamples, seed=seed)
+    caption = (
+        "Claims of the paper against this reproduction: our effect with a bootstrap 95% interval over runs "
+        f"({n_resamples} resamples, seed {seed}), the paper's value, and the verdict by the rule fixed in "
+        "advprune/claims.yaml before any result was seen."
+    )
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out_csv.with_suffix(".md")) as tmp:
+        tmp.write_text(claims.markdown(table, caption))
+    models = {row["run_dir"]: row for df in runs.values() for row in df.to_dict("records")}
+    provenance.write_artefact_record(
+        out_csv, "claims", outputs=[out_csv, out_csv.with_suffix(".md")], inputs=list(tables.values()),
+        models=list(models.values()), parameters={"roles": dict(roles), "schedule": schedule, "precision": precision,
+                                                  "n_resamples": n_resamples, "seed": seed},
+    )
 
 
 def load_variant(canonical_npz: Path, pruning_npz: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +160,7 @@ def run_fig8(variants: list[tuple[str, Path, Path | None]], out: Path, *, n: int
         x, y = subsample(*load_variant(canonical, pruning), n=n, seed=seed)
         panels.append((name, tsne_embedding(x, seed), y))
     draw_fig8(panels, out)
+    _embedding_provenance("fig8", variants, [out], {"n_points": n, "seed": seed})
 
 
 def run_table2(variants: list[tuple[str, Path, Path | None]], stem: Path, pdf: Path, *, cut: float = 0.01) -> None:
@@ -103,3 +169,4 @@ def run_table2(variants: list[tuple[str, Path, Path | None]], stem: Path, pdf: P
     caption = table2_caption(table, cut)
     write_table_files(table, stem, caption)
     draw_table_pdf(table, pdf, caption)
+    _embedding_provenance("table2", variants, [pdf, *_table_files(stem)[1:]], {"cut": cut})
