@@ -32,6 +32,8 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 include: "rules/artefacts.smk"
+include: "rules/claims.smk"
+include: "rules/targets.smk"
 
 
 rule all:

@@ -9,7 +9,8 @@ for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
             table=f"results/artefacts/{figure}.csv",
             code=FIGURE_CODE,
         output:
-            report(f"figures/{figure}.pdf", caption=f"../report/{figure}.rst", category="Figures"),
+            pdf=report(f"figures/{figure}.pdf", caption=f"../report/{figure}.rst", category="Figures"),
+            provenance=provenance_file(figure),
         params:
             name=figure,
             options=single_prune_epoch(figure) + " "
@@ -19,7 +20,7 @@ for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
         conda:
             "../envs/report.yaml"
         shell:
-            "python -m advprune render {params.name} --table {input.table:q} --out {output:q} {params.options}"
+            "python -m advprune render {params.name} --table {input.table:q} --out {output.pdf:q} {params.options}"
             " > {log:q} 2>&1"
 
 
@@ -36,6 +37,7 @@ for table in ("table1", "ablation_schedule"):
             csv=report(f"figures/{table}.csv", caption=f"../report/{table}.rst", category="Tables"),
             tex=f"figures/{table}.tex",
             md=f"figures/{table}.md",
+            provenance=provenance_file(table),
         params:
             name=table,
             options=single_prune_epoch(table) + " "
@@ -54,7 +56,8 @@ rule draw_fig8:
         unpack(lambda w: embedding_inputs("fig8")),
         code=EMBEDDING_CODE,
     output:
-        report("figures/fig8.pdf", caption="../report/fig8.rst", category="Figures"),
+        pdf=report("figures/fig8.pdf", caption="../report/fig8.rst", category="Figures"),
+        provenance=provenance_file("fig8"),
     params:
         variants=lambda w: embedding_variants("fig8"),
         options=quoted(
@@ -70,7 +73,7 @@ rule draw_fig8:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m advprune embed fig8 {params.variants} {params.options} --out {output:q} > {log:q} 2>&1"
+        "python -m advprune embed fig8 {params.variants} {params.options} --out {output.pdf:q} > {log:q} 2>&1"
 
 
 rule tabulate_table2:
@@ -82,6 +85,7 @@ rule tabulate_table2:
         csv=report("figures/table2.csv", caption="../report/table2.rst", category="Tables"),
         tex="figures/table2.tex",
         md="figures/table2.md",
+        provenance=provenance_file("table2"),
     params:
         variants=lambda w: embedding_variants("table2"),
     log:

@@ -1,5 +1,4 @@
 # Config loading and validation, wildcard constraints, and the functions that turn artefact grids into inputs.
-import functools
 import os
 import shlex
 import sys
@@ -8,11 +7,16 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from advprune import METHOD_VERSION
-from advprune import settings as advprune_settings
+from advprune import METHOD_VERSION, plugins
 from advprune import workflow as plan
+from advprune.report.claims import load_claims
 
 validate(config, "../schemas/config.schema.yaml")
+try:
+    # Plugins first: they add the strategies and datasets the config may name (advprune.plugins).
+    PLUGINS = plugins.load(config["plugins"])
+except (ValueError, FileNotFoundError) as error:
+    raise WorkflowError(f"invalid config: plugins: {error}") from None
 try:
     plan.check_config(config)
 except ValueError as error:
@@ -23,7 +27,10 @@ except ValueError as error:
 # (.venv/bin/snakemake) still finds torch and advprune; under --sdm conda the job's environment is activated in front
 # of it, and finds advprune through PYTHONPATH, so the environments need not install the project.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir, 'src')))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(
+    f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir, 'src')))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f"export {plugins.ENVIRONMENT_VARIABLE}={shlex.quote(plugins.environment_value(PLUGINS))}; "
+)
 
 # Path templates: a model's directory names every setting that changes its weights (see advprune.workflow).
 MODEL_DIR = "results/models/{dataset}/{precision}/{run}/seed{seed}"
@@ -45,16 +52,6 @@ def quoted(*words):
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
-@functools.cache
-def training_settings(dataset):
-    """The resolved settings of a dataset: a training parameter, so changing one retrains exactly its models."""
-    return advprune_settings.resolve(
-        dataset,
-        overrides=config["training_overrides"].get(dataset, []),
-        precision=config["precision"],
-    )
-
-
 def evaluation_file(key):
     return f"{key.directory}/autoattack-n{config['n_examples']}.json"
 
@@ -73,10 +70,18 @@ def artefact_models(name):
     return finished(plan.artefact_models(config, name))
 
 
-ARTEFACT_TARGETS = [
-    *(f"figures/{name}.pdf" for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS),
-    *(f"figures/{name}.{ext}" for name in plan.TABLES for ext in ("csv", "tex", "md")),
-]
+# Every artefact's files, by name: `snakemake <name>` builds one (rules/targets.smk), `all` builds them all.
+ARTEFACT_FILES = {
+    **{name: [f"figures/{name}.pdf"] for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS},
+    **{name: [f"figures/{name}.{ext}" for ext in ("pdf", "csv", "tex", "md")] for name in plan.TABLES},
+    "claims": ["figures/claims.csv", "figures/claims.md"],
+}
+ARTEFACT_TARGETS = [path for paths in ARTEFACT_FILES.values() for path in paths]
+
+
+def provenance_file(name):
+    """Beside every artefact: the code, configuration, data and models it was built from (advprune.provenance)."""
+    return report(f"figures/{name}.provenance.json", category="Provenance", labels={"artefact": name})
 
 
 # -- training and evaluation --------------------------------------------------------------------------------

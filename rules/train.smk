@@ -10,9 +10,9 @@ rule train_model:
     params:
         arguments=training_arguments,
         out=lambda w, output: quoted(Path(output.checkpoint).parent),
-        # Not used by the command: they make Snakemake retrain when the method or the settings change.
+        # Not used by the command: it makes Snakemake retrain when the method changes. Code edits alone never do
+        # (profiles/default drops the code trigger), so finished models are protected; see the README.
         method_version=METHOD_VERSION,
-        settings=lambda w: training_settings(w.dataset),
     log:
         "logs/train_model/{dataset}/{precision}/{run}/seed{seed}.log",
     benchmark:

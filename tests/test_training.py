@@ -580,3 +580,20 @@ def test_cli_main_refuses_more_bad_input(args: list[str], words: list[str], data
     for word in words:
         assert word in lines[0], lines[0]
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_a_finished_run_is_never_overwritten_by_accident(data_root: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from advprune.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--dataset", DATASET, "--keep", "1.0", "--seed", "0", "--set", "epochs=1", "--out", str(run),
+            "--data-root", str(data_root), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    finished = {name: (run / name).read_bytes() for name in ("train.json", "model.pt")}
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "holds a finished run (train.json); pass --overwrite" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in finished} == finished
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads((run / "train.json").read_text())["seed"] == 0

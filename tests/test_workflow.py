@@ -11,6 +11,9 @@ import yaml
 
 from workflow_helpers import copy_workflow, planned_jobs, snakemake, write_config_overlay
 
+from advprune import METHOD_VERSION
+from advprune.report.claims import load_claims
+
 pytestmark = pytest.mark.workflow
 
 
@@ -109,8 +112,8 @@ def demo(tmp_path_factory):
     return directory, seconds
 
 
-DEMO_ARTEFACTS = [f"figures/{name}.pdf" for name in
-                  ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8", "table1", "table2", "ablation_schedule")]
+ARTEFACT_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8", "table1", "table2", "ablation_schedule")
+DEMO_ARTEFACTS = [f"figures/{name}.pdf" for name in ARTEFACT_NAMES]
 
 
 @pytest.mark.slow
@@ -208,6 +211,67 @@ def test_html_report_holds_every_artefact(demo):
     result = snakemake(directory, "--profile", "profiles/demo", "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     html = (directory / "report.html").read_text()
-    for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8", "table1", "table2", "ablation_schedule"):
-        assert f"{name}.pdf" in html, name
+    for name in ARTEFACT_NAMES:
+        assert f"{name}.pdf" in html and f"{name}.provenance.json" in html, name
     assert "Beyond the paper" in html  # a caption (report/ablation_schedule.rst) made it in
+    assert "claims.csv" in html and "before any result was seen" in html  # the claims table and its caption
+
+
+@pytest.mark.slow
+def test_demo_claims_table_has_every_claim_with_a_verdict(demo):
+    directory, _ = demo
+    claims = pd.read_csv(directory / "figures/claims.csv")
+    assert len(claims) == len(load_claims())
+    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive", "not measured"}
+    # The demo trains table1's keep 0.4 and full cells with 2 seeds: those claims are measured, with an interval.
+    measured = claims.set_index("id").loc[["mnist-loss-beats-random", "cifar10-loss-worse-than-random"]]
+    assert measured["verdict"].isin(["reproduced", "not reproduced", "inconclusive"]).all()
+    assert (measured["ci_low"] <= measured["ours"]).all() and (measured["ours"] <= measured["ci_high"]).all()
+    assert set(measured["dataset"]) == {"digits-mnist", "digits-cifar"}
+    # ... but not the low-loss strategy of fig3/fig4, and says so.
+    assert claims.set_index("id").loc["mnist-low-loss-hurts-most", "verdict"] == "not measured"
+    assert "| claim | dataset | ours | 95% CI |" in (directory / "figures/claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_demo_provenance_is_on_every_result_and_artefact(demo):
+    directory, _ = demo
+    for train_json in directory.glob("results/models/*/*/*/*/train.json"):
+        record = json.loads(train_json.read_text())["provenance"]
+        assert record["config_sha256"] and record["dataset_sha256"] and record["versions"]["torch"]
+        assert {"commit", "dirty", "method_version", "device", "jobs_on_device"} <= set(record)
+    models = pd.read_csv(directory / "results/models.csv")
+    for name in ARTEFACT_NAMES + ("claims",):
+        record = json.loads((directory / f"figures/{name}.provenance.json").read_text())
+        assert record["artefact"] == name and record["built_with"]["method_version"] == METHOD_VERSION
+        assert all(entry["sha256"] for entry in record["inputs"]), name
+        listed = {model["run_dir"] for model in record["models"]}
+        assert listed and listed <= set(models["run_dir"]), name
+    table1 = json.loads((directory / "figures/table1.provenance.json").read_text())
+    assert table1["models_summary"]["n_models"] == len(pd.read_csv(directory / "results/artefacts/table1.csv"))
+
+
+@pytest.mark.slow
+def test_finished_models_survive_unrelated_code_edits(demo):
+    directory, _ = demo
+    edits = {
+        directory / "src/advprune/training.py": lambda text: text + "\n# an unrelated edit to the training code\n",
+        directory / "rules/train.smk": lambda text: text.replace("--no-progress", "--no-progress "),
+    }
+    version = directory / "src/advprune/__init__.py"
+    originals = {path: path.read_text() for path in [*edits, version]}
+    try:
+        for path, edit in edits.items():
+            path.write_text(edit(originals[path]))
+        assert planned_jobs(directory, "--profile", "profiles/demo") == {}
+        # Rerunning is explicit: a forced rule, or a new method version.
+        forced = planned_jobs(directory, "--profile", "profiles/demo", "--forcerun", "train_model")
+        assert forced["train_model"] == 20
+        version.write_text(version.read_text().replace(f"METHOD_VERSION = {METHOD_VERSION}",
+                                                       f"METHOD_VERSION = {METHOD_VERSION + 1}"))
+        bumped = planned_jobs(directory, "--profile", "profiles/demo", env={"PYTHONPATH": str(directory / "src")})
+        assert bumped["train_model"] == 20 and bumped["evaluate_model"] == 20
+    finally:
+        for path, text in originals.items():
+            path.write_text(text)
+    assert planned_jobs(directory, "--profile", "profiles/demo") == {}

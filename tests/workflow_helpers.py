@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,16 +28,19 @@ def copy_workflow(destination: Path) -> Path:
     return destination
 
 
-def snakemake(directory: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    directory: Path, *args: str, timeout: float = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Real Snakemake in `directory`; `env` adds environment variables."""
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
-        cwd=directory, capture_output=True, text=True, timeout=timeout,
+        cwd=directory, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
 
 
-def planned_jobs(directory: Path, *args: str) -> dict[str, int]:
+def planned_jobs(directory: Path, *args: str, env: dict | None = None) -> dict[str, int]:
     """Job counts per rule from a dry run (`snakemake -n`), {} when nothing is to be done."""
-    result = snakemake(directory, "-n", *args, "--quiet", "rules")
+    result = snakemake(directory, "-n", *args, "--quiet", "rules", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = {}
     in_stats = False

@@ -36,6 +36,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     p.add_argument("--jobs-on-device", type=int, default=1, help="how many jobs share this device (recorded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--overwrite", action="store_true", help="train again over a finished run in --out")
     p.set_defaults(handler=_train)
 
 
@@ -51,6 +52,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="AutoAttack's seed")
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs-on-device", type=int, default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)
 
 
@@ -129,6 +131,9 @@ def _train(args: argparse.Namespace) -> int:
     from advprune.runtime import choose_device
     from advprune.training import Run, Trainer
 
+    # Finished results are never replaced by accident (Snakemake removes a job's outputs itself before a rerun).
+    if (args.out / "train.json").exists() and not args.overwrite:
+        raise ValueError(f"{args.out} holds a finished run (train.json); pass --overwrite to train it again")
     resolved = settings_module.resolve(
         args.dataset, args.config, args.overrides,
         schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
@@ -156,6 +161,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     # AutoAttack's state after each attack, beside the metrics file: a killed evaluation started again with the same
     # command continues from it (Snakemake removes a failed job's declared outputs, not this file).
     state_path = args.out.with_name(args.out.name + ".partial.pt")
+    if args.out.exists() and not args.overwrite:
+        raise ValueError(f"{args.out} exists; pass --overwrite to evaluate again")
     metrics = evaluate_checkpoint(
         args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=choose_device(args.device),
         batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
@@ -274,10 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from advprune import plugins
     from advprune.runtime import DeviceUnavailableError
 
     args = build_parser().parse_args(argv)
     try:
+        plugins.load_from_environment()
         return args.handler(args)
     except (ValueError, FileNotFoundError, DeviceUnavailableError) as error:
         # Bad input is the user's to fix: one clear line, no traceback.

@@ -4,7 +4,8 @@ Every step after `prepare` reads one canonical file per dataset, `<root>/<name>.
 `x_train` uint8 [N, H, W, C] (HWC; a 3-D [N, H, W] array is read as C = 1), `y_train` integer [N],
 `x_test` and `y_test` likewise. `../shared/data/cifar10.npz` is such a file as it stands.
 
-A new dataset joins with one `_prepare_<name>(root, source) -> Path` function and one `DATASETS` entry.
+A new dataset joins with one `prepare(root, source) -> Path` function (ending in `write_canonical`) and one
+`DATASETS` entry, or from outside the package through `register_dataset` (see advprune.plugins).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import pickle
+import re
 import shutil
 import tarfile
 import zipfile
@@ -128,8 +130,9 @@ def load_canonical(path: str | Path, info: DatasetInfo | None = None) -> Dataset
     return _validate(arrays, info, str(path))
 
 
-def _write_canonical(root: Path, name: str, arrays: DatasetArrays) -> Path:
-    """Validate, then write atomically, in a byte-deterministic form (same arrays, same sha256)."""
+def write_canonical(root: Path, name: str, arrays: DatasetArrays) -> Path:
+    """Validate, then write atomically, in a byte-deterministic form (same arrays, same sha256). A registered
+    dataset's `prepare` ends here."""
     info = get_dataset(name)
     arrays = _validate(vars(arrays), info, f"{name} (about to be written)")
     label_dtype = np.uint8 if info.num_classes <= 256 else np.int64
@@ -186,7 +189,7 @@ def _prepare_digits(name: str, root: Path, source: Path | None) -> Path:
     images = np.rint(digits.images * 255 / 16).astype(np.uint8)[..., None]
     labels = digits.target.astype(np.int64)
     train, test = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0, stratify=labels)
-    return _write_canonical(root, name, DatasetArrays(images[train], labels[train], images[test], labels[test]))
+    return write_canonical(root, name, DatasetArrays(images[train], labels[train], images[test], labels[test]))
 
 
 def _md5(path: Path) -> str:
@@ -227,7 +230,7 @@ def _prepare_mnist(root: Path, source: Path | None) -> Path:
     arrays = DatasetArrays(
         train.data.numpy()[..., None], train.targets.numpy(), test.data.numpy()[..., None], test.targets.numpy()
     )
-    return _write_canonical(root, "mnist", arrays)
+    return write_canonical(root, "mnist", arrays)
 
 
 def read_cifar10_archive(tar_path: str | Path, md5: str) -> DatasetArrays:
@@ -298,7 +301,7 @@ def _prepare_cifar10(root: Path, source: Path | None) -> Path:
         source = root / CIFAR10_ARCHIVE
     arrays = read_cifar10_archive(source, CIFAR10_MD5)
     _check_sizes(arrays, 50000, 10000, str(source))
-    return _write_canonical(root, "cifar10", arrays)
+    return write_canonical(root, "cifar10", arrays)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -313,3 +316,12 @@ DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("mnist", 10, (28, 28, 1), _prepare_mnist, "MNIST, 60000 train / 10000 test, greyscale"),
     "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), _prepare_cifar10, "CIFAR-10, 50000 train / 10000 test, RGB"),
 }
+
+
+def register_dataset(info: DatasetInfo) -> None:
+    """Add a dataset from outside the package (a plugin); it also needs settings (settings.register_dataset)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", info.name):
+        raise ValueError(f"dataset name {info.name!r} must be lowercase letters, digits and '-' (it is a path part)")
+    if info.name in DATASETS:
+        raise ValueError(f"dataset {info.name!r} is already registered")
+    DATASETS[info.name] = info

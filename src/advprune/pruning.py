@@ -1,7 +1,8 @@
 """Pruning strategies: pure functions from per-point scores to the indices that are kept.
 
 `select(scores, keep, strategy, seed)` in the spirit of DeepCore's `select()`. A new strategy is one function
-`(scores, n_drop, rng) -> dropped indices` plus one entry in STRATEGIES.
+`(scores, n_drop, rng) -> dropped indices` plus one entry in STRATEGIES, or from outside the package
+`register_strategy` (see advprune.plugins).
 
 Kept count: n_keep = round_half_up(keep * N), exactly in decimal (keep=0.45, N=10 keeps 5), at least 1.
 Ties between equal scores are broken by index (stable sort), so the result is deterministic for a seed.
@@ -9,6 +10,7 @@ Ties between equal scores are broken by index (stable sort), so the result is de
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable
 
@@ -68,6 +70,18 @@ STRATEGIES: dict[str, DropRule] = {
 # Strategies that need the scoring pass. `random` runs skip it: the paper's random runs are faster than its
 # loss-based ones at equal keep in all four pairs, so its times include scoring only where scoring is needed.
 NEEDS_SCORES = {"low", "high", "low+high", "mean-distance"}
+
+
+def register_strategy(name: str, drop_rule: DropRule, *, needs_scores: bool) -> None:
+    """Add a strategy from outside the package (a plugin). `needs_scores`: whether it reads the loss scores (else
+    the scoring pass is skipped, as for `random`)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9+-]*", name):
+        raise ValueError(f"strategy name {name!r} must be lowercase letters, digits, '+' and '-' (it is a path part)")
+    if name in STRATEGIES:
+        raise ValueError(f"pruning strategy {name!r} is already registered")
+    STRATEGIES[name] = drop_rule
+    if needs_scores:
+        NEEDS_SCORES.add(name)
 
 
 def select(scores: np.ndarray, keep: float, strategy: str, seed: int) -> np.ndarray:

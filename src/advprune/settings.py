@@ -33,8 +33,24 @@ def _load_packaged(name: str) -> dict[str, Any]:
     return yaml.safe_load(resources.files("advprune").joinpath(name).read_text())
 
 
+# Settings sections of datasets registered from outside the package (register_dataset).
+_REGISTERED: dict[str, dict[str, Any]] = {}
+
+
 def defaults() -> dict[str, Any]:
-    return copy.deepcopy(_load_packaged("defaults.yaml"))
+    return copy.deepcopy(_load_packaged("defaults.yaml") | _REGISTERED)
+
+
+def register_dataset(name: str, section: dict[str, Any], *, based_on: str | None = None) -> None:
+    """Training settings for a dataset added by a plugin: `section` (the layout of a defaults.yaml section), on top
+    of an existing dataset's section when `based_on` names one. Checked when a run resolves them."""
+    if name in defaults():
+        raise ValueError(f"settings for dataset {name!r} already exist")
+    if based_on is not None and (based_on == "common" or based_on not in defaults()):
+        raise ValueError(f"based_on: no settings for dataset {based_on!r}; known: {', '.join(known_datasets())}")
+    merged = defaults()[based_on] if based_on is not None else {}
+    deep_update(merged, section)
+    _REGISTERED[name] = merged
 
 
 def known_datasets() -> list[str]:

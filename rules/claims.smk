@@ -1,0 +1,26 @@
+# The artefact tables -> the claims table: each claim of the paper, our effect with a bootstrap 95% CI, a verdict.
+
+CLAIM_ARTEFACTS = sorted({claim.artefact for claim in load_claims()})
+
+
+rule tabulate_claims:
+    input:
+        tables=[f"results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS],
+        code=report_code("claims", "selection", "stats", "aggregate", "commands"),
+        rules=str(Path(workflow.basedir, "src/advprune/claims.yaml")),
+    output:
+        csv=report("figures/claims.csv", caption="../report/claims.rst", category="Claims"),
+        md="figures/claims.md",
+        provenance=provenance_file("claims"),
+    params:
+        tables=quoted(*(f"--table={name}=results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS)),
+        options=lambda w: quoted(
+            *(f"--role={role}={dataset}" for role, dataset in config["datasets"].items()),
+            "--schedule", config["schedule_after_pruning"], "--precision", config["precision"],
+        ),
+    log:
+        "logs/draw/claims.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m advprune claims {params.tables} {params.options} --out {output.csv:q} > {log:q} 2>&1"
