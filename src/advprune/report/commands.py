@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from advprune import METHOD_VERSION
 from advprune.datasets import load_canonical
 from advprune.report.aggregate import collect, read_table, write_table
 from advprune.report.embedding import draw_fig8, subsample, table2, table2_caption, tsne_embedding
@@ -24,6 +25,9 @@ from advprune.report.tables import (
     table1_caption,
     write_table_files,
 )
+from advprune.report.toy import draw_toy
+from advprune.runtime import library_versions, write_json
+from advprune.toy import ToyParameters, simulate
 
 TABLES = ("table1", "ablation_schedule")
 
@@ -103,3 +107,26 @@ def run_table2(variants: list[tuple[str, Path, Path | None]], stem: Path, pdf: P
     caption = table2_caption(table, cut)
     write_table_files(table, stem, caption)
     draw_table_pdf(table, pdf, caption)
+
+
+def artefact_provenance(name: str, parameters: dict, outputs: Sequence[Path]) -> dict:
+    """What an artefact was computed from: its resolved parameters (seeds included), the method version and the
+    library versions. One call per artefact, so a workflow-wide provenance record can replace it."""
+    return {
+        "artefact": name,
+        "method_version": METHOD_VERSION,
+        "parameters": parameters,
+        "versions": library_versions(extra=("pandas", "seaborn", "matplotlib")),
+        "outputs": [str(path) for path in outputs],
+    }
+
+
+def run_toy(params: ToyParameters, pdf: Path, runs_csv: Path) -> None:
+    """The toy model of section 5.2: simulate every seed, write the per-seed rows to `runs_csv`, the figure to `pdf`,
+    the table beside it (.csv/.tex/.md) and `<pdf stem>.provenance.json`."""
+    runs = simulate(params)
+    write_table(runs, runs_csv)
+    draw_toy(runs, params, pdf)
+    stem = Path(pdf).with_suffix("")
+    outputs = [Path(pdf), *(stem.with_suffix(ext) for ext in (".csv", ".tex", ".md")), Path(runs_csv)]
+    write_json(stem.with_suffix(".provenance.json"), artefact_provenance("toy", params.as_dict(), outputs))
