@@ -74,7 +74,7 @@ def artefact_models(name):
 
 
 ARTEFACT_TARGETS = [
-    *(f"figures/{name}.pdf" for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS),
+    *(f"figures/{name}.pdf" for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS + plan.SIMULATED_ARTEFACTS),
     *(f"figures/{name}.{ext}" for name in plan.TABLES for ext in ("csv", "tex", "md")),
 ]
 
@@ -129,6 +129,21 @@ def table_inputs(keys):
 FIGURE_CODE = report_code("figures", "stats", "labels", "selection", "commands")
 TABLE_CODE = report_code("tables", "paper", "stats", "labels", "selection", "commands")
 EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands")
+# The toy model's simulation and the pruning it reuses are inputs too: editing either reruns it.
+TOY_CODE = [
+    *report_code("toy", "figures", "tables", "labels", "commands"),
+    *(str(Path(workflow.basedir, "src/advprune", f"{module}.py")) for module in ("toy", "pruning")),
+]
+
+
+def toy_options():
+    """`python -m advprune toy` options from artefacts.toy (passed as a parameter, so editing the config reruns the toy)."""
+    spec = config["artefacts"]["toy"]
+    words = []
+    for key in ("d", "p_R", "p_robust", "p_fragile", "n", "eps_over_eta", "steps", "lr"):
+        words += [f"--{key.replace('_', '-')}", spec[key]]
+    words += ["--keep", *spec["keep"], "--strategies", *spec["strategies"], "--seeds", *plan.seeds_of(spec["seeds"])]
+    return quoted(*words)
 
 
 def single_prune_epoch(name):
