@@ -72,7 +72,7 @@ def artefact_models(name):
 
 # Every artefact's files, by name: `snakemake <name>` builds one (rules/targets.smk), `all` builds them all.
 ARTEFACT_FILES = {
-    **{name: [f"figures/{name}.pdf"] for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS},
+    **{name: [f"figures/{name}.pdf"] for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS + plan.SIMULATED_ARTEFACTS},
     **{name: [f"figures/{name}.{ext}" for ext in ("pdf", "csv", "tex", "md")] for name in plan.TABLES},
     "claims": ["figures/claims.csv", "figures/claims.md"],
 }
@@ -134,6 +134,21 @@ def table_inputs(keys):
 FIGURE_CODE = report_code("figures", "stats", "labels", "selection", "commands")
 TABLE_CODE = report_code("tables", "paper", "stats", "labels", "selection", "commands")
 EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands")
+# The toy model's simulation and the pruning it reuses are inputs too: editing either reruns it.
+TOY_CODE = [
+    *report_code("toy", "figures", "tables", "labels", "commands"),
+    *(str(Path(workflow.basedir, "src/advprune", f"{module}.py")) for module in ("toy", "pruning")),
+]
+
+
+def toy_options():
+    """`python -m advprune toy` options from artefacts.toy (a parameter: editing the config reruns the toy)."""
+    spec = config["artefacts"]["toy"]
+    words = []
+    for key in ("d", "p_R", "p_robust", "p_fragile", "n", "eps_over_eta", "steps", "lr"):
+        words += [f"--{key.replace('_', '-')}", spec[key]]
+    words += ["--keep", *spec["keep"], "--strategies", *spec["strategies"], "--seeds", *plan.seeds_of(spec["seeds"])]
+    return quoted(*words)
 
 
 def single_prune_epoch(name):

@@ -42,6 +42,7 @@ def _rows(properties: dict, defs: dict, prefix: str = "") -> list[str]:
             grid = defs["grid"]["properties"]
             rows += _rows(grid, defs, prefix="artefacts.<fig1..fig7, table1, ablation_schedule>.")
             rows += _rows(defs["data_artefact"]["properties"], defs, prefix="artefacts.<fig8, table2>.")
+            rows += _rows(defs["toy"]["properties"], defs, prefix="artefacts.toy.")
     return rows
 
 

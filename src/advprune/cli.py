@@ -108,6 +108,28 @@ def _add_claims(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_claims)
 
 
+def _add_toy(commands: argparse._SubParsersAction) -> None:
+    from advprune.toy import TOY_STRATEGIES, ToyParameters
+
+    paper = ToyParameters()  # defaults: the values of config.yaml's artefacts.toy
+    p = commands.add_parser("toy", help="the toy model of section 5.2: simulate, prune, draw figure and table")
+    p.add_argument("--d", type=int, default=paper.d, help="fragile features; eta = 3 / sqrt(d)")
+    p.add_argument("--p-R", dest="p_R", type=float, default=paper.p_R, help="P(point from D_robust)")
+    p.add_argument("--p-robust", type=float, default=paper.p_robust, help="P(x1 = y) in D_robust")
+    p.add_argument("--p-fragile", type=float, default=paper.p_fragile, help="P(x1 = y) in D_fragile")
+    p.add_argument("--n", type=int, default=paper.n, help="training points per seed (and test points)")
+    p.add_argument("--eps-over-eta", type=float, default=paper.eps_over_eta, help="adversary's L-inf budget / eta")
+    p.add_argument("--steps", type=int, default=paper.steps, help="full-batch gradient steps")
+    p.add_argument("--lr", type=float, default=paper.lr, help="initial step size (decays linearly to 0)")
+    p.add_argument("--keep", type=float, nargs="+", default=list(paper.keep), help="fractions kept")
+    p.add_argument("--strategies", nargs="+", default=list(paper.strategies), help=" | ".join(TOY_STRATEGIES))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(paper.seeds))
+    p.add_argument("--out", type=Path, required=True, help="figure PDF; the table (.csv/.tex/.md) and "
+                   "<stem>.provenance.json are written beside it")
+    p.add_argument("--runs", type=Path, required=True, help="CSV of the per-seed rows")
+    p.set_defaults(handler=_toy)
+
+
 def _add_cost(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("cost", help="models, evaluations and estimated GPU hours of workflow targets")
     p.add_argument("targets", nargs="*", help="artefact names (fig1 ... table2); default: every artefact and all")
@@ -232,6 +254,21 @@ def _claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _toy(args: argparse.Namespace) -> int:
+    from advprune.report.commands import run_toy
+    from advprune.toy import ToyParameters
+
+    params = ToyParameters(
+        d=args.d, p_R=args.p_R, p_robust=args.p_robust, p_fragile=args.p_fragile, n=args.n,
+        eps_over_eta=args.eps_over_eta, steps=args.steps, lr=args.lr, keep=tuple(args.keep),
+        strategies=tuple(args.strategies), seeds=tuple(args.seeds),
+    )
+    params.check()  # before the slow imports of the report code
+    run_toy(params, args.out, args.runs)
+    print(args.out)
+    return 0
+
+
 def _cost(args: argparse.Namespace) -> int:
     import yaml
 
@@ -273,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_cost,
-        _add_settings,
+        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_toy,
+        _add_cost, _add_settings,
     ):
         add(commands)
     return parser

@@ -21,6 +21,7 @@ from advprune import METHOD_VERSION
 from advprune.runtime import library_versions, write_json
 
 SCHEMA = "advprune.provenance/1"
+REPORT_LIBRARIES = ("pandas", "seaborn", "matplotlib", "scikit-learn")  # versioned in artefact records too
 
 # Per-model fields an artefact's record lists for each of its models (tidy-table column names).
 MODEL_FIELDS = (
@@ -135,7 +136,9 @@ def artefact_record(
         "schema": SCHEMA,
         "artefact": name,
         "outputs": [str(p) for p in outputs],
-        "built_with": {**code_state(), "method_version": METHOD_VERSION, "versions": library_versions()},
+        "built_with": {
+            **code_state(), "method_version": METHOD_VERSION, "versions": library_versions(REPORT_LIBRARIES)
+        },
         "created_utc": _now(),
         "parameters": {k: _plain(v) if not isinstance(v, (list, dict)) else v for k, v in (parameters or {}).items()},
         "inputs": [_file_entry(Path(p)) for p in inputs],

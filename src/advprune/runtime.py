@@ -37,9 +37,10 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of python, the libraries every result depends on, and the `extra` packages a caller names."""
     versions = {"python": platform.python_version()}
-    for package in ("advprune", "torch", "torchvision", "numpy", "pyautoattack"):
+    for package in ("advprune", "torch", "torchvision", "numpy", "pyautoattack", *extra):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

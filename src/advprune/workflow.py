@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from advprune.pruning import STRATEGIES
 from advprune.settings import resolve
+from advprune.toy import ToyParameters
 
 FULL = "full"
 SCHEDULES = ("rescale", "fixed")
@@ -20,7 +21,8 @@ MODEL_ROOT = "results/models"
 # Artefacts drawn from the tidy table of their models, and the two built from data and one model's pruning decision.
 MODEL_ARTEFACTS = ("fig1", "fig2", "table1", "fig3", "fig4", "fig5", "fig7", "ablation_schedule")
 DATA_ARTEFACTS = ("fig8", "table2")
-TABLES = ("table1", "ablation_schedule", "table2")
+SIMULATED_ARTEFACTS = ("toy",)  # section 5.2's toy model: no model or dataset, only its config
+TABLES = ("table1", "ablation_schedule", "table2", "toy")
 
 
 @dataclass(frozen=True, order=True)
@@ -172,6 +174,8 @@ def check_config(config: dict[str, Any]) -> None:
         seeds = seeds_of(spec.get("seeds", 1))
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"artefacts.{name}.seeds: duplicate seeds in {seeds}")
+    if "toy" in config["artefacts"]:
+        ToyParameters.from_config(config["artefacts"]["toy"]).check("artefacts.toy")
 
 
 def _check_epochs(config: dict[str, Any], epochs_of: dict[str, int], where: str, role: str, epochs: Any) -> None:

@@ -18,7 +18,6 @@ from advprune.report.aggregate import collect, read_table, write_table
 from advprune.report.embedding import draw_fig8, subsample, table2, table2_caption, tsne_embedding
 from advprune.report.figures import FIGURES
 from advprune.report.selection import select
-from advprune.runtime import atomic_path, read_json
 from advprune.report.tables import (
     ablation_caption,
     ablation_schedule,
@@ -27,6 +26,9 @@ from advprune.report.tables import (
     table1_caption,
     write_table_files,
 )
+from advprune.report.toy import draw_toy
+from advprune.runtime import atomic_path, read_json
+from advprune.toy import ToyParameters, simulate
 
 TABLES = ("table1", "ablation_schedule")
 TABLE_SUFFIXES = (".pdf", ".csv", ".tex", ".md")
@@ -170,3 +172,15 @@ def run_table2(variants: list[tuple[str, Path, Path | None]], stem: Path, pdf: P
     write_table_files(table, stem, caption)
     draw_table_pdf(table, pdf, caption)
     _embedding_provenance("table2", variants, [pdf, *_table_files(stem)[1:]], {"cut": cut})
+
+
+def run_toy(params: ToyParameters, pdf: Path, runs_csv: Path) -> None:
+    """The toy model of section 5.2: simulate every seed, write the per-seed rows to `runs_csv`, the figure to `pdf`,
+    the table beside it (.csv/.tex/.md) and `<pdf stem>.provenance.json`."""
+    runs = simulate(params)
+    write_table(runs, runs_csv)
+    draw_toy(runs, params, pdf)
+    stem = Path(pdf).with_suffix("")
+    provenance.write_artefact_record(
+        pdf, "toy", outputs=[*_table_files(stem), Path(runs_csv)], parameters=params.as_dict()
+    )

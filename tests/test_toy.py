@@ -1,0 +1,182 @@
+"""The toy model of section 5.2: its statistics against the paper's argument, the trained classifiers, pruning,
+determinism, bad parameters, and one real Snakemake run of the artefact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from advprune.cli import main
+from advprune.pruning import select
+from advprune.toy import (
+    ToyParameters,
+    accuracy,
+    draw,
+    expected_fragile_share,
+    simulate,
+    squared_loss,
+    train_linear,
+    x1_weight_share,
+)
+from workflow_helpers import REPO, copy_workflow, snakemake
+
+# Small and fast: 2 seeds, 3 keeps; the default d, p's and eps of config.yaml.
+SMALL = ToyParameters(n=3000, keep=(0.3, 0.8, 1.0), seeds=(0, 1))
+
+
+@pytest.fixture(scope="module")
+def runs() -> pd.DataFrame:
+    return simulate(SMALL)
+
+
+def test_config_yaml_holds_the_defaults():
+    """The CLI's defaults are config.yaml's artefacts.toy, so `advprune toy` by hand matches the workflow."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert ToyParameters.from_config(config["artefacts"]["toy"]) == ToyParameters()
+
+
+def test_data_follow_the_model():
+    params = ToyParameters()
+    data = draw(params, 100_000, np.random.default_rng(0))
+    se = 4 * 0.5 / math.sqrt(100_000)  # 4 standard errors of a proportion, at most
+    assert abs(data.from_fragile_set.mean() - (1 - params.p_R)) < se
+    x1_right = data.x[:, 0] == data.y
+    assert abs(x1_right[~data.from_fragile_set].mean() - params.p_robust) < 2 * se
+    assert abs(x1_right[data.from_fragile_set].mean() - params.p_fragile) < 2 * se
+    assert abs((data.y[:, None] * data.x[:, 1:]).mean() - params.eta) < 0.003
+    assert abs(data.x[:, 1:].std() - math.sqrt(1 + params.eta**2)) < 0.003
+
+
+@pytest.mark.parametrize("strategy", ["high", "low", "low+high", "random"])
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.85, 0.95])
+def test_paper_classifier_matches_the_analytic_expectation(strategy, keep):
+    """Under the paper's w = [1, 0, ..., 0] the kept share of D_fragile points is the closed form, within 4 s.e."""
+    params = ToyParameters()
+    data = draw(params, 100_000, np.random.default_rng(1))
+    w = np.zeros(params.d + 1)
+    w[0] = 1.0
+    kept = select(squared_loss(w, data), keep, strategy, seed=0)
+    share = data.from_fragile_set[kept].mean()
+    expected = expected_fragile_share(params, strategy, keep)
+    assert abs(share - expected) < 4 * math.sqrt(expected * (1 - expected) / len(kept))
+
+
+def test_expectation_by_hand():
+    params = ToyParameters()  # q = 0.5 * 0.05 + 0.5 * 0.25 = 0.15
+    assert params.p_mislabelled_x1 == pytest.approx(0.15)
+    # keep 0.85 after high-loss pruning: exactly the x1 = y points, 0.5 * 0.75 / 0.85 of them fragile.
+    assert expected_fragile_share(params, "high", 0.85) == pytest.approx(0.375 / 0.85)
+    # low-loss pruning down to 0.15 keeps exactly the x1 != y points: 0.125 / 0.15 fragile.
+    assert expected_fragile_share(params, "low", 0.15) == pytest.approx(0.125 / 0.15)
+    assert expected_fragile_share(params, "random", 0.3) == 0.5
+    assert expected_fragile_share(params, "high", 1.0) == pytest.approx(0.5)
+
+
+def test_robust_training_learns_x1_and_standard_training_does_not(runs):
+    per_classifier = runs.drop_duplicates(["seed", "classifier"]).set_index(["classifier", "seed"])
+    robust, standard = per_classifier.loc["robust"], per_classifier.loc["standard"]
+    assert (robust["x1_weight_share"] > 0.9).all()
+    assert (standard["x1_weight_share"] < 0.1).all()
+    # The paper: the robust classifier's accuracy is p_R p_robust + (1 - p_R) p_fragile, clean and robust alike...
+    expected = SMALL.p_R * SMALL.p_robust + (1 - SMALL.p_R) * SMALL.p_fragile
+    assert np.allclose(robust["clean_acc"], expected, atol=0.03)
+    assert np.allclose(robust["robust_acc"], robust["clean_acc"], atol=0.01)
+    # ... the fragile-feature classifier is > 99% accurate and below 1% under attack.
+    assert (standard["clean_acc"] > 0.99).all() and (standard["robust_acc"] < 0.01).all()
+
+
+def test_exact_robust_accuracy_is_the_worst_case():
+    """The closed-form adversary (delta = -eps y sign(w)) is no weaker than random sign perturbations."""
+    params = ToyParameters()
+    data = draw(params, 2000, np.random.default_rng(2))
+    w = train_linear(data, 0.0, 100, 1.0)
+    worst = accuracy(w, data, params.eps)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        delta = params.eps * rng.choice([-1.0, 1.0], size=data.x.shape)
+        assert worst <= accuracy(w, dataclasses.replace(data, x=data.x + delta))
+
+
+def test_high_loss_pruning_raises_the_robust_share_and_low_loss_lowers_it(runs):
+    robust = runs[(runs["classifier"] == "robust") & (runs["keep"] < 1)]
+    by = robust.groupby(["strategy", "keep"])["fragile_share"].mean()
+    before = runs["fragile_share_before"].mean()
+    for keep in (0.3, 0.8):
+        assert by[("high", keep)] < before - 0.03  # expected: 0.441 against 0.5
+        assert by[("low", keep)] > before + 0.01
+        assert abs(by[("random", keep)] - before) < 0.03
+    # Against the paper's expectation, within sampling error (n = 3000, two seeds).
+    assert (robust["fragile_share"] - robust["expected_fragile_share"]).abs().max() < 0.04
+
+
+def test_same_seed_same_rows_other_seed_other_rows():
+    one = ToyParameters(n=500, steps=50, keep=(0.5,), seeds=(7,))
+    pd.testing.assert_frame_equal(simulate(one), simulate(one))
+    assert not simulate(one).equals(simulate(dataclasses.replace(one, seeds=(8,))))
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"p_fragile": 0.95}, "p_fragile"),
+        ({"p_fragile": 0.5}, "p_fragile"),
+        ({"p_R": 1.0}, "p_R"),
+        ({"eps_over_eta": 3.0}, "eps_over_eta"),  # eps = 0.9 > 1 - 2q = 0.7: robust training would learn w = 0
+        ({"keep": (0.5, 1.2)}, "keep"),
+        ({"strategies": ("median",)}, "strategies"),
+        ({"seeds": (1, 1)}, "seeds"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_them(change, named):
+    with pytest.raises(ValueError, match=named):
+        dataclasses.replace(ToyParameters(), **change).check()
+
+
+def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
+    code = main(["toy", "--p-fragile", "0.96", "--out", str(tmp_path / "t.pdf"), "--runs", str(tmp_path / "t.csv")])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith("advprune toy: error:") and "p_fragile" in stderr
+    assert not (tmp_path / "t.pdf").exists()
+
+
+@pytest.mark.workflow
+def test_snakemake_builds_the_toy_artefact(tmp_path):
+    directory = copy_workflow(tmp_path / "wf")
+    (directory / "overlay.yaml").write_text(yaml.safe_dump(
+        {"artefacts": {"toy": {"n": 2000, "seeds": 2, "keep": [0.5, 0.8, 1.0]}}}
+    ))  # fmt: skip
+    result = snakemake(directory, "figures/toy.pdf", "--cores", "1", "--configfile", "config.yaml", "overlay.yaml",
+                       timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (directory / "figures/toy.pdf").read_bytes().startswith(b"%PDF")
+    assert (directory / "figures/toy.tex").stat().st_size > 0
+    assert (directory / "figures/toy.md").read_text().startswith("Toy model of section 5.2")
+
+    table = pd.read_csv(directory / "figures/toy.csv")
+    runs = pd.read_csv(directory / "results/artefacts/toy.csv")
+    assert len(table) == 2 * 4 * 3 and set(table["seeds"]) == {2}
+    assert len(runs) == 2 * len(table)
+    # The table is the mean of the per-seed rows, and keep 1.0 is the share before pruning.
+    high = table[(table["classifier"] == "robust") & (table["pruning"] == "high loss")].set_index("keep")
+    seeds = runs[(runs["classifier"] == "robust") & (runs["strategy"] == "high")].groupby("keep")["fragile_share"]
+    assert np.allclose(high["fragile share after (mean)"], seeds.mean().loc[high.index], atol=1e-4)
+    full = table[table["keep"] == 1.0]
+    assert np.allclose(full["fragile share after (mean)"], full["fragile share before"], atol=1e-4)
+    assert (high.loc[0.8, "fragile share after (mean)"] < high.loc[1.0, "fragile share before"] - 0.05)
+    robust = table[table["classifier"] == "robust"]
+    assert robust["after - argument"].abs().max() < 0.05
+    assert table.loc[table["classifier"] == "standard", "paper's argument"].isna().all()
+
+    provenance = json.loads((directory / "figures/toy.provenance.json").read_text())
+    assert provenance["parameters"]["n"] == 2000 and provenance["parameters"]["seeds"] == [0, 1]
+    assert {"method_version", "versions", "commit", "dirty"} <= set(provenance["built_with"])
+    assert "numpy" in provenance["built_with"]["versions"] and provenance["artefact"] == "toy"
+    assert "figures/toy.md" in provenance["outputs"] and provenance["models"] == []
