@@ -95,8 +95,14 @@ def test_no_difference_with_many_runs_is_not_reproduced_and_with_few_is_inconclu
     rng = np.random.default_rng(2)
     same = runs({("low+high", 0.4): 65 + rng.normal(0, 0.5, 30), ("random", 0.4): 65 + rng.normal(0, 0.5, 30)})
     assert claims.evaluate(claim(DIFFERENCE, GREATER), same, "mnist")["verdict"] == NR
-    noisy = runs({("low+high", 0.4): 65 + rng.normal(0, 10, 3), ("random", 0.4): 65 + rng.normal(0, 10, 3)})
+    noisy = runs({("low+high", 0.4): 65 + rng.normal(0, 10, 6), ("random", 0.4): 65 + rng.normal(0, 10, 6)})
     assert claims.evaluate(claim(DIFFERENCE, GREATER), noisy, "mnist")["verdict"] == INC
+
+
+def test_too_few_runs_give_an_interval_but_no_verdict():
+    few = runs({("low+high", 0.4): np.array([70.0, 71.0, 72.0]), ("random", 0.4): np.array([60.0, 61.0, 62.0])})
+    row = claims.evaluate(claim(DIFFERENCE, GREATER), few, "mnist")
+    assert row["ci_low"] > 0 and row["verdict"] == INC and "fewer than 5 runs" in row["note"]
 
 
 def test_the_bootstrap_is_seeded():
@@ -165,7 +171,7 @@ def test_the_claims_command_writes_table_markdown_and_provenance(tmp_path: Path)
     for name, grid in {"table1": dict(strategies=("low+high", "random"), keeps=(0.4, 0.8, 1.0), epochs=(3,)),
                        "fig5": dict(strategies=("random",), epochs=(3,))}.items():  # fmt: skip
         paths[name] = tmp_path / f"{name}.csv"
-        write_table(make_runs(seeds=4, **grid), paths[name])
+        write_table(make_runs(seeds=claims.MIN_RUNS, **grid), paths[name])
     out = tmp_path / "figures" / "claims.csv"
     args = ["claims", "--out", str(out), "--role", "mnist=mnist", "--role", "cifar10=cifar10", "--resamples", "200"]
     args += [f"--table={name}={path}" for name, path in paths.items()]

@@ -112,7 +112,7 @@ def demo(tmp_path_factory):
     return directory, seconds
 
 
-ARTEFACT_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8", "table1", "table2", "ablation_schedule")
+ARTEFACT_NAMES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8", "table1", "table2", "ablation_schedule", "toy")
 DEMO_ARTEFACTS = [f"figures/{name}.pdf" for name in ARTEFACT_NAMES]
 
 
@@ -121,7 +121,7 @@ def test_demo_renders_every_artefact_within_ten_minutes(demo):
     directory, seconds = demo
     for artefact in DEMO_ARTEFACTS:
         assert (directory / artefact).read_bytes().startswith(b"%PDF"), artefact
-    for table in ("table1", "table2", "ablation_schedule"):
+    for table in ("table1", "table2", "ablation_schedule", "toy"):
         for extension in ("csv", "tex", "md"):
             assert (directory / f"figures/{table}.{extension}").stat().st_size > 0
     assert seconds < 600
@@ -167,7 +167,9 @@ def test_editing_plotting_code_reruns_only_figures(demo):
     # A real edit: Snakemake 9 ignores a newer modification time when the content's checksum is unchanged.
     figures_code.write_text(figures_code.read_text() + "\n# an edit to the plotting code\n")
     jobs = planned_jobs(directory, "--profile", "profiles/demo")
-    assert jobs == {f"draw_{name}": 1 for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7")} | {"all": 1}
+    # The toy's figure shares the figures' style (report/toy.py imports it), so it is redrawn too.
+    figures = {f"draw_{name}": 1 for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7")}
+    assert jobs == figures | {"simulate_toy": 1, "all": 1}
     # Render them, so the next tests start from an up-to-date state again.
     assert snakemake(directory, "--profile", "profiles/demo").returncode == 0
 
@@ -246,7 +248,10 @@ def test_demo_provenance_is_on_every_result_and_artefact(demo):
         assert record["artefact"] == name and record["built_with"]["method_version"] == METHOD_VERSION
         assert all(entry["sha256"] for entry in record["inputs"]), name
         listed = {model["run_dir"] for model in record["models"]}
-        assert listed and listed <= set(models["run_dir"]), name
+        if name == "toy":  # a simulation: parameters, no models
+            assert not listed and record["parameters"]["seeds"]
+        else:
+            assert listed and listed <= set(models["run_dir"]), name
     table1 = json.loads((directory / "figures/table1.provenance.json").read_text())
     assert table1["models_summary"]["n_models"] == len(pd.read_csv(directory / "results/artefacts/table1.csv"))
 

@@ -20,6 +20,7 @@ from advprune.report.selection import FULL, select
 from advprune.report.stats import linear_fit
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
+MIN_RUNS = 5  # per cell, for a verdict: with fewer, a percentile bootstrap has too few distinct resamples
 MEASURES = ("difference", "ratio", "linear_r2", "worst_gap")
 TESTS = {"greater": ("margin",), "less": ("margin",), "about": ("value", "tolerance"), "at_least": ("threshold",)}
 COLUMNS = [
@@ -202,13 +203,15 @@ def evaluate(
         return row
     row["ours"] = float(statistic(groups))
     row["n_runs"] = int(sum(len(v) for v in groups.values()))
-    if min(len(v) for v in groups.values()) < 2:
-        row["verdict"], row["note"] = INCONCLUSIVE, "fewer than 2 runs in a cell: no interval"
+    counts = ", ".join(f"{name}: n={len(v)}" for name, v in groups.items())
+    if min(len(v) for v in groups.values()) >= 2:
+        rng = np.random.default_rng(seed)
+        row["ci_low"], row["ci_high"] = bootstrap_interval(statistic, groups, n_resamples=n_resamples, rng=rng)
+    if min(len(v) for v in groups.values()) < MIN_RUNS:
+        row["verdict"], row["note"] = INCONCLUSIVE, f"fewer than {MIN_RUNS} runs in a cell ({counts})"
         return row
-    rng = np.random.default_rng(seed)
-    row["ci_low"], row["ci_high"] = bootstrap_interval(statistic, groups, n_resamples=n_resamples, rng=rng)
     row["verdict"] = verdict(claim.test, row["ci_low"], row["ci_high"])
-    row["note"] = ", ".join(f"{name}: n={len(v)}" for name, v in groups.items())
+    row["note"] = counts
     return row
 
 
