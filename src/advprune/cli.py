@@ -274,26 +274,36 @@ def _cost(args: argparse.Namespace) -> int:
 
     from advprune import workflow
     from advprune.costs import estimate, load_timings
+    from advprune.report.claims import load_claims
 
     config: dict = {}
     for path in args.configfile:
         settings_module.deep_update(config, yaml.safe_load(path.read_text()) or {})
     workflow.check_config(config)
     timings = load_timings(args.timings)
-    names = args.targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "all"]
+    claim_artefacts = {claim.artefact for claim in load_claims()}
+
+    def models_of(name: str) -> tuple[list, bool]:
+        """(the models a target trains, whether they are evaluated)"""
+        if name == "all":
+            return workflow.all_models(config), True
+        if name in workflow.MODEL_ARTEFACTS:
+            return workflow.artefact_models(config, name), True
+        if name in workflow.DATA_ARTEFACTS:
+            return [workflow.pruned_model(config, name)], False
+        if name == "claims":
+            return list({key for a in claim_artefacts for key in workflow.artefact_models(config, a)}), True
+        if name in workflow.SIMULATED_ARTEFACTS:
+            return [], False  # a CPU simulation of seconds
+        known = ", ".join(workflow.MODEL_ARTEFACTS + workflow.DATA_ARTEFACTS + workflow.SIMULATED_ARTEFACTS)
+        raise ValueError(f"unknown target {name!r}; known: {known}, claims, all")
+
+    names = args.targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "claims", "all"]
+    plans = {name: models_of(name) for name in names}  # every name checked before anything is printed
     print(f"Estimated on: {timings['device']}; one job per GPU; AutoAttack on {config['n_examples']} points.")
     print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
     print("|---|---|---|---|---|---|")
-    for name in names:
-        if name == "all":
-            keys, evaluated = workflow.all_models(config), True
-        elif name in workflow.MODEL_ARTEFACTS:
-            keys, evaluated = workflow.artefact_models(config, name), True
-        elif name in workflow.DATA_ARTEFACTS:
-            keys, evaluated = [workflow.pruned_model(config, name)], False
-        else:
-            known = ", ".join(workflow.MODEL_ARTEFACTS + workflow.DATA_ARTEFACTS)
-            raise ValueError(f"unknown target {name!r}; known: {known}, all")
+    for name, (keys, evaluated) in plans.items():
         cost = estimate(keys, timings, config["n_examples"], evaluated=evaluated)
         datasets = ", ".join(f"{d} {n}" for d, n in sorted(cost.per_dataset.items()))
         print(f"| {name} | {cost.models} | {datasets} | {cost.training_hours:.1f} | {cost.evaluation_hours:.1f} "
