@@ -39,3 +39,17 @@ def test_cost_command_on_the_paper_config():
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in result.stdout.splitlines()
             if line.startswith("| fig4") or line.startswith("| all")}
     assert rows == {"fig4": "85", "all": "780"}  # the counts of tests/test_workflow.py's hand-worked plan
+
+
+def test_cost_of_claims_and_toy_and_a_bad_name():
+    result = subprocess.run([sys.executable, "-m", "advprune", "cost", "claims", "toy"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in result.stdout.splitlines()
+            if line.startswith("| ")}
+    # claims: the union of table1 (300), fig2 (100), fig3 (85), fig4 (85) and fig5 (300) models, shared ones once;
+    # the toy trains nothing.
+    assert rows["toy"] == "0" and 300 < int(rows["claims"]) < 780
+    result = subprocess.run([sys.executable, "-m", "advprune", "cost", "fig4", "bogus"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == "" and "unknown target 'bogus'" in result.stderr
