@@ -34,6 +34,11 @@ include: "rules/aggregate.smk"
 include: "rules/artefacts.smk"
 
 
+# The target rule runs nothing; under a cluster executor it must not become a job.
+localrules:
+    all,
+
+
 rule all:
     default_target: True
     input:

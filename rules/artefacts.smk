@@ -95,3 +95,16 @@ rule tabulate_table2:
         "../envs/report.yaml"
     shell:
         "python -m advprune embed table2 {params.variants} --out {output.pdf:q} > {log:q} 2>&1"
+
+
+# Under a cluster executor the figures and tables from tidy tables run locally (seconds each); the two t-SNE
+# artefacts above (fig8, table2) stay jobs of their own, with their own resources.
+localrules:
+    draw_fig1,
+    draw_fig2,
+    draw_fig3,
+    draw_fig4,
+    draw_fig5,
+    draw_fig7,
+    tabulate_table1,
+    tabulate_ablation_schedule,
