@@ -91,8 +91,10 @@ SlurmctldLogFile=${LOG}/slurmctld.log
 SlurmdLogFile=${LOG}/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# no cgroups: process tracking via /proc, CPU binding via sched_setaffinity (task/affinity; task/none makes srun warn "lacks support for cpu binding")
-ProctrackType=proctrack/linuxproc
+# no cgroups: process tracking by process group, CPU binding via sched_setaffinity (task/affinity; task/none makes srun warn "lacks support for cpu binding")
+# proctrack/pgid, not linuxproc: on scancel the batch shell dies first, and linuxproc (which follows parent PIDs)
+# then lost the orphaned Snakemake inside it, which ignores SIGTERM and outlived the job; pgid kills the whole group.
+ProctrackType=proctrack/pgid
 TaskPlugin=task/affinity
 SwitchType=switch/none
 MpiDefault=none

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import pwd
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +117,18 @@ def cancel_mid_training(directory: Path, process: subprocess.Popen, timeout: flo
     return {"epoch": epoch, "job": ids[0]}
 
 
+def processes_of(directory: Path) -> list[int]:
+    """PIDs of the processes whose command line names `directory`: the Slurm jobs' Snakemake and its commands."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(directory).encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # ended meanwhile
+            pass
+    return pids
+
+
 def sacct_jobs(run_id: str) -> pd.DataFrame:
     fields = ["JobID", "JobName", "Comment", "Partition", "Account", "AllocTRES", "State"]
     result = _run(["sacct", "-X", "--parsable2", "--noheader", "--starttime", "now-1days", "--name", run_id,
@@ -155,12 +168,18 @@ def runs(slurm, tmp_path_factory):
         cluster_run.wait(timeout=480)
         seconds = time.monotonic() - start
         local_run.wait(timeout=480)
+        for _ in range(30):  # a cancelled job's processes get SIGKILL after KillWait (5 s)
+            if not (leftovers := processes_of(cluster)):
+                break
+            time.sleep(1)
     finally:
         for process in (cluster_run, local_run):
             if process.poll() is None:
                 process.kill()
                 process.wait()
         _run(["scancel", f"--user={pwd.getpwuid(os.geteuid()).pw_name}"], timeout=30)  # nothing left queued
+        for pid in processes_of(cluster):  # whatever a job left behind dies with the test (reported below)
+            os.kill(pid, signal.SIGKILL)
         local_log.close()
         log.close()
     output = (cluster / "snakemake.log").read_text()
@@ -169,7 +188,7 @@ def runs(slurm, tmp_path_factory):
     run_id = next(line.split("SLURM run ID:")[1].strip() for line in output.splitlines() if "SLURM run ID:" in line)
     print(f"Slurm run: {seconds:.0f} s; cancelled job {cancelled['job']} at epoch {cancelled['epoch']}")
     return {"cluster": cluster, "local": local, "planned": planned, "cancelled": cancelled, "run_id": run_id,
-            "output": output}
+            "output": output, "leftovers": leftovers}
 
 
 def test_sacct_lists_exactly_the_planned_jobs(runs):
@@ -220,5 +239,7 @@ def test_cancelled_training_resumed_to_the_uninterrupted_result(runs):
         assert [h[key] for h in resumed["history"]] == [h[key] for h in uninterrupted["history"]], key
 
 
-def test_no_slurm_job_left_behind(runs):
+def test_nothing_left_behind(runs):
     assert _run(["squeue", "-h"], timeout=30).stdout.strip() == ""
+    # No process of a job outlives it (the cancelled one included): Slurm tracks them by process group.
+    assert runs["leftovers"] == []
