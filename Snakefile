@@ -36,6 +36,11 @@ include: "rules/claims.smk"
 include: "rules/targets.smk"
 
 
+# The target rule runs nothing; under a cluster executor it must not become a job.
+localrules:
+    all,
+
+
 rule all:
     default_target: True
     input:

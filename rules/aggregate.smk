@@ -33,3 +33,9 @@ rule models_table:
         "../envs/report.yaml"
     shell:
         "python -m advprune collect --n-examples {params.n_examples} --out {output:q} {params.directories} > {log:q} 2>&1"
+
+
+# Under a cluster executor these run in the main Snakemake process: seconds of pandas are not worth a queue wait.
+localrules:
+    artefact_table,
+    models_table,

@@ -122,3 +122,18 @@ rule simulate_toy:
         "../envs/report.yaml"
     shell:
         "python -m advprune toy {params.options} --out {output.pdf:q} --runs {output.runs:q} > {log:q} 2>&1"
+
+
+# Under a cluster executor the figures and tables from tidy tables, and the toy simulation, run locally (seconds
+# each); the two t-SNE
+# artefacts above (fig8, table2) stay jobs of their own, with their own resources.
+localrules:
+    draw_fig1,
+    draw_fig2,
+    draw_fig3,
+    draw_fig4,
+    draw_fig5,
+    draw_fig7,
+    tabulate_table1,
+    tabulate_ablation_schedule,
+    simulate_toy,

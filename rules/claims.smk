@@ -24,3 +24,8 @@ rule tabulate_claims:
         "../envs/report.yaml"
     shell:
         "python -m advprune claims {params.tables} {params.options} --out {output.csv:q} > {log:q} 2>&1"
+
+
+# Seconds of pandas: under a cluster executor it runs in the main process.
+localrules:
+    tabulate_claims,

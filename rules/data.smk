@@ -20,3 +20,8 @@ rule prepare_dataset:
         "../envs/torch.yaml"
     shell:
         "python -m advprune prepare --dataset {wildcards.dataset:q} --root {params.root} {params.source} > {log:q} 2>&1"
+
+
+# Under a cluster executor the download runs on the submitting host: compute nodes often have no internet access.
+localrules:
+    prepare_dataset,

@@ -5,5 +5,6 @@ for artefact, files in ARTEFACT_FILES.items():
     rule:
         name:
             artefact
+        localrule: True
         input:
             files,

@@ -18,16 +18,36 @@ class DeviceUnavailableError(RuntimeError):
     """The settings ask for a device this machine does not have."""
 
 
+def slurm_job_id() -> str | None:
+    """The Slurm job this process runs in, if any."""
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
 def choose_device(request: str = "auto") -> torch.device:
-    """The one place that decides the device: 'auto' takes CUDA when present, else the CPU."""
+    """The one place that decides the device: 'auto' takes CUDA when present, else the CPU.
+
+    Inside a Slurm job the scheduler has chosen the GPU and narrowed CUDA_VISIBLE_DEVICES to it, so 'cuda' and
+    'auto' mean cuda:0 of that set, used as given: no GPU picking of ours may run there.
+    """
+    job = slurm_job_id()
     if request == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", 0) if job else torch.device("cuda")
     device = torch.device(request)
     if device.type == "cuda" and not torch.cuda.is_available():
+        if job:
+            raise DeviceUnavailableError(
+                f"device {request!r} was requested but Slurm job {job} has no GPU that PyTorch can see "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); ask for one with the "
+                "resource gpu=1 (the workflow does when its device is cuda) or use --device cpu"
+            )
         raise DeviceUnavailableError(
             f"device {request!r} was requested but PyTorch sees no CUDA GPU on this machine; "
             "use --device cpu (or the workflow's demo profile, which runs on the CPU)"
         )
+    if device.type == "cuda" and device.index is None and job:
+        return torch.device("cuda", 0)
     return device
 
 

@@ -1,0 +1,245 @@
+"""profiles/slurm on a real single-node Slurm (slurm-up.sh): a small demo target runs through `snakemake --profile`,
+one training job is cancelled by the scheduler mid-run and resumes, and `sacct` and the results are checked against
+the plan and against a local run of the same target.
+
+Root only (it installs packages and starts daemons); elsewhere it skips, saying so. Where root, a cluster that does
+not come up fails the test. Daemons are stopped by PID (slurm-down.sh) whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from workflow_helpers import copy_workflow, planned_jobs, write_config_overlay
+
+pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+ACCOUNT = "advprune_ci"  # tests/cluster/profile.yaml names it
+TARGET = "figures/fig2.pdf"
+# fig2 on the digits stand-in for MNIST, one seed: the full-data model and random keep 0.4 after one epoch, each
+# trained and AutoAttacked. 100 epochs (instead of 10) leave seconds to cancel the pruned run after its pruning.
+OVERLAY = {
+    "artefacts": {"fig2": {"roles": ["mnist"], "keep": [0.4, 1.0], "prune_epoch": 1, "seeds": 1}},
+    "training_overrides": {"digits-mnist": ["epochs=100"]},
+}
+EPOCHS = 100
+CANCELLED = "results/models/digits-mnist/fp32/random_keep0.4_e1_rescale/seed0"
+CANCELLED_COMMENT = "rule_train_model_wildcards_digits-mnist_fp32_random_keep0.4_e1_rescale_0"
+GROUP_COMMENT = "rule_evaluation_evaluate_model"  # the plugin's comment for a job of group `evaluation`
+TIMING_COLUMNS = ["train_seconds", "scoring_seconds", "time_seconds", "time_minutes", "eval_seconds"]
+# Each rule's job sets OMP_NUM_THREADS to its threads (1) itself; pinned here too, for the Snakemake processes.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+
+
+def _run(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running single-node Slurm with slurmdbd (so sacct works) and one fake GPU; torn down afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("the Slurm test installs packages and starts daemons: it needs root (CI runs it as root)")
+    start = time.monotonic()
+    up = _run(["timeout", "-k", "10", "300", "bash", str(HERE / "slurm-up.sh")], timeout=330,
+              env={**os.environ, "SLURM_ACCOUNT": ACCOUNT, "SLURM_FAKE_GPU": "1", "SLURM_WITH_DBD": "1"})
+    try:
+        assert up.returncode == 0, f"Slurm did not come up:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+        print(f"slurm-up: {time.monotonic() - start:.1f} s")
+        yield
+    finally:
+        down = _run(["timeout", "-k", "10", "120", "bash", str(HERE / "slurm-down.sh")], timeout=150,
+                    env={**os.environ, "PURGE": "1"})
+        print(down.stdout[-2000:], down.stderr[-2000:])
+
+
+def slurm_profile(directory: Path) -> str:
+    """profiles/slurm with tests/cluster/profile.yaml layered on it (mappings merged), plus the demo's config."""
+
+    def merge(base: dict, over: dict) -> dict:
+        merged = dict(base)
+        for key, value in over.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            merged[key] = merge(base[key], value) if both else value
+        return merged
+
+    profile = merge(yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text()),
+                    yaml.safe_load((HERE / "profile.yaml").read_text()))
+    profile["configfiles"] = ["profiles/demo/demo.yaml", "overlay.yaml"]
+    (directory / "profiles/slurm-test").mkdir()
+    (directory / "profiles/slurm-test/config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return "profiles/slurm-test"
+
+
+def snakemake_command(*args: str, limit: int) -> list[str]:
+    # A hard limit: Snakemake ignores the first SIGTERM while remote jobs run.
+    return ["timeout", "-k", "30", str(limit), sys.executable, "-m", "snakemake", *args]
+
+
+def cancel_mid_training(directory: Path, process: subprocess.Popen, timeout: float = 300) -> dict:
+    """scancel the pruned model's training job once its resume.pt shows pruning done (epoch >= 2), as a scheduler
+    pre-empting it would; returns the epoch it had reached and the Slurm job id."""
+    resume = directory / CANCELLED / "resume.pt"
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "Snakemake ended before the training job could be cancelled"
+        assert time.monotonic() < deadline, f"{resume} did not reach epoch 2 within {timeout} s"
+        assert not (directory / CANCELLED / "model.pt").exists(), "training finished before it was cancelled"
+        if resume.exists():
+            try:
+                epoch = torch.load(resume, weights_only=True)["state"]["epoch"]
+            except (OSError, RuntimeError, EOFError):  # replaced while being read: read the next one
+                epoch = 0
+            if epoch >= 2:
+                break
+        time.sleep(0.1)
+    queue = _run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k"], timeout=30).stdout.split()
+    ids = [line.split("|")[0] for line in queue if line.split("|")[1] == CANCELLED_COMMENT]
+    assert len(ids) == 1, f"no single running job {CANCELLED_COMMENT} in squeue: {queue}"
+    assert _run(["scancel", ids[0]], timeout=30).returncode == 0
+    assert epoch < EPOCHS
+    return {"epoch": epoch, "job": ids[0]}
+
+
+def processes_of(directory: Path) -> list[int]:
+    """PIDs of the processes whose command line names `directory`: the Slurm jobs' Snakemake and its commands."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(directory).encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # ended meanwhile
+            pass
+    return pids
+
+
+def sacct_jobs(run_id: str) -> pd.DataFrame:
+    fields = ["JobID", "JobName", "Comment", "Partition", "Account", "AllocTRES", "State"]
+    result = _run(["sacct", "-X", "--parsable2", "--noheader", "--starttime", "now-1days", "--name", run_id,
+                   f"--format={','.join(fields)}"], timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.splitlines() if line]
+    return pd.DataFrame(rows, columns=fields)
+
+
+def tidy(directory: Path) -> pd.DataFrame:
+    table = pd.read_csv(directory / "results/artefacts/fig2.csv")
+    return table.drop(columns=TIMING_COLUMNS).sort_values(["strategy", "keep"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def runs(slurm, tmp_path_factory):
+    """The target through the Slurm profile, with one training cancelled, and the same target run locally (at the
+    same time: the Slurm run mostly waits on the scheduler)."""
+    cluster = copy_workflow(tmp_path_factory.mktemp("slurm"))
+    local = copy_workflow(tmp_path_factory.mktemp("local"))
+    for directory in (cluster, local):
+        write_config_overlay(directory, OVERLAY)
+    profile = slurm_profile(cluster)
+    planned = planned_jobs(cluster, "--profile", profile, TARGET)
+
+    local_log, log = (local / "snakemake.log").open("w"), (cluster / "snakemake.log").open("w")
+    local_run = subprocess.Popen(
+        snakemake_command("--profile", "profiles/demo", TARGET, "--configfile", "profiles/demo/demo.yaml",
+                          "overlay.yaml", limit=420),
+        cwd=local, env=ENV, stdout=local_log, stderr=subprocess.STDOUT)
+    start = time.monotonic()
+    # --verbose: the log then holds each sbatch call, checked below.
+    cluster_run = subprocess.Popen(snakemake_command("--profile", profile, TARGET, "--verbose", limit=420),
+                                   cwd=cluster, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        cancelled = cancel_mid_training(cluster, cluster_run)
+        cluster_run.wait(timeout=480)
+        seconds = time.monotonic() - start
+        local_run.wait(timeout=480)
+        for _ in range(30):  # a cancelled job's processes get SIGKILL after KillWait (5 s)
+            if not (leftovers := processes_of(cluster)):
+                break
+            time.sleep(1)
+    finally:
+        for process in (cluster_run, local_run):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        _run(["scancel", f"--user={pwd.getpwuid(os.geteuid()).pw_name}"], timeout=30)  # nothing left queued
+        for pid in processes_of(cluster):  # whatever a job left behind dies with the test (reported below)
+            os.kill(pid, signal.SIGKILL)
+        local_log.close()
+        log.close()
+    output = (cluster / "snakemake.log").read_text()
+    assert cluster_run.returncode == 0, output[-6000:]
+    assert local_run.returncode == 0, (local / "snakemake.log").read_text()[-4000:]
+    run_id = next(line.split("SLURM run ID:")[1].strip() for line in output.splitlines() if "SLURM run ID:" in line)
+    print(f"Slurm run: {seconds:.0f} s; cancelled job {cancelled['job']} at epoch {cancelled['epoch']}")
+    return {"cluster": cluster, "local": local, "planned": planned, "cancelled": cancelled, "run_id": run_id,
+            "output": output, "leftovers": leftovers}
+
+
+def test_sacct_lists_exactly_the_planned_jobs(runs):
+    planned = runs["planned"]
+    jobs = sacct_jobs(runs["run_id"])
+    print(jobs.to_string())
+    per_group = yaml.safe_load((HERE / "profile.yaml").read_text())["group-components"]["evaluation"]
+    groups = math.ceil(planned["evaluate_model"] / per_group)
+    # Trainings one job each, plus the resubmission of the cancelled one; evaluations in grouped jobs; the local
+    # rules (download, tidy table, figure) never reach Slurm.
+    trainings = jobs[jobs["Comment"].str.startswith("rule_train_model_")]
+    assert len(trainings) == planned["train_model"] + 1
+    assert trainings["Comment"].nunique() == planned["train_model"]
+    assert (trainings["Comment"] == CANCELLED_COMMENT).sum() == 2
+    assert (jobs["Comment"] == GROUP_COMMENT).sum() == groups
+    assert len(jobs) == planned["train_model"] + 1 + groups, "a job that should have run locally went to Slurm"
+    states = jobs.set_index("JobID")["State"].str.split().str[0]  # "CANCELLED by 0" -> "CANCELLED"
+    assert states.pop(runs["cancelled"]["job"]) == "CANCELLED"
+    assert (states == "COMPLETED").all()
+    # GPU jobs: the GPU partition, one (fake) GPU each, also for a group of evaluations; the account from the profile.
+    assert (jobs["Partition"] == "gpu").all() and (jobs["Account"] == ACCOUNT).all()
+    assert jobs["AllocTRES"].str.contains("gres/gpu=1").all(), jobs["AllocTRES"].tolist()
+    # As submitted (--verbose logs each sbatch call): a GPU by resources, and no forced --ntasks-per-gpu.
+    calls = [line for line in runs["output"].splitlines() if line.startswith("sbatch call:")]
+    assert len(calls) == len(jobs)
+    assert all("--gpus=1" in call and "--ntasks-per-gpu" not in call for call in calls)
+
+
+def test_results_equal_a_local_run(runs):
+    pd.testing.assert_frame_equal(tidy(runs["cluster"]), tidy(runs["local"]), check_exact=True)
+
+
+def test_cancelled_training_resumed_to_the_uninterrupted_result(runs):
+    cluster, local = runs["cluster"] / CANCELLED, runs["local"] / CANCELLED
+    resumed, uninterrupted = (json.loads((d / "train.json").read_text()) for d in (cluster, local))
+    # It continued from its last checkpoint (not from scratch) in the resubmitted job ...
+    assert resumed["resumed_at_epochs"] and resumed["resumed_at_epochs"][0] >= runs["cancelled"]["epoch"]
+    assert uninterrupted["resumed_at_epochs"] == []
+    assert not (cluster / "resume.pt").exists()
+    # ... and ended where the uninterrupted run did: the same weights, pruning decision and per-epoch history.
+    weights = [torch.load(d / "model.pt", weights_only=True)["model_state"] for d in (cluster, local)]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    pruning = [np.load(d / "pruning.npz") for d in (cluster, local)]
+    assert np.array_equal(pruning[0]["kept"], pruning[1]["kept"])
+    for key in ("train_loss", "train_acc", "lr", "n_points", "pgd_acc"):
+        assert [h[key] for h in resumed["history"]] == [h[key] for h in uninterrupted["history"]], key
+
+
+def test_nothing_left_behind(runs):
+    assert _run(["squeue", "-h"], timeout=30).stdout.strip() == ""
+    # No process of a job outlives it (the cancelled one included): Slurm tracks them by process group.
+    assert runs["leftovers"] == []
