@@ -177,6 +177,8 @@ def _clean_accuracy(model: torch.nn.Module, digits: dict[str, Any]) -> float:
 def _without_timing(summary: dict[str, Any]) -> dict[str, Any]:
     out = {key: value for key, value in summary.items() if key not in TIMING_KEYS}
     out["history"] = [{k: v for k, v in record.items() if k != "seconds"} for record in summary["history"]]
+    if "provenance" in summary:  # when it was written is not part of the result
+        out["provenance"] = {k: v for k, v in summary["provenance"].items() if k != "created_utc"}
     return out
 
 
