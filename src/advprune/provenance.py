@@ -90,6 +90,20 @@ def run_record(
     }
 
 
+def model_fields(train: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A model's provenance as tidy-table columns, from its train.json (and metrics) records; None where a record
+    predates provenance."""
+    trained, evaluated = train.get("provenance") or {}, (metrics or {}).get("provenance") or {}
+    return {
+        "train_commit": trained.get("commit"),
+        "train_dirty": trained.get("dirty"),
+        "eval_commit": evaluated.get("commit"),
+        "eval_dirty": evaluated.get("dirty"),
+        "config_sha256": trained.get("config_sha256"),
+        "dataset_sha256": train.get("dataset_sha256"),
+    }
+
+
 def sidecar_path(output: str | Path) -> Path:
     """figures/table1.pdf -> figures/table1.provenance.json"""
     output = Path(output)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from advprune import provenance
 from advprune.runtime import atomic_path, read_json
 
 ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
@@ -21,7 +22,7 @@ def attack_column(attack: str) -> str:
     return f"aa_after_{attack.replace('-', '_')}_pct"
 
 
-# From the results' `provenance` records (advprune.provenance); missing in records written before it existed.
+# From the results' `provenance` records (advprune.provenance.model_fields).
 PROVENANCE_COLUMNS = ["train_commit", "train_dirty", "eval_commit", "eval_dirty", "config_sha256", "dataset_sha256"]
 
 COLUMNS = [
@@ -130,21 +131,10 @@ def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
         "device": _get(train, "device", (str,), train_path),
         "jobs_on_device": _get(train, "jobs_on_device", (int,), train_path),
         "run_dir": str(train_path.parent),
-        **_provenance_columns(train, metrics),
+        **provenance.model_fields(train, metrics),
     }
     return row
 
-
-def _provenance_columns(train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
-    trained, evaluated = train.get("provenance") or {}, metrics.get("provenance") or {}
-    return {
-        "train_commit": trained.get("commit"),
-        "train_dirty": trained.get("dirty"),
-        "eval_commit": evaluated.get("commit"),
-        "eval_dirty": evaluated.get("dirty"),
-        "config_sha256": trained.get("config_sha256"),
-        "dataset_sha256": train.get("dataset_sha256"),
-    }
 
 
 def _missing_text_as_none(df: pd.DataFrame) -> pd.DataFrame:

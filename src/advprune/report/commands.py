@@ -41,13 +41,10 @@ def _table_files(stem: Path) -> list[Path]:
 def _trained_model(run_dir: Path) -> dict:
     """An embedding's model, in the fields an artefact's provenance lists (from its train.json)."""
     record = read_json(run_dir / "train.json")
-    trained = record.get("provenance") or {}
     return {
-        "run_dir": str(run_dir), "method_version": record.get("method_version"), "train_commit": trained.get("commit"),
-        "train_dirty": trained.get("dirty"), "config_sha256": trained.get("config_sha256"),
-        "dataset_sha256": record.get("dataset_sha256"), "device": record.get("device"),
-        "jobs_on_device": record.get("jobs_on_device"),
-    }  # fmt: skip
+        "run_dir": str(run_dir), "method_version": record.get("method_version"), "device": record.get("device"),
+        "jobs_on_device": record.get("jobs_on_device"), **provenance.model_fields(record),
+    }
 
 
 def run_aggregate(pairs: list[tuple[Path, Path]], out_csv: Path) -> None:
