@@ -71,8 +71,9 @@ def artefact_models(name):
 
 
 # Every artefact's files, by name: `snakemake <name>` builds one (rules/targets.smk), `all` builds them all.
+PDF_ARTEFACTS = plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS + plan.SIMULATED_ARTEFACTS
 ARTEFACT_FILES = {
-    **{name: [f"figures/{name}.pdf"] for name in plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS + plan.SIMULATED_ARTEFACTS},
+    **{name: [f"figures/{name}.pdf"] for name in PDF_ARTEFACTS},
     **{name: [f"figures/{name}.{ext}" for ext in ("pdf", "csv", "tex", "md")] for name in plan.TABLES},
     "claims": ["figures/claims.csv", "figures/claims.md"],
 }
