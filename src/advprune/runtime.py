@@ -31,9 +31,7 @@ def choose_device(request: str = "auto") -> torch.device:
     """
     job = slurm_job_id()
     if request == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", 0) if job else torch.device("cuda")
+        request = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(request)
     if device.type == "cuda" and not torch.cuda.is_available():
         if job:
