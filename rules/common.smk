@@ -77,7 +77,9 @@ ARTEFACT_FILES = {
     **{name: [f"figures/{name}.{ext}" for ext in ("pdf", "csv", "tex", "md")] for name in plan.TABLES},
     "claims": ["figures/claims.csv", "figures/claims.md"],
 }
-ARTEFACT_TARGETS = [path for paths in ARTEFACT_FILES.values() for path in paths]
+# `all` builds the artefacts of the configured roles (config `roles`); the toy model needs none.
+BUILT_ARTEFACTS = plan.built_artefacts(config) + ["claims"]
+ARTEFACT_TARGETS = [path for name in BUILT_ARTEFACTS for path in ARTEFACT_FILES[name]]
 
 
 def provenance_file(name):
@@ -160,10 +162,9 @@ def single_prune_epoch(name):
 
 def embedding_inputs(name):
     """fig8 / table2 read the canonical data of each role and the pruning decision of one model."""
-    spec = config["artefacts"][name]
     pruned = plan.pruned_model(config, name)
     return {
-        "data": [f"{config['data_root']}/{config['datasets'][role]}.npz" for role in spec["roles"]],
+        "data": [f"{config['data_root']}/{config['datasets'][role]}.npz" for role in plan.artefact_roles(config, name)],
         "pruning": f"{pruned.directory}/pruning.npz",
     }
 
@@ -171,10 +172,9 @@ def embedding_inputs(name):
 def embedding_variants(name):
     """One `--variant NAME=DATA[:PRUNING]` per panel/row: each role's dataset, plus the pruned model's kept set
     right after the dataset it was trained on."""
-    spec = config["artefacts"][name]
     pruned = plan.pruned_model(config, name)
     words = []
-    for role in spec["roles"]:
+    for role in plan.artefact_roles(config, name):
         dataset = config["datasets"][role]
         data = f"{config['data_root']}/{dataset}.npz"
         words += ["--variant", f"{dataset}={data}"]

@@ -4,4 +4,4 @@ __version__ = "0.1.0"
 
 # Bump whenever a change to the library would change trained weights or evaluation metrics. The workflow passes it to
 # every training and evaluation rule as a parameter, so Snakemake reruns exactly the affected models, and only then.
-METHOD_VERSION = 1
+METHOD_VERSION = 2

@@ -67,6 +67,9 @@ def digits_mlp(in_channels: int, num_classes: int, image_size: int, normalizatio
 
 
 class PreActBlock(nn.Module):
+    """Wong et al.'s `CIFAR10/preact_resnet.py` block: the 1x1 projection shortcut takes the block's raw input `x`
+    (kuangliu's variant feeds it relu(bn1(x)) instead). Module names follow the reference, so its state dict loads."""
+
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
@@ -75,34 +78,40 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.shortcut = None
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + shortcut
 
 
 class PreActResNet18(nn.Module):
-    """PreAct-ResNet18 as in Wong et al.'s CIFAR-10 code, with the input normalisation moved inside."""
+    """PreAct-ResNet18 as in Wong et al.'s `CIFAR10/preact_resnet.py` (same layers and parameter names), with the
+    input normalisation moved inside (`normalize`, buffers only) so attacks see [0, 1] pixels."""
 
     def __init__(self, in_channels: int, num_classes: int, normalization: dict | None):
         super().__init__()
         self.normalize = _normalize(normalization)
         self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        layers, in_planes = [], 64
-        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            layers += [PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes, 1)]
-            in_planes = planes
-        self.layers = nn.Sequential(*layers)
+        self.layer1 = self._layer(64, 64, stride=1)
+        self.layer2 = self._layer(64, 128, stride=2)
+        self.layer3 = self._layer(128, 256, stride=2)
+        self.layer4 = self._layer(256, 512, stride=2)
         self.bn = nn.BatchNorm2d(512)
         self.linear = nn.Linear(512, num_classes)
 
+    @staticmethod
+    def _layer(in_planes: int, planes: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes, 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(self.conv1(self.normalize(x)))
+        out = self.conv1(self.normalize(x))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.relu(self.bn(out))
+        # The reference's avg_pool2d(out, 4) on its 4x4 map; adaptive pooling is the same there.
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
 

@@ -54,9 +54,10 @@ def drop_low_and_high(scores: np.ndarray, n_drop: int, rng: np.random.Generator)
 
 
 def drop_mean_distance(scores: np.ndarray, n_drop: int, rng: np.random.Generator) -> np.ndarray:
-    """The points farthest from the mean loss, |loss - mean| (the paper's Algorithm 1 listing)."""
+    """The paper's Algorithm 1 listing as written (lines 18-19): sort by |loss - mean loss| and drop the lowest, i.e.
+    the points nearest the mean loss; both tails are kept. (Dropping both tails is `low+high`, section 4.4.)"""
     distance = np.abs(scores - scores.mean())
-    return _ascending(distance)[len(scores) - n_drop :]
+    return _ascending(distance)[:n_drop]
 
 
 STRATEGIES: dict[str, DropRule] = {

@@ -27,7 +27,7 @@ from advprune.perturbations import rs_fgsm_delta
 from advprune.pruning import NEEDS_SCORES, STRATEGIES, select
 from advprune.provenance import run_record
 from advprune.runtime import atomic_path, device_name, library_versions, write_json
-from advprune.schedules import piecewise_linear, progress
+from advprune.schedules import cycled_momentum, progress, schedule_scale
 from advprune.scoring import score_points
 
 FULL = "full"  # the strategy name of keep = 1.0 runs: no pruning, whatever strategy or epoch was asked for
@@ -231,15 +231,18 @@ class Trainer:
             x = self.images[index].float() / 255
             x = augment(x, crop_padding=s["crop_padding"], horizontal_flip=s["horizontal_flip"], generator=self.generator)
             y = self.labels[index]
-            lr = piecewise_linear(
+            scale = schedule_scale(
                 progress(
-                    s["schedule_after_pruning"], epoch=epoch, batch=batch, batches_in_epoch=batches,
+                    s["schedule_after_pruning"], lr_at=s["lr_at"], epoch=epoch, batch=batch, batches_in_epoch=batches,
                     step=self.state["step"], epochs=s["epochs"], full_batches_per_epoch=full_batches,
                 ),
-                lr_max=s["lr_max"], peak_fraction=s["lr_peak_fraction"],
+                peak_fraction=s["lr_peak_fraction"],
             )
+            lr = s["lr_max"] * scale
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+                if s["optimizer"] == "sgd":  # Adam keeps its betas, as the MNIST reference does
+                    group["momentum"] = cycled_momentum(scale, at_ends=s["momentum"], at_peak=s["momentum_at_peak"])
             with self.autocast:
                 if s["training_attack"] == "rs-fgsm":
                     x = x + rs_fgsm_delta(

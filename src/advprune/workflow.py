@@ -81,6 +81,33 @@ def seeds_of(value: int | list[int]) -> list[int]:
     return list(range(value)) if isinstance(value, int) else list(value)
 
 
+def artefact_roles(config: dict[str, Any], name: str) -> list[str]:
+    """The roles an artefact covers in this run: its own `roles`, restricted to the config's top-level `roles`."""
+    return [role for role in config["artefacts"][name].get("roles", []) if role in _active_roles(config)]
+
+
+def _active_roles(config: dict[str, Any]) -> list[str]:
+    return config.get("roles") or list(config["datasets"])
+
+
+def built_artefacts(config: dict[str, Any]) -> list[str]:
+    """Artefacts this configuration builds: those left with a role (a data artefact also needs its pruned model's
+    role); the simulated ones need no dataset."""
+    names = [name for name in MODEL_ARTEFACTS if artefact_roles(config, name)]
+    names += [
+        name for name in DATA_ARTEFACTS
+        if artefact_roles(config, name) and config["artefacts"][name]["pruned_model"]["role"] in _active_roles(config)
+    ]
+    return names + [name for name in SIMULATED_ARTEFACTS if name in config["artefacts"]]
+
+
+def artefact_seeds(config: dict[str, Any], spec: dict[str, Any]) -> list[int]:
+    """An artefact's seeds, capped at the first `seeds_max` (a budget knob: raising it later trains only the rest)."""
+    seeds = seeds_of(spec["seeds"])
+    cap = config.get("seeds_max")
+    return seeds if cap is None else seeds[:cap]
+
+
 def _per_role(value: Any, role: str) -> Any:
     return value[role] if isinstance(value, dict) else value
 
@@ -93,13 +120,13 @@ def artefact_models(config: dict[str, Any], name: str) -> list[ModelKey]:
     """Every model an artefact's grid names, deduplicated and sorted."""
     spec = config["artefacts"][name]
     keys = set()
-    for role in spec["roles"]:
+    for role in artefact_roles(config, name):
         dataset = config["datasets"][role]
         for strategy in spec["strategies"]:
             for keep in _as_list(_per_role(spec["keep"], role)):
                 for epoch in _as_list(_per_role(spec["prune_epoch"], role)):
                     for schedule in spec.get("schedules", [config["schedule_after_pruning"]]):
-                        for seed in seeds_of(spec["seeds"]):
+                        for seed in artefact_seeds(config, spec):
                             keys.add(ModelKey.create(
                                 dataset, config["precision"], strategy, keep, epoch, schedule, seed
                             ))
@@ -115,9 +142,11 @@ def pruned_model(config: dict[str, Any], name: str) -> ModelKey:
     )
 
 
-def all_models(config: dict[str, Any], artefacts: Iterable[str] = MODEL_ARTEFACTS) -> list[ModelKey]:
-    keys = {key for name in artefacts for key in artefact_models(config, name)}
-    keys |= {pruned_model(config, name) for name in DATA_ARTEFACTS}
+def all_models(config: dict[str, Any], artefacts: Iterable[str] | None = None) -> list[ModelKey]:
+    """Every model of the given artefacts (default: every artefact this configuration builds)."""
+    names = built_artefacts(config) if artefacts is None else list(artefacts)
+    keys = {key for name in names if name in MODEL_ARTEFACTS for key in artefact_models(config, name)}
+    keys |= {pruned_model(config, name) for name in names if name in DATA_ARTEFACTS}
     return sorted(keys, key=_sort_key)
 
 

@@ -25,7 +25,7 @@ STRATEGY_LABELS = {
     "low": "low loss",
     "low+high": "low+high loss",
     "random": "random",
-    "mean-distance": "|loss - mean| (Alg. 1)",
+    "mean-distance": "drop nearest mean loss (Alg. 1)",
     "full": "full data",
 }
 
