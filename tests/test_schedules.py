@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from advprune.augment import augment, random_crop, random_flip
-from advprune.schedules import POLICIES, piecewise_linear, progress
+from advprune.schedules import LR_AT, POLICIES, cycled_momentum, piecewise_linear, progress, schedule_scale
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,15 +52,17 @@ def test_piecewise_linear_matches_the_mnist_reference() -> None:
 
 
 # -- progress ---------------------------------------------------------------------------------------------------------
-def _walk(policy: str, *, epochs: int, full_batches: int, prune_epoch: int | None, kept_batches: int) -> list[float]:
-    """Progress after every step of a run, as the training loop calls it."""
+def _walk(
+    policy: str, *, epochs: int, full_batches: int, prune_epoch: int | None, kept_batches: int, lr_at: str = "step_end"
+) -> list[float]:
+    """The progress each update of a run takes its learning rate at, as the training loop calls it."""
     values, step = [], 0
     for epoch in range(epochs):
         batches = kept_batches if prune_epoch is not None and epoch >= prune_epoch else full_batches
         for batch in range(batches):
             values.append(
-                progress(policy, epoch=epoch, batch=batch, batches_in_epoch=batches, step=step, epochs=epochs,
-                         full_batches_per_epoch=full_batches)
+                progress(policy, lr_at=lr_at, epoch=epoch, batch=batch, batches_in_epoch=batches, step=step,
+                         epochs=epochs, full_batches_per_epoch=full_batches)
             )
             step += 1
     return values
@@ -68,20 +70,41 @@ def _walk(policy: str, *, epochs: int, full_batches: int, prune_epoch: int | Non
 
 def test_policies() -> None:
     assert POLICIES == ("rescale", "fixed")
+    assert LR_AT == ("step_end", "step_start")
 
 
+@pytest.mark.parametrize("lr_at", LR_AT)
 @pytest.mark.parametrize(("epochs", "batches"), [(10, 15), (15, 391), (3, 1)])
-def test_policies_agree_without_pruning(epochs: int, batches: int) -> None:
-    rescale = _walk("rescale", epochs=epochs, full_batches=batches, prune_epoch=None, kept_batches=batches)
-    fixed = _walk("fixed", epochs=epochs, full_batches=batches, prune_epoch=None, kept_batches=batches)
+def test_policies_agree_without_pruning(epochs: int, batches: int, lr_at: str) -> None:
+    walk = lambda policy: _walk(  # noqa: E731
+        policy, epochs=epochs, full_batches=batches, prune_epoch=None, kept_batches=batches, lr_at=lr_at
+    )
+    rescale, fixed = walk("rescale"), walk("fixed")
     assert len(rescale) == epochs * batches
     assert rescale == pytest.approx(fixed, rel=1e-12, abs=1e-15)
-    assert rescale[-1] == 1.0 and fixed[-1] == 1.0
-    assert rescale == sorted(rescale) and rescale[0] > 0
+    assert rescale == sorted(rescale)
+    if lr_at == "step_end":  # the MNIST reference: the first update already climbs, the last reaches the end
+        assert rescale[0] > 0 and rescale[-1] == 1.0 and fixed[-1] == 1.0
+    else:  # CyclicLR: the first update uses lr(0) = 0, the last lr((N - 1) / N)
+        assert rescale[0] == 0 and fixed[-1] == pytest.approx(1 - 1 / (epochs * batches), rel=1e-12)
+
+
+def test_step_start_is_one_update_behind_step_end() -> None:
+    end = _walk("fixed", epochs=15, full_batches=7, prune_epoch=3, kept_batches=3, lr_at="step_end")
+    start = _walk("fixed", epochs=15, full_batches=7, prune_epoch=3, kept_batches=3, lr_at="step_start")
+    assert start[0] == 0.0 and start[1:] == pytest.approx(end[:-1], rel=1e-12)
+
+
+def test_momentum_cycles_opposite_to_the_learning_rate() -> None:
+    assert cycled_momentum(0.0, at_ends=0.9, at_peak=0.8) == 0.9
+    assert cycled_momentum(1.0, at_ends=0.9, at_peak=0.8) == pytest.approx(0.8, rel=1e-12)
+    assert cycled_momentum(0.5, at_ends=0.9, at_peak=0.8) == pytest.approx(0.85, rel=1e-12)
+    assert cycled_momentum(0.7, at_ends=0.9, at_peak=None) == 0.9  # no cycling: constant
+    assert schedule_scale(0.25, peak_fraction=0.5) == 0.5 and schedule_scale(0.75, peak_fraction=0.5) == 0.5
 
 
 def test_rescale_ends_at_one_after_pruning() -> None:
-    values = _walk("rescale", epochs=15, full_batches=391, prune_epoch=3, kept_batches=157)
+    values = _walk("rescale", epochs=15, full_batches=391, prune_epoch=3, kept_batches=157, lr_at="step_end")
     assert len(values) == 3 * 391 + 12 * 157
     assert values[-1] == 1.0
     assert piecewise_linear(values[-1], lr_max=0.2, peak_fraction=0.5) == 0.0
@@ -95,22 +118,30 @@ def test_fixed_ends_part_way_at_a_high_learning_rate() -> None:
     """SPEC's CIFAR-10 example: keep 0.4 after 3 of 15 epochs; 50000 points -> 391 batches of 128, 20000 -> 157."""
     epochs, prune_epoch, full, kept, lr_max, peak = 15, 3, 391, 157, 0.2, 0.5
     assert math.ceil(50000 / 128) == full and math.ceil(20000 / 128) == kept
-    values = _walk("fixed", epochs=epochs, full_batches=full, prune_epoch=prune_epoch, kept_batches=kept)
+    values = _walk(
+        "fixed", epochs=epochs, full_batches=full, prune_epoch=prune_epoch, kept_batches=kept, lr_at="step_start"
+    )
     steps = prune_epoch * full + (epochs - prune_epoch) * kept  # 1173 + 1884 = 3057 steps taken
-    expected_progress = steps / (epochs * full)  # of 5865 planned
+    expected_progress = (steps - 1) / (epochs * full)  # of 5865 planned; CyclicLR: the last update uses lr(k / N)
     assert values[-1] == pytest.approx(expected_progress, rel=1e-12)
     assert values[-1] < 1.0
     final_lr = piecewise_linear(values[-1], lr_max=lr_max, peak_fraction=peak)
     assert final_lr == pytest.approx(lr_max * (1 - expected_progress) / (1 - peak), rel=1e-12)
     assert final_lr == pytest.approx(0.19, abs=0.005)  # SPEC: "final learning rate 0.19"
     # Before pruning both policies give the same schedule.
-    rescale = _walk("rescale", epochs=epochs, full_batches=full, prune_epoch=prune_epoch, kept_batches=kept)
+    rescale = _walk(
+        "rescale", epochs=epochs, full_batches=full, prune_epoch=prune_epoch, kept_batches=kept, lr_at="step_start"
+    )
     assert values[: prune_epoch * full] == pytest.approx(rescale[: prune_epoch * full], rel=1e-12)
 
 
 def test_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown schedule_after_pruning 'cosine'.*rescale.*fixed"):
-        progress("cosine", epoch=0, batch=0, batches_in_epoch=1, step=0, epochs=1, full_batches_per_epoch=1)
+        progress("cosine", lr_at="step_end", epoch=0, batch=0, batches_in_epoch=1, step=0, epochs=1,
+                 full_batches_per_epoch=1)
+    with pytest.raises(ValueError, match="unknown lr_at 'middle'.*step_end.*step_start"):
+        progress("fixed", lr_at="middle", epoch=0, batch=0, batches_in_epoch=1, step=0, epochs=1,
+                 full_batches_per_epoch=1)
 
 
 # -- augmentation -----------------------------------------------------------------------------------------------------

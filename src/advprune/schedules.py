@@ -29,7 +29,7 @@ def schedule_scale(progress: float, *, peak_fraction: float) -> float:
     progress = min(max(progress, 0.0), 1.0)
     if progress <= peak_fraction:
         return progress / peak_fraction
-    return (progress - 1.0) / (peak_fraction - 1.0)
+    return (1.0 - progress) / (1.0 - peak_fraction)
 
 
 def piecewise_linear(progress: float, *, lr_max: float, peak_fraction: float) -> float:
