@@ -133,12 +133,13 @@ def test_low_high_drops_half_from_each_tail(scores: np.ndarray, keep: float) -> 
 
 @settings(max_examples=150, deadline=None)
 @given(scores=score_arrays, keep=keeps)
-def test_mean_distance_drops_the_points_farthest_from_the_mean(scores: np.ndarray, keep: float) -> None:
+def test_mean_distance_drops_the_points_nearest_the_mean(scores: np.ndarray, keep: float) -> None:
+    """Algorithm 1, lines 18-19, as written: sort by |loss - mean loss|, drop the lowest."""
     kept = select(scores, keep, "mean-distance", seed=0)
     distance = np.abs(scores - scores.mean())
     kept_distance, dropped_distance = _split(distance, kept)
     if len(dropped_distance):
-        assert dropped_distance.min() >= kept_distance.max()
+        assert dropped_distance.max() <= kept_distance.min()
 
 
 def test_literal_examples_worked_by_hand() -> None:
@@ -148,9 +149,10 @@ def test_literal_examples_worked_by_hand() -> None:
     assert select(scores, 0.7, "low", 0).tolist() == [0, 2, 3, 4, 6, 8, 9]  # drops scores 0, 1, 2
     assert select(scores, 0.7, "high", 0).tolist() == [0, 1, 3, 5, 7, 8, 9]  # drops scores 9, 8, 7
     assert select(scores, 0.7, "low+high", 0).tolist() == [0, 1, 3, 4, 7, 8, 9]  # drops 0 (low) and 9, 8 (high)
-    # mean 4.5; |s - mean|: 9 and 0 are 4.5 away, 1 and 8 are 3.5 away.
-    assert select(scores, 0.6, "mean-distance", 0).tolist() == [0, 3, 4, 7, 8, 9]
-    assert select(scores, 0.8, "mean-distance", 0).tolist() == [0, 1, 3, 4, 6, 7, 8, 9]
+    # mean 4.5; |s - mean|: 5 and 4 (indices 0, 9) are 0.5 away, 6 and 3 (indices 8, 3) 1.5 away, 7 and 2 (4, 7)
+    # 2.5 away. Algorithm 1 drops the lowest distances, i.e. the middle of the loss range; both tails stay.
+    assert select(scores, 0.6, "mean-distance", 0).tolist() == [1, 2, 4, 5, 6, 7]
+    assert select(scores, 0.8, "mean-distance", 0).tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
     assert select(scores, 1.0, "low", 0).tolist() == list(range(10))
 
 
