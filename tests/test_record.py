@@ -1,0 +1,106 @@
+"""The published MNIST reproduction record (docs/results/mnist-cpu) is consistent with itself: every table in it is
+recomputed here from its per-model CSV with plain pandas, and every model row carries its provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from advprune import METHOD_VERSION
+
+RECORD = Path(__file__).resolve().parents[1] / "docs" / "results" / "mnist-cpu"
+CELL = ["strategy", "keep"]
+METRICS = ["clean_acc_pct", "aa_acc_pct", "time_minutes"]
+
+
+@pytest.fixture(scope="module")
+def models() -> pd.DataFrame:
+    return pd.read_csv(RECORD / "models.csv")
+
+
+def _ours(models: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and metric: mean, sample sd and count over all runs, and over the runs that did not collapse."""
+    rows = []
+    for (strategy, keep), runs in models.groupby(CELL):
+        ok = runs[~runs["collapsed"]]
+        for metric in METRICS:
+            rows.append({
+                "strategy": strategy, "keep": round(keep, 6), "metric": metric, "n": len(runs),
+                "mean": runs[metric].mean(), "sd": runs[metric].std(ddof=1), "n_failed": int(runs["collapsed"].sum()),
+                "n_ok": len(ok), "mean_ok": ok[metric].mean(), "sd_ok": ok[metric].std(ddof=1),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_every_model_row_has_provenance_and_the_current_method(models: pd.DataFrame) -> None:
+    assert len(models) >= 25
+    assert (models["method_version"] == METHOD_VERSION).all()
+    assert models["dataset"].eq("mnist").all() and models["n_examples"].nunique() == 1
+    for column in ("config_sha256", "dataset_sha256", "run_dir", "device"):
+        assert models[column].notna().all() and (models[column].astype(str) != "").all(), column
+    # The run's tree was a copy without .git (so no commit in the rows); code.json names the commit instead.
+    assert models["train_commit"].notna().all() or (RECORD / "code.json").exists()
+    assert not models.duplicated(["strategy", "keep", "prune_epoch", "seed"]).any()
+    assert models.groupby(CELL).size().min() >= 5  # at least 5 seeds in every cell
+
+
+def test_the_code_of_the_run_is_a_commit_of_this_repository() -> None:
+    """code.json holds the sha256 of every source file the run used; the commit it names holds exactly those."""
+    code = json.loads((RECORD / "code.json").read_text())
+    repo = RECORD.parents[2]
+    known = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{code['commit']}^{{commit}}"],
+                           capture_output=True)  # fmt: skip
+    if known.returncode != 0:
+        pytest.skip(f"commit {code['commit']} is not in this clone's history (a shallow clone?)")
+    listed = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "--name-only", code["commit"], "src"],
+                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert sorted(p for p in listed if "__pycache__" not in p) == sorted(code["files"])
+    for path, digest in code["files"].items():
+        blob = subprocess.run(["git", "-C", str(repo), "show", f"{code['commit']}:{path}"], capture_output=True,
+                              check=True).stdout  # fmt: skip
+        assert hashlib.sha256(blob).hexdigest() == digest, path
+
+
+def test_cells_csv_equals_the_means_recomputed_from_the_models(models: pd.DataFrame) -> None:
+    ours = _ours(models)
+    cells = pd.read_csv(RECORD / "cells.csv").assign(keep=lambda d: d["keep"].round(6))
+    merged = ours.merge(cells, on=["strategy", "keep", "metric"], suffixes=("", "_published"), validate="1:1")
+    assert len(merged) == len(ours) == len(cells)
+    for column in ("n", "mean", "sd", "n_failed", "n_ok", "mean_ok", "sd_ok"):
+        pd.testing.assert_series_equal(
+            merged[column], merged[f"{column}_published"], check_names=False, check_dtype=False, rtol=1e-9
+        )
+
+
+def test_the_published_table1_shows_those_numbers(models: pd.DataFrame) -> None:
+    """Each 'ours' entry of table1.csv reads mean ± sd (n=...) of the recomputed cell, to two decimals."""
+    table = pd.read_csv(RECORD / "table1.csv")
+    ours = _ours(models)
+    labels = {"clean acc (%)": "clean_acc_pct", "AutoAttack acc (%)": "aa_acc_pct", "time (min)": "time_minutes"}
+    checked = 0
+    for _, row in table.iterrows():
+        metric = labels[row["metric"]]
+        for column in [c for c in table.columns if c.endswith(": ours")]:
+            match = re.fullmatch(r"(-?[\d.]+) ± ([\d.]+) \(n=(\d+)\)", str(row[column]))
+            assert match, f"{column}: {row[column]!r}"
+            mean, sd, n = float(match[1]), float(match[2]), int(match[3])
+            candidates = ours[(ours["metric"] == metric) & (ours["n"] == n)]
+            assert any(
+                f"{c.mean:.2f}" == f"{mean:.2f}" and f"{c.sd:.2f}" == f"{sd:.2f}" for c in candidates.itertuples()
+            ), f"{row['metric']} {column}: {row[column]} is no cell of models.csv"
+            checked += 1
+    assert checked == 3 * models.groupby(CELL).ngroups
+
+
+def test_claims_count_the_runs_of_the_record(models: pd.DataFrame) -> None:
+    claims = pd.read_csv(RECORD / "claims.csv")
+    measured = claims[claims["n_runs"] > 0]
+    assert len(measured) > 0
+    assert (measured["n_runs"] <= len(models)).all()
+    assert set(measured["dataset"]) == {"mnist"}
