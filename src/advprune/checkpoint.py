@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,28 @@ from advprune.runtime import atomic_path
 
 FORMAT = "advprune.checkpoint/1"
 
+# What reading a model needs, with its type: checked on load, so a damaged or foreign payload with the right `format`
+# is refused naming the key, not met later as a KeyError or TypeError. (Nested mappings are checked key by key.)
+_INT = "positive integer"
+MODEL_KEYS: dict[str, Any] = {
+    "dataset": str,
+    "architecture": {"name": str, "in_channels": _INT, "num_classes": _INT, "image_size": _INT,
+                     "normalization": (dict, type(None))},
+    "run": {"dataset": str, "strategy": str, "keep": (int, float), "prune_epoch": (int, type(None)), "seed": int},
+    "settings": {"eps": float},
+    "dataset_sha256": str,
+    "model_state": dict,
+    "complete": bool,
+}
+# What resuming needs besides (resume.pt).
+RESUME_KEYS: dict[str, Any] = {
+    "optimizer_state": dict,
+    "rng": {"generator": torch.Tensor, "torch": torch.Tensor},
+    "state": {"epoch": int, "step": int, "history": list, "kept": (torch.Tensor, type(None)),
+              "scores": (torch.Tensor, type(None)), "train_seconds": float, "scoring_seconds": float,
+              "monitor_seconds": float, "resumed_at_epochs": list},
+}
+
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
@@ -24,24 +47,67 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a checkpoint file")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+        message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        raise ValueError(f"{path}: not a readable checkpoint ({message})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path}: not an advprune checkpoint (expected format {FORMAT!r})")
+    check_keys(checkpoint, MODEL_KEYS, path)
+    eps = checkpoint["settings"]["eps"]
+    if not (math.isfinite(eps) and 0 < eps <= 1):  # the budget every robust accuracy is measured at
+        raise ValueError(f"{path}: settings.eps must be a finite number in (0, 1], got {eps}")
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device) -> nn.Module:
+def check_keys(payload: dict[str, Any], spec: dict[str, Any], path: str | os.PathLike, prefix: str = "") -> None:
+    """Refuse a payload that lacks a key of `spec` or holds a value of another type, naming the key."""
+    for key, kind in spec.items():
+        where = f"{prefix}{key}"
+        if key not in payload:
+            raise ValueError(f"{path}: damaged or foreign checkpoint: key {where} is missing")
+        value = payload[key]
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"{path}: damaged or foreign checkpoint: {where} is a {type(value).__name__}, "
+                                 "expected a mapping")
+            check_keys(value, kind, path, f"{where}.")
+        elif not _is(value, kind):
+            expected = kind if isinstance(kind, str) else " or ".join(t.__name__ for t in _types(kind))
+            shown = " ".join(repr(value).split())[:60]
+            raise ValueError(f"{path}: damaged or foreign checkpoint: {where} is {shown}, expected {expected}")
+
+
+def _types(kind: Any) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if isinstance(value, bool) and bool not in _types(kind):  # True is an int to Python, not to a checkpoint
+        return False
+    if kind is float or (isinstance(kind, tuple) and float in kind):
+        return isinstance(value, (int, float)) or isinstance(value, _types(kind))
+    return isinstance(value, _types(kind))
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], device: torch.device, where: str = "checkpoint") -> nn.Module:
     """Rebuild the network a checkpoint belongs to, load its weights, and put it in eval mode."""
     architecture = checkpoint["architecture"]
-    model = build_model(
-        architecture["name"],
-        in_channels=architecture["in_channels"],
-        num_classes=architecture["num_classes"],
-        image_size=architecture["image_size"],
-        normalization=architecture["normalization"],
-    )
-    model.load_state_dict(checkpoint["model_state"])
+    try:
+        model = build_model(
+            architecture["name"],
+            in_channels=architecture["in_channels"],
+            num_classes=architecture["num_classes"],
+            image_size=architecture["image_size"],
+            normalization=architecture["normalization"],
+        )
+        model.load_state_dict(checkpoint["model_state"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as error:  # weights of another shape, or from elsewhere
+        message = " ".join(str(error).split())[:300]
+        raise ValueError(f"{where}: model_state does not fit architecture {architecture} ({message})") from None
     return model.to(device).eval()

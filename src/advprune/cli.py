@@ -6,9 +6,34 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, NoReturn, Sequence
 
 from advprune import settings as settings_module
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its refusals in the form of every other one: one line, exit code 2 (--help shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum]; argparse names the option in its one-line refusal."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+_SEED = _integer(0, 2**32 - 1)  # what every random generator the seed reaches accepts
 
 
 def _add_prepare(commands: argparse._SubParsersAction) -> None:
@@ -25,7 +50,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="random", help="random | low | high | low+high | mean-distance")
     p.add_argument("--keep", type=float, required=True, help="fraction of the training set kept; 1.0 = no pruning")
     p.add_argument("--prune-epoch", type=int, help="full-data epochs before pruning (needed when keep < 1)")
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--seed", type=_SEED, required=True)
     p.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train.json, pruning.npz)")
     p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"])
     p.add_argument("--precision", choices=["fp32", "bf16"])
@@ -34,7 +59,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                    help="override one setting, e.g. --set epochs=3 --set monitor.pgd_steps=5 (repeatable)")
     p.add_argument("--data-root", type=Path, default=Path("data"))
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
-    p.add_argument("--jobs-on-device", type=int, default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--overwrite", action="store_true", help="train again over a finished run in --out")
     p.set_defaults(handler=_train)
@@ -43,15 +68,15 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("evaluate", help="clean accuracy and standard AutoAttack of one checkpoint")
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--n-examples", type=int, default=1000, help="AutoAttack on the first N test points")
+    p.add_argument("--n-examples", type=_integer(1), default=1000, help="AutoAttack on the first N test points")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON file")
     p.add_argument("--dataset", help="refuse a checkpoint of another dataset")
     p.add_argument("--model", help="refuse a checkpoint of another architecture")
     p.add_argument("--data-root", type=Path, default=Path("data"))
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0, help="AutoAttack's seed")
+    p.add_argument("--batch-size", type=_integer(1), default=1000)
+    p.add_argument("--seed", type=_SEED, default=0, help="AutoAttack's seed")
     p.add_argument("--device", default="auto")
-    p.add_argument("--jobs-on-device", type=int, default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
     p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)
 
@@ -67,7 +92,7 @@ def _add_settings(commands: argparse._SubParsersAction) -> None:
 def _add_collect(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("collect", help="per-model JSON files -> one tidy CSV (one row per model)")
     p.add_argument("run_dirs", nargs="+", type=Path, help="run directories holding train.json")
-    p.add_argument("--n-examples", type=int, required=True, help="which evaluation: autoattack-n<N>.json")
+    p.add_argument("--n-examples", type=_integer(1), required=True, help="which evaluation: autoattack-n<N>.json")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(handler=_collect)
 
@@ -149,13 +174,13 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from advprune import datasets
-    from advprune.runtime import choose_device
-    from advprune.training import Run, Trainer
+    from filelock import FileLock, Timeout
 
-    # Finished results are never replaced by accident (Snakemake removes a job's outputs itself before a rerun).
-    if (args.out / "train.json").exists() and not args.overwrite:
-        raise ValueError(f"{args.out} holds a finished run (train.json); pass --overwrite to train it again")
+    from advprune import datasets
+    from advprune.runtime import check_writable_directory, choose_device
+    from advprune.training import Run
+
+    # Every argument and the data are checked before anything is written, and the output before any work.
     resolved = settings_module.resolve(
         args.dataset, args.config, args.overrides,
         schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
@@ -164,10 +189,42 @@ def _train(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
+    check_writable_directory(args.out, "--out")
+    # One `train` per run directory: two would resume from, and write, the same files. The OS drops the lock of a
+    # killed process, so a killed run is resumed by the same command.
+    lock = args.out / ".train.lock"
+    try:
+        held = FileLock(lock, timeout=0).acquire()
+    except Timeout:
+        raise ValueError(
+            f"another `advprune train` is writing {args.out} (it holds {lock}); wait for it to end or stop it"
+        ) from None
+    with held:
+        if not args.overwrite:
+            _refuse_finished(args.out)
+        return _train_locked(args, resolved, run, device, arrays, datasets.file_sha256(data_file))
+
+
+def _refuse_finished(out: Path) -> None:
+    """Finished results are never replaced by accident (Snakemake removes a job's outputs itself before a rerun).
+    The checkpoint's own `complete` flag counts, not only train.json, which may have been deleted beside it."""
+    from advprune.checkpoint import load_checkpoint
+
+    if (out / "train.json").exists():
+        raise ValueError(f"{out} holds a finished run (train.json); pass --overwrite to train it again")
+    model = out / "model.pt"
+    # A run killed between writing model.pt and train.json still has its resume.pt; resuming checks that it is the
+    # same run, and finishes it.
+    if model.exists() and not (out / "resume.pt").exists() and load_checkpoint(model)["complete"]:
+        raise ValueError(f"{out} holds a finished model ({model} is complete); pass --overwrite to train it again")
+
+
+def _train_locked(args: argparse.Namespace, resolved: dict, run, device, arrays, dataset_sha256: str) -> int:
+    from advprune.training import Trainer
+
     trainer = Trainer(
         run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=device,
-        dataset_sha256=datasets.file_sha256(data_file), jobs_on_device=args.jobs_on_device,
-        show_progress=not args.no_progress,
+        dataset_sha256=dataset_sha256, jobs_on_device=args.jobs_on_device, show_progress=not args.no_progress,
     )
     if trainer.try_resume():
         print(f"resuming {args.out} after epoch {trainer.state['epoch']}", file=sys.stderr)
@@ -178,15 +235,19 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from advprune.evaluation import evaluate_checkpoint
-    from advprune.runtime import choose_device, write_json
+    from advprune.runtime import check_writable_directory, choose_device, write_json
 
     # AutoAttack's state after each attack, beside the metrics file: a killed evaluation started again with the same
     # command continues from it (Snakemake removes a failed job's declared outputs, not this file).
+    if args.out.is_dir() or not args.out.name:
+        raise ValueError(f"--out {args.out}: is a directory; --out names the metrics file")
     state_path = args.out.with_name(args.out.name + ".partial.pt")
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to evaluate again")
+    device = choose_device(args.device)
+    check_writable_directory(args.out.parent, "--out", args.out)  # before the clean pass and attacks, not after
     metrics = evaluate_checkpoint(
-        args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=choose_device(args.device),
+        args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=device,
         batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
         state_path=state_path, jobs_on_device=args.jobs_on_device,
     )
@@ -317,7 +378,7 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advprune", description=__doc__)
+    parser = _Parser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_toy,
@@ -329,13 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from advprune import plugins
-    from advprune.runtime import DeviceUnavailableError
+    from advprune.runtime import RunFailure
 
     args = build_parser().parse_args(argv)
     try:
         plugins.load_from_environment()
         return args.handler(args)
-    except (ValueError, FileNotFoundError, DeviceUnavailableError) as error:
-        # Bad input is the user's to fix: one clear line, no traceback.
-        print(f"advprune {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RunFailure) as error:
+        # Bad input, a file that cannot be read or written, a diverged run, a failed download, a missing GPU: the
+        # user's to act on, in one line (a message of several lines is joined), with no traceback.
+        message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"advprune {args.command}: error: {message or type(error).__name__}", file=sys.stderr)
         return 2

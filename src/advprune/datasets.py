@@ -11,6 +11,7 @@ A new dataset joins with one `prepare(root, source) -> Path` function (ending in
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import pickle
 import re
@@ -19,12 +20,14 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
-from advprune.runtime import atomic_path
+from advprune.runtime import RunFailure, atomic_path
+
+if TYPE_CHECKING:  # torch is imported where it is used: the workflow reads the registry without paying for it
+    import torch
 
 CANONICAL_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -42,6 +45,7 @@ class DatasetInfo:
     # (root, source) -> canonical path; `source` is an optional local copy of the data (see `prepare`).
     prepare: Callable[[Path, Path | None], Path]
     description: str
+    n_test: int | None = None  # test-set size where fixed: a config asking for more AutoAttack points fails early
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,14 @@ class CanonicalFileError(ValueError):
     """A canonical dataset file that is missing a key, has the wrong types or shapes, or cannot be read."""
 
 
+class DownloadError(RunFailure):
+    """An official file could not be fetched (no network, a mirror down): the message says how to proceed offline."""
+
+
 def images_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """Canonical uint8 [N,H,W,C] -> uint8 [N,C,H,W], contiguous, on the device (a quarter of float32's memory)."""
+    import torch
+
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
 
 
@@ -163,6 +173,8 @@ def prepare(name: str, root: str | Path, source: str | Path | None = None) -> Pa
     """
     info = get_dataset(name)
     path = canonical_path(root, name)
+    if Path(root).exists() and not Path(root).is_dir():
+        raise ValueError(f"{root}: the data root is a file, not a directory")
     if path.exists():
         try:
             load_canonical(path, info)
@@ -199,8 +211,14 @@ def _md5(path: Path) -> str:
 
 
 def _prepare_mnist(root: Path, source: Path | None) -> Path:
-    """MNIST through torchvision's own loader, which checks the gz files' MD5s and downloads only if they are absent."""
+    """MNIST from the four original gz files in `<root>/MNIST/raw`, each checked against torchvision's MD5 every time
+    it is read (copied from `source` first, or downloaded when absent), then decoded by torchvision's own readers.
+
+    The files torchvision extracts beside them are never trusted: an earlier run's extraction may have been damaged
+    since, and torchvision reads an extracted file without checking it. They are extracted again from verified gz.
+    """
     from torchvision.datasets import MNIST  # imported here: torchvision costs seconds, digits-only runs skip it
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
     raw = root / "MNIST" / "raw"
     if source is not None:
@@ -208,29 +226,51 @@ def _prepare_mnist(root: Path, source: Path | None) -> Path:
         for filename, md5 in MNIST.resources:
             if not (source / filename).is_file():
                 raise FileNotFoundError(f"{source / filename}: not found; an MNIST source folder holds {filename}")
-            actual = _md5(source / filename)
-            if actual != md5:
-                raise ValueError(
-                    f"{source / filename}: MD5 {actual} does not match torchvision's {md5}; "
-                    "it is not the original MNIST file, refusing to use it"
-                )
+            _check_md5(source / filename, md5, "it is not the original MNIST file, refusing to use it")
         raw.mkdir(parents=True, exist_ok=True)
         for filename, _ in MNIST.resources:
             with atomic_path(raw / filename) as tmp:
                 shutil.copyfile(source / filename, tmp)
-    try:
-        train = MNIST(root=root, train=True, download=True)
-        test = MNIST(root=root, train=False, download=True)
-    except RuntimeError as error:
-        raise RuntimeError(
-            f"MNIST could not be loaded into {raw}: {error}\n"
-            "Without internet, pass a folder holding the four original gz files as source "
-            "(e.g. ../shared/data/mnist-raw)."
-        ) from error
-    arrays = DatasetArrays(
-        train.data.numpy()[..., None], train.targets.numpy(), test.data.numpy()[..., None], test.targets.numpy()
+    for filename, md5 in MNIST.resources:
+        if (raw / filename).exists():
+            _check_md5(raw / filename, md5, "delete it to download it again, or pass --source a folder of the "
+                       "original files (e.g. ../shared/data/mnist-raw)")
+        else:
+            _download_mnist_file(raw, filename, md5)
+    for filename, _ in MNIST.resources:
+        with gzip.open(raw / filename) as compressed, atomic_path(raw / Path(filename).stem) as tmp:
+            with tmp.open("wb") as extracted:
+                shutil.copyfileobj(compressed, extracted)
+    x_train, y_train, x_test, y_test = (
+        reader(str(raw / f"{split}-{kind}")).numpy()
+        for split in ("train", "t10k")
+        for reader, kind in ((read_image_file, "images-idx3-ubyte"), (read_label_file, "labels-idx1-ubyte"))
     )
-    return write_canonical(root, "mnist", arrays)
+    return write_canonical(root, "mnist", DatasetArrays(x_train[..., None], y_train, x_test[..., None], y_test))
+
+
+def _check_md5(path: Path, md5: str, advice: str) -> None:
+    actual = _md5(path)
+    if actual != md5:
+        raise ValueError(f"{path}: MD5 {actual} does not match torchvision's {md5}; {advice}")
+
+
+def _download_mnist_file(raw: Path, filename: str, md5: str) -> None:
+    """One original gz file from torchvision's mirrors, MD5-checked by download_url."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import download_url
+
+    errors = []
+    for mirror in MNIST.mirrors:
+        try:
+            download_url(f"{mirror}{filename}", raw, filename, md5=md5)
+            return
+        except (OSError, RuntimeError) as error:  # URLError is an OSError
+            errors.append(f"{mirror}: {' '.join(str(error).split())}")
+    raise DownloadError(
+        f"MNIST's {filename} could not be downloaded into {raw} ({'; '.join(errors)}); without internet, pass "
+        "--source a folder holding the four original gz files (e.g. ../shared/data/mnist-raw)"
+    )
 
 
 def read_cifar10_archive(tar_path: str | Path, md5: str) -> DatasetArrays:
@@ -293,10 +333,10 @@ def _prepare_cifar10(root: Path, source: Path | None) -> Path:
         try:
             download_url(CIFAR10_URL, root, CIFAR10_ARCHIVE, md5=CIFAR10_MD5)
         except (OSError, RuntimeError) as error:  # URLError is an OSError
-            raise RuntimeError(
-                f"CIFAR-10 could not be downloaded from {CIFAR10_URL} into {root}: {error}\n"
-                "Without internet, pass a canonical .npz (e.g. ../shared/data/cifar10.npz) "
-                "or the official tarball as source."
+            raise DownloadError(
+                f"CIFAR-10 could not be downloaded from {CIFAR10_URL} into {root} ({' '.join(str(error).split())}); "
+                "without internet, pass --source a canonical .npz (e.g. ../shared/data/cifar10.npz) "
+                "or the official tarball"
             ) from error
         source = root / CIFAR10_ARCHIVE
     arrays = read_cifar10_archive(source, CIFAR10_MD5)
@@ -307,15 +347,27 @@ def _prepare_cifar10(root: Path, source: Path | None) -> Path:
 DATASETS: dict[str, DatasetInfo] = {
     "digits-mnist": DatasetInfo(
         "digits-mnist", 10, (8, 8, 1), functools.partial(_prepare_digits, "digits-mnist"),
-        "scikit-learn digits (offline) with MNIST's training settings",
+        "scikit-learn digits (offline) with MNIST's training settings", n_test=360,
     ),
     "digits-cifar": DatasetInfo(
         "digits-cifar", 10, (8, 8, 1), functools.partial(_prepare_digits, "digits-cifar"),
-        "scikit-learn digits (offline) with CIFAR-10's training settings",
+        "scikit-learn digits (offline) with CIFAR-10's training settings", n_test=360,
     ),
-    "mnist": DatasetInfo("mnist", 10, (28, 28, 1), _prepare_mnist, "MNIST, 60000 train / 10000 test, greyscale"),
-    "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), _prepare_cifar10, "CIFAR-10, 50000 train / 10000 test, RGB"),
+    "mnist": DatasetInfo(
+        "mnist", 10, (28, 28, 1), _prepare_mnist, "MNIST, 60000 train / 10000 test, greyscale", n_test=10000
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10", 10, (32, 32, 3), _prepare_cifar10, "CIFAR-10, 50000 train / 10000 test, RGB", n_test=10000
+    ),
 }
+
+
+def check_n_examples(name: str, n_examples: int) -> None:
+    """AutoAttack's points against the test set, where its size is fixed: refused when the config is read, not when
+    the first evaluation job runs."""
+    info = DATASETS.get(name)
+    if info is not None and info.n_test is not None and n_examples > info.n_test:
+        raise ValueError(f"n_examples: {n_examples} is more than the {info.n_test} test points of {name}")
 
 
 def register_dataset(info: DatasetInfo) -> None:

@@ -33,7 +33,8 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Evaluate a finished training run on the canonical test set it was trained beside; see the README for each key.
 
-    Refuses (ValueError) a checkpoint of another dataset or model than expected, an unfinished run, and a dataset
+    Refuses (ValueError) a damaged checkpoint (a missing key, a value of the wrong type, an eps that is not a finite
+    number in (0, 1]), a checkpoint of another dataset or model than expected, an unfinished run, and a dataset
     file that is not the one the model was trained on. With `state_path`, AutoAttack saves its state there after each
     attack and an evaluation started again continues from it (see `run_autoattack`).
     """
@@ -59,7 +60,7 @@ def evaluate_checkpoint(
     if not 1 <= n_examples <= n_test:
         raise ValueError(f"n_examples must be in [1, {n_test}] (the size of the {dataset} test set), got {n_examples}")
 
-    model = model_from_checkpoint(checkpoint, device)
+    model = model_from_checkpoint(checkpoint, device, where=str(checkpoint_path))
     x_test, y_test = _to_tensors(arrays.x_test, arrays.y_test, device)
     clean_start = time.perf_counter()
     clean_acc = (predict(model, x_test, batch_size, device) == y_test).sum().item() / n_test

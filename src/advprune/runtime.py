@@ -5,17 +5,27 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the workflow imports this module without needing it
+    import torch
 
 
-class DeviceUnavailableError(RuntimeError):
+class RunFailure(RuntimeError):
+    """A run that cannot go on for a reason the user acts on, not a bug (a failed download, a diverged training, a
+    missing GPU): the command line reports it in one line, as it reports bad input."""
+
+
+class DeviceUnavailableError(RunFailure):
     """The settings ask for a device this machine does not have."""
+
+
+DEVICE_REQUEST = re.compile(r"auto|cpu|cuda(:\d{1,4})?")
 
 
 def slurm_job_id() -> str | None:
@@ -29,6 +39,10 @@ def choose_device(request: str = "auto") -> torch.device:
     Inside a Slurm job the scheduler has chosen the GPU and narrowed CUDA_VISIBLE_DEVICES to it, so 'cuda' and
     'auto' mean cuda:0 of that set, used as given: no GPU picking of ours may run there.
     """
+    import torch
+
+    if not isinstance(request, str) or not DEVICE_REQUEST.fullmatch(request):
+        raise ValueError(f"device {request!r} is not one of auto, cpu, cuda, cuda:N")
     job = slurm_job_id()
     if request == "auto":
         request = "cuda" if torch.cuda.is_available() else "cpu"
@@ -46,10 +60,17 @@ def choose_device(request: str = "auto") -> torch.device:
         )
     if device.type == "cuda" and device.index is None and job:
         return torch.device("cuda", 0)
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if count and device.index is not None and device.index >= count:  # else the first use of it fails, unexplained
+        raise DeviceUnavailableError(
+            f"device {request!r} was requested but PyTorch sees {count} GPU(s), cuda:0 to cuda:{count - 1}"
+        )
     return device
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()})"
@@ -57,6 +78,8 @@ def device_name(device: torch.device) -> str:
 
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Versions of python, the libraries every result depends on, and the `extra` packages a caller names."""
+    import torch
+
     versions = {"python": platform.python_version()}
     for package in ("advprune", "torch", "torchvision", "numpy", "pyautoattack", *extra):
         try:
@@ -69,6 +92,24 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def check_writable_directory(directory: str | os.PathLike, option: str, given: str | os.PathLike | None = None) -> None:
+    """Create `directory` if needed and prove that a file can be written in it, before any work: an unwritable output
+    otherwise fails only at the first save (after an epoch, or after the clean pass and the first attack). `given` is
+    the option's value when the directory is its folder."""
+    directory = Path(directory)
+    where = f"{option} {given if given is not None else directory}"
+    folder = "" if given is None else f"its folder {directory} "
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{where}: {folder}is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory, prefix=".write-test."):
+            pass
+    except OSError as error:
+        raise ValueError(f"{where}: cannot write {'there' if given is None else f'in {directory}'} "
+                         f"({error.strerror or error})") from None
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import re
 from fractions import Fraction
 from importlib import resources
@@ -14,6 +15,7 @@ import jsonschema
 import yaml
 
 FRACTION_KEYS = ("eps", "alpha", "lr_max")
+FLOAT32_MAX = 3.4028234663852886e38
 
 # PyYAML follows YAML 1.1, which reads `5e-4` (no dot) as a string; users, and YAML 1.2, mean a number.
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -69,7 +71,7 @@ def resolve(
     """
     layers = [defaults()]
     if config_file is not None:
-        user = _user_yaml(Path(config_file).read_text()) or {}
+        user = _user_yaml(_read_text(config_file), where=str(config_file)) or {}
         if not isinstance(user, dict):
             raise ValueError(f"{config_file}: expected a mapping of sections (common, <dataset>)")
         sections = ["common", *known_datasets()]
@@ -97,10 +99,16 @@ def resolve(
     for key in FRACTION_KEYS:
         settings[key] = _as_number(key, settings.get(key))
     validate(settings)
+    _check_fits_images(settings, dataset)
     return settings
 
 
 def validate(settings: dict[str, Any]) -> None:
+    # First, as JSON Schema cannot say it: NaN passes every bound (all its comparisons are false), and inf passes
+    # one-sided ones (lr_max > 0); a NaN eps trained a "finished" model of NaN losses.
+    problem = number_problem(settings)
+    if problem is not None:
+        raise ValueError(f"invalid setting {problem}")
     schema = _load_packaged("settings.schema.yaml")
     error = jsonschema.exceptions.best_match(_Validator(schema).iter_errors(settings))
     if error is not None:
@@ -108,12 +116,53 @@ def validate(settings: dict[str, Any]) -> None:
         raise ValueError(f"invalid setting {where}: {error.message}")
 
 
+def _check_fits_images(settings: dict[str, Any], dataset: str) -> None:
+    """What the schema cannot know: the dataset's channels and image size (else a traceback in the first step)."""
+    from advprune.datasets import DATASETS
+
+    if dataset not in DATASETS:  # settings registered by a plugin before its dataset
+        return
+    height, width, channels = DATASETS[dataset].image_shape
+    for key in ("mean", "std"):
+        values = (settings["normalization"] or {}).get(key, [])
+        if len(values) not in (0, 1, channels):
+            raise ValueError(
+                f"invalid setting normalization.{key}: {len(values)} values for the {channels}-channel images of "
+                f"{dataset} (give {'1' if channels == 1 else f'1 or {channels}'})"
+            )
+    if settings["crop_padding"] >= min(height, width):
+        raise ValueError(
+            f"invalid setting crop_padding: {settings['crop_padding']} must be below the side of the {height}x{width} "
+            f"images of {dataset} (else a crop can hold no pixel of the image)"
+        )
+
+
+def number_problem(value: Any, where: str = "") -> str | None:
+    """'<key>: .nan is not a finite number' for the first NaN or infinity in a tree of settings or config values
+    (named as YAML spells them), or for a number torch cannot hold (a float beyond float32, an integer beyond 64 bits);
+    None if there is none. Shared with the workflow's config check."""
+    if isinstance(value, float) and not math.isfinite(value):
+        spelled = ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+        return f"{where or '(top level)'}: {spelled} is not a finite number"
+    if isinstance(value, float) and abs(value) > FLOAT32_MAX:  # training computes in float32: 1e300 overflows there
+        return f"{where or '(top level)'}: {value} is beyond the float32 range of training (+-{FLOAT32_MAX:.4g})"
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return f"{where or '(top level)'}: {value} does not fit in 64 bits"
+    if isinstance(value, dict):
+        items = ((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next((problem for key, item in items if (problem := number_problem(item, key)) is not None), None)
+
+
 def _as_number(key: str, value: Any) -> Any:
     """'8/255' -> 0.0313...: lets the YAML say what the paper says, without rounding by hand."""
     if isinstance(value, str):
         try:
             return float(Fraction(value.replace(" ", "")))
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             raise ValueError(f"invalid setting {key}: {value!r} is neither a number nor a fraction like 8/255") from None
     return value
 
@@ -122,12 +171,55 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ValueError(f"override {item!r} is not of the form key=value")
     key, raw = item.split("=", 1)
-    return key.strip(), _user_yaml(raw)
+    return key.strip(), _user_yaml(raw, where=f"override {key.strip()}")
 
 
-def _user_yaml(text: str) -> Any:
-    """yaml.safe_load, with `5e-4`-style strings read as the numbers they are."""
-    return _scientific_to_float(yaml.safe_load(text))
+def _read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot be read as a YAML text file ({_one_line(error)})") from None
+
+
+def _user_yaml(text: str, where: str) -> Any:
+    """yaml.safe_load, with `5e-4`-style strings read as the numbers they are; only plain data is accepted."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:  # among them a tag such as !!python/object, which safe_load does not construct
+        raise ValueError(f"{where}: not valid YAML ({_one_line(error)})") from None
+    _check_plain(value, where)
+    return _scientific_to_float(value)
+
+
+_SCALARS = (type(None), bool, int, float, str)
+
+
+def _check_plain(value: Any, where: str, parents: tuple[int, ...] = ()) -> None:
+    """Settings are JSON's kinds of values: a date, bytes, a set or a self-referencing alias (`&a [*a]`) would pass
+    safe_load and fail later as a traceback, or recurse without end."""
+    if isinstance(value, _SCALARS):
+        return
+    if id(value) in parents:
+        raise ValueError(f"{where}: a YAML alias refers to itself")
+    if isinstance(value, list):
+        for item in value:
+            _check_plain(item, where, (*parents, id(value)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, _SCALARS):
+                raise ValueError(f"{where}: a key of type {type(key).__name__} ({key!r}); keys are plain names")
+            _check_plain(item, where, (*parents, id(value)))
+    else:
+        raise ValueError(
+            f"{where}: a value of type {type(value).__name__} ({value!r}); settings are numbers, strings, booleans, "
+            "null, lists and mappings"
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _scientific_to_float(value: Any) -> Any:

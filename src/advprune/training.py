@@ -19,18 +19,22 @@ from tqdm import tqdm
 
 from advprune import METHOD_VERSION
 from advprune.augment import augment
-from advprune.checkpoint import load_checkpoint, save_checkpoint
+from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint
 from advprune.datasets import images_to_device
 from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
 from advprune.perturbations import rs_fgsm_delta
 from advprune.pruning import NEEDS_SCORES, STRATEGIES, select
 from advprune.provenance import run_record
-from advprune.runtime import atomic_path, device_name, library_versions, write_json
+from advprune.runtime import RunFailure, atomic_path, device_name, library_versions, write_json
 from advprune.schedules import cycled_momentum, progress, schedule_scale
 from advprune.scoring import score_points
 
 FULL = "full"  # the strategy name of keep = 1.0 runs: no pruning, whatever strategy or epoch was asked for
+
+
+class TrainingDiverged(RunFailure):
+    """The loss or the weights stopped being finite: the run stops, and no model comes of it."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,7 @@ class Trainer:
         if not self.resume_path.exists():
             return False
         checkpoint = load_checkpoint(self.resume_path, map_location=self.device)
+        check_keys(checkpoint, RESUME_KEYS, self.resume_path)
         saved = {key: checkpoint.get(key) for key in self.identity()}
         if saved != self.identity():
             raise ValueError(
@@ -223,6 +228,7 @@ class Trainer:
         batches = -(-len(order) // batch_size)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
+        losses = torch.zeros(batches, device=self.device)  # per step, checked once per epoch: no sync per step
         self._sync()
         start = time.perf_counter()
         lr = 0.0
@@ -256,10 +262,12 @@ class Trainer:
             self.optimizer.step()
             self.state["step"] += 1
             loss_sum += loss.detach().float() * len(y)
+            losses[batch] = loss.detach().float()
             correct += (output.detach().argmax(dim=1) == y).sum()
         self._sync()
         seconds = time.perf_counter() - start
         self.state["train_seconds"] += seconds
+        self._check_finite(epoch, losses)
         return {
             "epoch": epoch + 1,
             "train_loss": loss_sum.item() / len(order),
@@ -268,6 +276,25 @@ class Trainer:
             "n_points": len(order),
             "seconds": seconds,
         }
+
+    def _check_finite(self, epoch: int, losses: torch.Tensor) -> None:
+        """Stop a run whose loss or weights are no longer finite: NaN trains on silently and ends as a "finished"
+        model. Raised before the epoch is checkpointed, so resume.pt keeps the last finite epoch."""
+        bad = torch.nonzero(~torch.isfinite(losses))
+        first_step = self.state["step"] - len(losses) + 1  # this epoch's first step, counted from 1 over the run
+        if len(bad):
+            i = int(bad[0, 0])
+            raise TrainingDiverged(
+                f"training diverged: the loss is not finite ({losses[i].item()}) at epoch {epoch + 1}, step {i + 1} of "
+                f"{len(losses)} (step {first_step + i} of the run); the run is stopped, no model is written "
+                "(check lr_max, weight_decay, eps, alpha and normalization)"
+            )
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise TrainingDiverged(
+                f"training diverged: the weights are not finite after epoch {epoch + 1}, step {len(losses)} "
+                f"(step {first_step + len(losses) - 1} of the run); the run is stopped, no model is written "
+                "(check lr_max, weight_decay, eps, alpha and normalization)"
+            )
 
     def _prune(self) -> None:
         s, run = self.settings, self.run

@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from advprune.datasets import check_n_examples
 from advprune.pruning import STRATEGIES
-from advprune.settings import resolve
+from advprune.settings import number_problem, resolve
 from advprune.toy import ToyParameters
 
 FULL = "full"
@@ -159,12 +160,17 @@ def check_config(config: dict[str, Any]) -> None:
 
     Raises ValueError naming the offending key.
     """
+    problem = number_problem(config)  # NaN passes every bound of the schema: `keep: [.nan]` planned unmakeable paths
+    if problem is not None:
+        raise ValueError(problem)
     epochs_of = {}  # each dataset's epoch count, resolved (and so validated) once
     for role, dataset in config["datasets"].items():
         try:
             epochs_of[dataset] = resolve(dataset, overrides=config["training_overrides"].get(dataset, []))["epochs"]
         except ValueError as error:
             raise ValueError(f"datasets.{role} / training_overrides.{dataset}: {error}") from None
+        if role in _active_roles(config):
+            check_n_examples(dataset, config["n_examples"])
     for name, spec in config["artefacts"].items():
         for role in spec.get("roles", []) + ([spec["pruned_model"]["role"]] if "pruned_model" in spec else []):
             if role not in config["datasets"]:
