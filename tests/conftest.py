@@ -1,12 +1,45 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, the Hypothesis profiles, and the order the cluster test runs in."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings as hypothesis_settings
+
+from workflow_helpers import cluster_last, copy_workflow, hypothesis_profile, snakemake, tree_state
+
+
+# Hypothesis: on CI the same examples on every run (derandomised, no example database), so a red build is
+# reproducible; locally a fresh draw each run, remembered in .hypothesis/, to keep exploring.
+# HYPOTHESIS_PROFILE=ci|dev|explore picks one explicitly (explore: ten times the examples).
+# (Each names its parent: Hypothesis itself loads a CI profile when it sees CI=true, which must not leak into "dev".)
+_DEFAULT = hypothesis_settings.get_profile("default")
+hypothesis_settings.register_profile("ci", _DEFAULT, max_examples=150, derandomize=True, database=None,
+                                     print_blob=True)
+hypothesis_settings.register_profile("dev", _DEFAULT, max_examples=150, derandomize=False)
+hypothesis_settings.register_profile("explore", _DEFAULT, max_examples=1500, derandomize=False)
+hypothesis_settings.load_profile(hypothesis_profile(os.environ))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Snakemake runs take seconds at least: a `workflow` test is also `slow`, so `-m "not slow"` leaves it out."""
+    if item.get_closest_marker("workflow") is not None and item.get_closest_marker("slow") is None:
+        item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    """The cluster test (tests/cluster) runs last, whatever order collection, deselection or a random-order plugin
+    chose (a wrapper: this runs after every other plugin's reordering): it installs Slurm, and once its daemons are
+    stopped every later `snakemake` start waits about 9 s, because the Slurm executor plugin asks `scontrol show
+    config` at import whenever `sacct` is on the PATH and retries while no controller answers."""
+    result = yield
+    items[:] = cluster_last(items)
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +59,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """The README's demo command, run once per session in a scratch copy: (its directory, seconds it took).
+
+    Read-only for the tests that use it (tests/test_workflow.py, tests/test_toy.py): a test that changes a file of it
+    restores it (workflow_helpers.restored), so the tests pass in any order; _shared_demo_is_left_as_found checks."""
+    directory = copy_workflow(tmp_path_factory.mktemp("demo"))
+    start = time.monotonic()
+    result = snakemake(directory, "--profile", "profiles/demo", timeout=900)
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    print(f"demo run: {seconds:.0f} s")
+    return directory, seconds
+
+
+@pytest.fixture(autouse=True)
+def _shared_demo_is_left_as_found(request: pytest.FixtureRequest):
+    """A test that reads the shared demo must leave every file of it as it found it (same size, same modification
+    time): otherwise the tests after it would read a changed demo, and pass or fail depending on the order."""
+    if "demo" not in request.fixturenames:
+        yield
+        return
+    directory, _ = request.getfixturevalue("demo")
+    before = tree_state(directory)
+    yield
+    after = tree_state(directory)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"{request.node.nodeid} changed the shared demo (restore what it changes: workflow_helpers.restored): {changed[:20]}"

@@ -20,6 +20,7 @@ from snakemake.utils import update_config
 from snakemake.utils import validate as snakemake_validate
 
 from advprune import workflow as plan
+from workflow_helpers import hypothesis_profile
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "schemas/config.schema.yaml")
@@ -170,7 +171,9 @@ def _dotted(path: Path_) -> str:
     return ".".join(str(part) for part in path if isinstance(part, str))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# How many examples, and whether they are drawn afresh, is the profile's (tests/conftest.py): 150 in every profile,
+# derandomised on CI (CI=true), a fresh draw locally; HYPOTHESIS_PROFILE=explore draws ten times as many.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_mutated_config_is_refused_naming_the_key_or_plans(case: tuple[str, dict[str, Any], Path_, str]) -> None:
     base, config, path, what = case
@@ -186,6 +189,31 @@ def test_mutated_config_is_refused_naming_the_key_or_plans(case: tuple[str, dict
     # Valid: it must plan without error, and every model of the plan is well formed.
     for key in plan.all_models(config):
         assert key.directory.startswith(plan.MODEL_ROOT)
+
+
+def test_ci_draws_the_same_examples_on_every_run() -> None:
+    """Under the CI profile two runs of a property see the same configs, so a red build reproduces; the local
+    profile draws afresh. This session uses the profile its environment asks for."""
+    assert hypothesis_profile({"CI": "true"}) == "ci" and hypothesis_profile({}) == "dev"
+    assert hypothesis_profile({"CI": "true", "HYPOTHESIS_PROFILE": "explore"}) == "explore"
+    ci, dev = settings.get_profile("ci"), settings.get_profile("dev")
+    assert ci.derandomize and ci.database is None and not dev.derandomize
+    assert ci.max_examples == dev.max_examples == 150
+    assert settings.default.derandomize == settings.get_profile(hypothesis_profile()).derandomize
+
+    def draws(profile: settings) -> list[str]:
+        seen: list[str] = []
+
+        @settings(profile, max_examples=20, deadline=None)
+        @given(mutated())
+        def record(case: tuple[str, dict[str, Any], Path_, str]) -> None:
+            seen.append(f"{case[0]} {_dotted(case[2])} {case[3]}")
+
+        record()
+        return seen
+
+    assert draws(ci) == draws(ci)
+    assert draws(dev) != draws(dev)  # 20 draws from thousands of mutations: equal only by a fluke
 
 
 # -- no config value reaches a shell unquoted -------------------------------------------------------------------------

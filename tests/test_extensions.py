@@ -93,6 +93,11 @@ def test_the_workflow_plans_and_runs_a_plugin_strategy_and_dataset_from_config(t
         "plugins": ["extend.py"],
         "datasets": {"mnist": "digits-noisy"},
         "artefacts": {"fig3": {"strategies": ["middle", "random"], "keep": [0.5, 1.0], "prune_epoch": 1, "seeds": 1}},
+        # What is tested is that the plugin's names plan and run: 4 epochs (the fewest that the demo's other
+        # artefacts, pruning after epoch 3, accept) and AutoAttack on 20 points cost a fraction of the demo's 10
+        # epochs and 100 points. An override for the plugin's dataset is itself config the plugin makes valid.
+        "training_overrides": {"digits-noisy": ["epochs=4"]},
+        "n_examples": 20,
     })  # fmt: skip
     configs = ["--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml", str(overlay)]
     target = "results/artefacts/fig3.csv"
@@ -107,6 +112,7 @@ def test_the_workflow_plans_and_runs_a_plugin_strategy_and_dataset_from_config(t
     assert sorted(table["strategy"]) == ["full", "middle", "random"]
     middle = table[table["strategy"] == "middle"].iloc[0]
     assert (middle["n_train"], middle["n_kept"]) == (1400, 700) and 0 <= middle["aa_acc_pct"] <= 100
+    assert (table["n_examples"] == 20).all()
     # Without the plugin the same config is refused before anything runs, naming the key.
     no_plugin = directory / "no-plugin.yaml"
     no_plugin.write_text("plugins: []\n")

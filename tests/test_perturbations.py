@@ -219,38 +219,77 @@ def test_pgd_counts_misclassified_points_as_incorrect() -> None:
     assert _pgd(ConstantLogits(), x, y, eps=0.3).tolist() == [True, False, False, True, False, False]
 
 
-def test_pgd_with_more_restarts_is_at_least_as_strong() -> None:
-    model = _model(3).eval()
-    x, y = _images(128, seed=3), _labels(128, seed=3)
-    one = pgd_correct(model, x, y, eps=0.05, step_size=0.0125, steps=5, restarts=1,
-                      generator=torch.Generator().manual_seed(0))
-    three = pgd_correct(model, x, y, eps=0.05, step_size=0.0125, steps=5, restarts=3,
-                        generator=torch.Generator().manual_seed(0))
-    assert not (three & ~one).any(), "a point broken by the first restart stays broken"
+class OneSidedTrap(nn.Module):
+    """Class 0 unless pixel 0 moves more than 0.2 up from 0.5; the loss rises as that pixel moves away from 0.5 on
+    either side, but only upwards enough to flip the class. So PGD at eps 0.3 breaks a point exactly when its random
+    start puts pixel 0 above 0.5 (probability 1/2), and each restart is a fresh coin: a point survives k restarts
+    with probability 2^-k, whatever PGD's implementation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.flatten(1)[:, 0] - 0.5
+        wrong = 5 * F.relu(t) + F.relu(-t)  # 1.5 at t = 0.3 (broken), 0.3 at t = -0.3 (still class 0)
+        return torch.stack([torch.ones_like(t), wrong], dim=1)
+
+
+@pytest.mark.parametrize("restarts", [1, 2, 3])
+def test_pgd_survival_falls_by_half_with_each_restart(restarts: int) -> None:
+    n = 4000
+    x = torch.full((n, 1, 2, 2), 0.5)
+    y = torch.zeros(n, dtype=torch.long)
+    correct = pgd_correct(OneSidedTrap(), x, y, eps=0.3, step_size=0.075, steps=10, restarts=restarts,
+                          generator=torch.Generator().manual_seed(restarts))
+    expected = 0.5**restarts
+    assert abs(correct.float().mean().item() - expected) < 4 * (expected * (1 - expected) / n) ** 0.5
 
 
 # -- scoring ----------------------------------------------------------------------------------------------------------
+def _linear_two_class(seed: int = 0) -> nn.Module:
+    """logits (w.x, -w.x): for label 0 the loss rises along -sign(w), for label 1 along +sign(w), everywhere."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2, bias=False))
+    w = torch.randn(64, generator=torch.Generator().manual_seed(seed))
+    w = w.sign() * (0.05 + w.abs() / 10)  # no zero weight: every pixel has a gradient sign
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([w, -w]))
+    return model
+
+
 @pytest.mark.parametrize("batch_size", [7, 1000])
-def test_score_points_is_the_loss_at_the_rs_fgsm_perturbation(batch_size: int) -> None:
-    model = _model(4)
+def test_score_points_is_the_loss_at_the_worst_case_corner(batch_size: int) -> None:
+    """An independent oracle: with alpha >= 2 eps one signed step from any start in the ball ends past the ball's
+    edge in the gradient's direction, so RS-FGSM's delta is eps * sign(gradient), clipped to the image box, whatever
+    the random start. For a linear model that sign is known in closed form, and the loss there by hand."""
+    model = _linear_two_class(4)
     model.train()
     images = (_images(20, seed=4) * 255).round().to(torch.uint8)
-    labels = _labels(20, seed=4)
+    labels = torch.randint(0, 2, (20,), generator=torch.Generator().manual_seed(5))
+    eps = 0.1
     scores = score_points(
-        model, images, labels, eps=0.1, alpha=0.125, clip_random_start=False, batch_size=batch_size,
+        model, images, labels, eps=eps, alpha=2.5 * eps, clip_random_start=False, batch_size=batch_size,
         generator=torch.Generator().manual_seed(0), autocast=contextlib.nullcontext(),
     )
     assert model.training, "scoring restores the caller's mode"
-    assert scores.shape == (20,) and scores.dtype == torch.float32 and torch.isfinite(scores).all()
-    # The same computation by hand, one batch at a time with the same generator stream, in eval mode.
-    model.eval()
-    generator = torch.Generator().manual_seed(0)
-    expected = []
-    for start in range(0, 20, batch_size):
-        x = images[start : start + batch_size].float() / 255
-        y = labels[start : start + batch_size]
-        delta = rs_fgsm_delta(model, x, y, eps=0.1, alpha=0.125, clip_random_start=False, generator=generator)
-        with torch.no_grad():
-            expected.append(F.cross_entropy(model(x + delta), y, reduction="none"))
-    torch.testing.assert_close(scores, torch.cat(expected), rtol=0, atol=0)
+    assert scores.shape == (20,) and scores.dtype == torch.float32
     assert all(p.grad is None for p in model.parameters())
+    w = model[1].weight[0].detach().reshape(1, 1, 8, 8)
+    x = images.float() / 255
+    direction = torch.where(labels == 0, -1.0, 1.0).reshape(-1, 1, 1, 1) * w.sign()
+    worst = (x + eps * direction).clamp(0, 1)
+    margin = (worst * w).flatten(1).sum(dim=1)  # logits (margin, -margin)
+    expected = F.softplus(torch.where(labels == 0, -2 * margin, 2 * margin))  # cross-entropy of two logits
+    torch.testing.assert_close(scores, expected, rtol=0, atol=1e-5)
+
+
+def test_score_points_draws_its_random_start_from_the_generator() -> None:
+    """With alpha < eps the random start shows in the scores: the same generator seed gives the same scores, and
+    another seed other scores."""
+    model = _model(4).eval()
+    images = (_images(20, seed=4) * 255).round().to(torch.uint8)
+    labels = _labels(20, seed=4)
+
+    def scores(seed: int) -> torch.Tensor:
+        return score_points(model, images, labels, eps=0.1, alpha=0.05, clip_random_start=True, batch_size=7,
+                            generator=torch.Generator().manual_seed(seed), autocast=contextlib.nullcontext())
+
+    assert torch.equal(scores(0), scores(0))
+    assert not torch.equal(scores(0), scores(1))
+    assert torch.isfinite(scores(0)).all() and (scores(0) >= 0).all()

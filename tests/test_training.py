@@ -310,11 +310,20 @@ def test_another_seed_gives_another_run(low_high: Trained, digits: dict[str, Any
 
 # -- (d) resume -------------------------------------------------------------------------------------------------------
 RESUME = {"strategy": "low+high", "keep": 0.6, "prune_epoch": 1, "overrides": ("epochs=4", *SHORT)}
+# Killed after epoch 3, two epochs after pruning (before epoch 2 of 4, counting from 1): the checkpoint it resumes
+# from holds the pruning decision, which the rerun must restore, not recompute.
+KILL_AFTER_EPOCH = 3
+PAUSE_HOOK = Path(__file__).resolve().parent / "pause_training.py"
 
 
-def _cli_train(out: Path, data_root: Path, *, seed: int = SEED) -> list[str]:
+def _cli_train(out: Path, data_root: Path, *, seed: int = SEED, pause_after: tuple[int, Path] | None = None
+               ) -> list[str]:
+    """The `train` command line; with `pause_after` = (epoch, marker) through the test hook, which stops the run
+    once resume.pt of that epoch is written (see tests/pause_training.py)."""
+    program = [sys.executable, "-m", "advprune"] if pause_after is None else [
+        sys.executable, str(PAUSE_HOOK), str(pause_after[0]), str(pause_after[1])]
     return [
-        sys.executable, "-m", "advprune", "train", "--dataset", DATASET, "--strategy", RESUME["strategy"],
+        *program, "train", "--dataset", DATASET, "--strategy", RESUME["strategy"],
         "--keep", str(RESUME["keep"]), "--prune-epoch", str(RESUME["prune_epoch"]), "--seed", str(seed),
         "--out", str(out), "--data-root", str(data_root), "--device", "cpu", "--no-progress",
         *[arg for item in RESUME["overrides"] for arg in ("--set", item)],
@@ -327,28 +336,34 @@ def _sha256(path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def resumed(digits: dict[str, Any], data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """An uninterrupted run in-process; the same run through the CLI, SIGKILLed after its first epoch checkpoint and
-    run again; and a foreign resume.pt (that checkpoint, under a run with another seed)."""
+    """An uninterrupted run in-process; the same run through the CLI, SIGKILLed once its checkpoint after epoch
+    KILL_AFTER_EPOCH is written (after pruning) and run again; and a foreign resume.pt (that checkpoint, under a run
+    with another seed)."""
     uninterrupted = train(digits, tmp_path_factory.mktemp("uninterrupted"), **RESUME)
 
     out = tmp_path_factory.mktemp("killed")
-    command = _cli_train(out, data_root)
-    process = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not (out / "resume.pt").exists():
+    paused = tmp_path_factory.mktemp("pause") / "paused"
+    process = subprocess.Popen(_cli_train(out, data_root, pause_after=(KILL_AFTER_EPOCH, paused)),
+                               env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not paused.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             _, err = process.communicate()
-            pytest.fail(f"no resume.pt appeared (exit {process.returncode}): {err.decode()[-2000:]}")
-        time.sleep(0.005)
+            pytest.fail(f"the run did not pause after epoch {KILL_AFTER_EPOCH} (exit {process.returncode}): "
+                        f"{err.decode()[-2000:]}")
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate()
+    checkpoint = load_checkpoint(out / "resume.pt") if (out / "resume.pt").exists() else None
     killed = {
         "returncode": process.returncode,
-        "resume_exists": (out / "resume.pt").exists(),
+        "resume_exists": checkpoint is not None,
         "model_exists": (out / "model.pt").exists(),
-        "resume_epoch": load_checkpoint(out / "resume.pt")["state"]["epoch"] if (out / "resume.pt").exists() else None,
+        "resume_epoch": checkpoint["state"]["epoch"] if checkpoint else None,
+        "resume_kept": checkpoint["state"]["kept"] if checkpoint else None,
     }
+    command = _cli_train(out, data_root)
 
     foreign = tmp_path_factory.mktemp("foreign")
     shutil.copyfile(out / "resume.pt", foreign / "resume.pt")
@@ -372,17 +387,19 @@ def test_killed_run_resumes_to_the_same_weights(resumed: dict[str, Any]) -> None
     killed = resumed["killed"]
     assert killed["returncode"] == -signal.SIGKILL, "the run finished before it could be killed"
     assert killed["resume_exists"] and not killed["model_exists"]
-    assert 1 <= killed["resume_epoch"] < 4
+    # Killed after pruning: the checkpoint holds the pruning decision, which the rerun restores.
+    assert killed["resume_epoch"] == KILL_AFTER_EPOCH > RESUME["prune_epoch"]
+    uninterrupted = resumed["uninterrupted"]
+    np.testing.assert_array_equal(killed["resume_kept"].numpy(), uninterrupted.pruning["kept"])
     code, stdout, stderr = resumed["rerun"]
     assert code == 0, stderr
     assert "resuming" in stderr
     out = resumed["out"]
     assert not (out / "resume.pt").exists(), "resume.pt is deleted once the run completes"
     checkpoint = torch.load(out / "model.pt", weights_only=True)
-    uninterrupted = resumed["uninterrupted"]
     _assert_same_weights(checkpoint["model_state"], uninterrupted.trainer.model.state_dict())
     summary = json.loads((out / "train.json").read_text())
-    assert summary["resumed_at_epochs"] and summary["resumed_at_epochs"][0] >= 1
+    assert summary["resumed_at_epochs"] == [KILL_AFTER_EPOCH]
     assert uninterrupted.summary["resumed_at_epochs"] == []
     expected = _without_timing(uninterrupted.train_json)
     actual = _without_timing(summary)
@@ -584,6 +601,7 @@ def test_cli_main_refuses_more_bad_input(args: list[str], words: list[str], data
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_a_finished_run_is_never_overwritten_by_accident(data_root: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     from advprune.cli import main

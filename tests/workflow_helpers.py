@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterable, Iterator, Mapping
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "rules", "schemas", "report", "profiles", "envs", "config.yaml", "src")
+
+
+def in_ci(environ: Mapping[str, str] = os.environ) -> bool:
+    """True on CI: CI=true (or 1, yes), as GitHub Actions, GitLab and .ci/run set it."""
+    return environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def hypothesis_profile(environ: Mapping[str, str] = os.environ) -> str:
+    """The Hypothesis profile of a run (tests/conftest.py registers them): HYPOTHESIS_PROFILE if set, else "ci" on
+    CI (derandomised: the same examples on every run) and "dev" elsewhere (a fresh draw each run)."""
+    return environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci(environ) else "dev")
 
 
 def copy_workflow(destination: Path) -> Path:
@@ -28,6 +42,42 @@ def copy_workflow(destination: Path) -> Path:
     return destination
 
 
+@contextlib.contextmanager
+def restored(*paths: Path) -> Iterator[None]:
+    """Files a test edits or deletes in a shared directory (the demo): on exit each is back, byte for byte and with
+    its modification time, which Snakemake compares. (A copy of the demo would not do: the rules name code inputs by
+    absolute path, so Snakemake replans every report job of a copy.)"""
+    saved = {path: (path.read_bytes(), path.stat()) for path in paths}
+    try:
+        yield
+    finally:
+        for path, (content, stat) in saved.items():
+            path.write_bytes(content)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def tree_state(directory: Path) -> dict[str, tuple[int, int]]:
+    """(size, modification time in ns) of every file under `directory`, but Snakemake's locks, logs and I/O cache and
+    Python's caches (which a dry run writes): what a test must leave as it found it in a shared directory."""
+    skipped = {"__pycache__", "locks", "log", "iocache"}
+    state = {}
+    for path in directory.rglob("*"):
+        relative = path.relative_to(directory)
+        if skipped & set(relative.parts) or not path.is_file():
+            continue
+        stat = path.stat()
+        state[str(relative)] = (stat.st_size, stat.st_mtime_ns)
+    return state
+
+
+def cluster_last(items: list) -> list:
+    """Test items in the same order, but those marked `cluster` moved to the end."""
+    def clustered(item) -> bool:
+        return item.get_closest_marker("cluster") is not None
+
+    return [item for item in items if not clustered(item)] + [item for item in items if clustered(item)]
+
+
 def snakemake(
     directory: Path, *args: str, timeout: float = 900, env: dict | None = None
 ) -> subprocess.CompletedProcess:
@@ -38,9 +88,25 @@ def snakemake(
     )
 
 
+def snakemake_many(directory: Path, calls: Iterable[tuple[str, ...]], workers: int = 2
+                   ) -> list[subprocess.CompletedProcess]:
+    """Several Snakemake calls that only read `directory` (dry runs), `workers` at a time; results in call order.
+    A dry run is one Python process busy on one core for seconds: on 2 cores two at a time take half as long."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda args: snakemake(directory, *args), calls))
+
+
 def planned_jobs(directory: Path, *args: str, env: dict | None = None) -> dict[str, int]:
     """Job counts per rule from a dry run (`snakemake -n`), {} when nothing is to be done."""
-    result = snakemake(directory, "-n", *args, "--quiet", "rules", env=env)
+    return job_counts(snakemake(directory, *dry_run_args(*args), env=env))
+
+
+def dry_run_args(*args: str) -> tuple[str, ...]:
+    return ("-n", *args, "--quiet", "rules")
+
+
+def job_counts(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts per rule from the output of a dry run made with `dry_run_args`."""
     assert result.returncode == 0, result.stdout + result.stderr
     counts = {}
     in_stats = False
@@ -56,7 +122,7 @@ def planned_jobs(directory: Path, *args: str, env: dict | None = None) -> dict[s
     return counts
 
 
-def write_config_overlay(directory: Path, overlay: dict) -> Path:
-    path = directory / "overlay.yaml"
+def write_config_overlay(directory: Path, overlay: dict, name: str = "overlay.yaml") -> Path:
+    path = directory / name
     path.write_text(yaml.safe_dump(overlay))
     return path

@@ -2,8 +2,11 @@
 one training job is cancelled by the scheduler mid-run and resumes, and `sacct` and the results are checked against
 the plan and against a local run of the same target.
 
-Root only (it installs packages and starts daemons); elsewhere it skips, saying so. Where root, a cluster that does
-not come up fails the test. Daemons are stopped by PID (slurm-down.sh) whatever happens.
+Root only (it installs packages and starts daemons). Outside CI it skips when not root, saying why in the summary;
+on CI (CI=true, which .ci/run sets) it never skips: not being root fails it, and so does a cluster that cannot be
+installed or does not come up. It runs after every other test (tests/conftest.py orders it last): once its daemons
+stop, every `snakemake` start would wait about 9 s on the Slurm plugin's `scontrol` retries. Daemons are stopped by
+PID (slurm-down.sh) whatever happens.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from workflow_helpers import copy_workflow, planned_jobs, write_config_overlay
+from workflow_helpers import copy_workflow, in_ci, planned_jobs, write_config_overlay
 
 pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow]
 
@@ -51,11 +54,25 @@ def _run(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedPr
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+def cluster_gate(environ: dict | os._Environ, euid: int) -> tuple[str, str]:
+    """("run", "") where the test can run; ("skip", why) outside CI; ("fail", why) on CI, where a test that skips
+    would leave the build green without it."""
+    if euid == 0:
+        return "run", ""
+    reason = "the Slurm test installs packages and starts daemons: it needs root"
+    if in_ci(environ):
+        return "fail", f"{reason}, and CI must run it (CI=true): run CI as root"
+    return "skip", f"{reason} (CI runs it as root)"
+
+
 @pytest.fixture(scope="module")
 def slurm():
     """A running single-node Slurm with slurmdbd (so sacct works) and one fake GPU; torn down afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("the Slurm test installs packages and starts daemons: it needs root (CI runs it as root)")
+    decision, reason = cluster_gate(os.environ, os.geteuid())
+    if decision == "skip":
+        pytest.skip(reason)
+    if decision == "fail":
+        pytest.fail(reason, pytrace=False)
     start = time.monotonic()
     up = _run(["timeout", "-k", "10", "300", "bash", str(HERE / "slurm-up.sh")], timeout=330,
               env={**os.environ, "SLURM_ACCOUNT": ACCOUNT, "SLURM_FAKE_GPU": "1", "SLURM_WITH_DBD": "1"})
