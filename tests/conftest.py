@@ -52,6 +52,16 @@ def shared_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding digits-mnist's canonical file, prepared once per session for every test that trains on it."""
+    from advprune import datasets
+
+    root = tmp_path_factory.mktemp("data")
+    datasets.prepare("digits-mnist", root)
+    return root
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: one intra-op thread is as fast on an idle machine and far faster on a busy one."""

@@ -105,13 +105,6 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    datasets.prepare(DATASET, root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def finished(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished one-epoch run directory (model.pt, train.json, pruning.npz)."""
     out = tmp_path_factory.mktemp("finished") / "run"

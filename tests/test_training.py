@@ -67,13 +67,6 @@ def subprocess_env() -> dict[str, str]:
 
 # -- fixtures ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    datasets.prepare(DATASET, root)
-    return root
-
-
-@pytest.fixture(scope="session")
 def digits(data_root: Path) -> dict[str, Any]:
     path = datasets.canonical_path(data_root, DATASET)
     arrays = datasets.load_canonical(path, datasets.get_dataset(DATASET))
