@@ -25,6 +25,15 @@ hypothesis_settings.register_profile("explore", _DEFAULT, max_examples=1500, der
 hypothesis_settings.load_profile(hypothesis_profile(os.environ))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread in this process and, through the environment, in every process a test starts (Snakemake
+    and its jobs included). The tests' tensors are tiny and several processes often run at once: with torch's default
+    of a thread per core in each, a 4 s fixture took 66 s on a busy 2-core machine (measured). One thread everywhere
+    also gives the in-process and the subprocess runs the same kernels, which the bit-for-bit comparisons need."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Snakemake runs take seconds at least: a `workflow` test is also `slow`, so `-m "not slow"` leaves it out."""
     if item.get_closest_marker("workflow") is not None and item.get_closest_marker("slow") is None:
@@ -60,15 +69,6 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     datasets.prepare("digits-mnist", root)
     return root
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one intra-op thread is as fast on an idle machine and far faster on a busy one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

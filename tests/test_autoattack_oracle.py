@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -45,15 +45,6 @@ DATASET = "digits-mnist"
 N, BATCH, SEED = 48, 16, 0
 _TIME = re.compile(r"\(total time [0-9.]+ s\)")
 _PER_BATCH = re.compile(r"^(\S+) - (\d+)/(\d+) - (\d+) out of (\d+) successfully perturbed$")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread in-process, as in the subprocesses (OMP_NUM_THREADS=1): same kernels, same bits."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ Runs are in-process (`cli.main`) on the digits, one epoch each: a process per ca
 from __future__ import annotations
 
 import contextlib
-import copy
 import gzip
 import hashlib
 import io
@@ -23,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -55,16 +54,11 @@ class Result:
 def run_cli(*argv: str | Path) -> Result:
     """`python -m advprune ...` in-process: exit code, stdout, stderr (argparse's own exits included)."""
     out, err = io.StringIO(), io.StringIO()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is faster on a busy machine
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli.main([str(arg) for arg in argv])
-            except SystemExit as exit_:  # argparse
-                code = exit_.code
-    finally:
-        torch.set_num_threads(previous)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(arg) for arg in argv])
+        except SystemExit as exit_:  # argparse
+            code = exit_.code
     return Result(code, out.getvalue(), err.getvalue())
 
 

@@ -38,16 +38,11 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _train(digits: dict[str, Any], out: Path, seed: int, overrides: tuple[str, ...]) -> dict[str, Any]:
     resolved = settings.resolve(DATASET, overrides=list(overrides))
     run = Run.create(DATASET, "random", 1.0, None, seed, resolved["epochs"])
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trainer = Trainer(
-            run, resolved, digits["arrays"].x_train, digits["arrays"].y_train, out_dir=out,
-            device=torch.device("cpu"), dataset_sha256=digits["sha256"], show_progress=False,
-        )
-        return trainer.fit()
-    finally:
-        torch.set_num_threads(previous)
+    trainer = Trainer(
+        run, resolved, digits["arrays"].x_train, digits["arrays"].y_train, out_dir=out,
+        device=torch.device("cpu"), dataset_sha256=digits["sha256"], show_progress=False,
+    )
+    return trainer.fit()
 
 
 @pytest.mark.slow

@@ -32,9 +32,6 @@ METRIC_KEYS = {
 N_TRAIN = 1400
 MODEL = "digits_mlp"  # the demo's model: AutoAttack through it costs a fraction of what it costs through convolutions
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module")
 def digits() -> dict[str, np.ndarray]:
     """Canonical-layout digits: uint8 [N, 8, 8, 1] HWC images, int64 labels."""
@@ -52,21 +49,16 @@ def _nchw(images: np.ndarray) -> torch.Tensor:
 
 def _train(x: torch.Tensor, y: torch.Tensor) -> torch.nn.Module:
     """A few epochs of plain training: an undefended model that AutoAttack breaks easily."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped fixtures train before the function-scoped one_thread applies
-    try:
-        torch.manual_seed(0)
-        model = build_model(MODEL, in_channels=x.shape[1], num_classes=10, image_size=8)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for _ in range(8):
-            for batch in torch.randperm(len(x)).split(50):
-                loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        return model.eval()
-    finally:
-        torch.set_num_threads(previous)
+    torch.manual_seed(0)
+    model = build_model(MODEL, in_channels=x.shape[1], num_classes=10, image_size=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(8):
+        for batch in torch.randperm(len(x)).split(50):
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
 
 
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

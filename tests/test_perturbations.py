@@ -15,7 +15,6 @@ from advprune.perturbations import pgd_correct, project, rs_fgsm_delta, uniform_
 from advprune.scoring import score_points
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int = 64, seed: int = 0) -> torch.Tensor:

@@ -65,14 +65,9 @@ def _probe(dataset: str, precision: str, x_train: np.ndarray, y_train: np.ndarra
     """The run the command line will make, trained in-process (training never looks at the test set)."""
     resolved = settings.resolve(dataset, overrides=SIZES, precision=precision)
     run = Run.create(dataset, STRATEGY, KEEP, PRUNE_EPOCH, SEED, resolved["epochs"])
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trainer = Trainer(run, resolved, x_train, y_train, out_dir=out, device=CPU, dataset_sha256="probe",
-                          show_progress=False)
-        trainer.fit()
-    finally:
-        torch.set_num_threads(previous)
+    trainer = Trainer(run, resolved, x_train, y_train, out_dir=out, device=CPU, dataset_sha256="probe",
+                      show_progress=False)
+    trainer.fit()
     return trainer
 
 

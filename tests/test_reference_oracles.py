@@ -20,7 +20,6 @@ from advprune import settings
 from advprune.models import build_model
 from advprune.training import Run, Trainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_TRAIN, BATCH = 64, 16  # 4 updates per full-data epoch
 # Size-only overrides: the schedule, optimiser and momentum settings under test stay the dataset's own.

@@ -28,10 +28,9 @@ CPU = torch.device("cpu")
 STANDARD_ATTACKS = ["apgd-ce", "apgd-t", "fab-t", "square"]
 N = 8
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-# Training and AutoAttack, in this process and in subprocesses: the slow lane. In this process with one intra-op
-# thread, as the subprocesses have (ENV): on 2 cores shared with other work, two threads per tiny tensor op make
-# AutoAttack many times slower.
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+# Training and AutoAttack, in this process and in subprocesses: the slow lane (one intra-op thread everywhere, as
+# tests/conftest.py sets for the session).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +38,11 @@ def trained(tmp_path_factory) -> dict:
     """A trained checkpoint, its data and the metrics of an uninterrupted `evaluate` (the command's own code path)."""
     root = tmp_path_factory.mktemp("resume")
     datasets.prepare("digits-mnist", root / "data")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # a module-scoped fixture runs before the function-scoped one_thread
-    try:
-        assert cli.main(["train", "--dataset", "digits-mnist", "--keep", "1.0", "--seed", "0", "--set", "epochs=3",
-                         "--data-root", str(root / "data"), "--out", str(root / "run"), "--device", "cpu",
-                         "--no-progress"]) == 0
-        reference = root / "reference.json"
-        assert cli.main(_evaluate_args(root, reference)) == 0
-    finally:
-        torch.set_num_threads(previous)
+    assert cli.main(["train", "--dataset", "digits-mnist", "--keep", "1.0", "--seed", "0", "--set", "epochs=3",
+                     "--data-root", str(root / "data"), "--out", str(root / "run"), "--device", "cpu",
+                     "--no-progress"]) == 0
+    reference = root / "reference.json"
+    assert cli.main(_evaluate_args(root, reference)) == 0
     metrics = json.loads(reference.read_text())
     assert metrics["attacks_run"] == STANDARD_ATTACKS  # points survive APGD-CE: every attack runs
     assert not reference.with_name(reference.name + ".partial.pt").exists()  # deleted when the evaluation completes

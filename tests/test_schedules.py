@@ -11,7 +11,6 @@ from advprune.augment import augment, random_crop, random_flip
 from advprune.schedules import LR_AT, POLICIES, cycled_momentum, piecewise_linear, progress, schedule_scale
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- piecewise_linear -------------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from advprune.toy import (
     simulate,
     squared_loss,
     train_linear,
-    x1_weight_share,
 )
 from workflow_helpers import REPO
 

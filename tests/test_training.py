@@ -8,7 +8,6 @@ also makes in-process and subprocess runs comparable bit for bit.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,15 +49,6 @@ CHECKPOINT_KEYS = [
     "state", "complete",
 ]
 
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def subprocess_env() -> dict[str, str]:
@@ -95,12 +85,11 @@ def train(
 ) -> Trained:
     resolved = settings.resolve(DATASET, overrides=list(overrides), **explicit)
     run = Run.create(DATASET, strategy, keep, prune_epoch, seed, resolved["epochs"])
-    with one_thread():
-        trainer = Trainer(
-            run, resolved, digits["arrays"].x_train, digits["arrays"].y_train, out_dir=out, device=CPU,
-            dataset_sha256=digits["sha256"], show_progress=False,
-        )
-        summary = trainer.fit()
+    trainer = Trainer(
+        run, resolved, digits["arrays"].x_train, digits["arrays"].y_train, out_dir=out, device=CPU,
+        dataset_sha256=digits["sha256"], show_progress=False,
+    )
+    summary = trainer.fit()
     return Trained(trainer, summary, out, resolved)
 
 
@@ -154,9 +143,8 @@ def _test_pgd_accuracy(model: torch.nn.Module, digits: dict[str, Any], eps: floa
     x = torch.from_numpy(arrays.x_test).permute(0, 3, 1, 2).float() / 255
     y = torch.from_numpy(arrays.y_test)
     model.eval()
-    with one_thread():
-        correct = pgd_correct(model, x, y, eps=eps, step_size=eps / 4, steps=10, restarts=1,
-                              generator=torch.Generator().manual_seed(0))
+    correct = pgd_correct(model, x, y, eps=eps, step_size=eps / 4, steps=10, restarts=1,
+                          generator=torch.Generator().manual_seed(0))
     return correct.float().mean().item()
 
 
@@ -594,7 +582,6 @@ def test_cli_main_refuses_more_bad_input(args: list[str], words: list[str], data
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_a_finished_run_is_never_overwritten_by_accident(data_root: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     from advprune.cli import main

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pwd
+import shlex
 import signal
 import subprocess
 import sys
@@ -36,12 +37,14 @@ REPO = HERE.parents[1]
 ACCOUNT = "advprune_ci"  # tests/cluster/profile.yaml names it
 TARGET = "figures/fig2.pdf"
 # fig2 on the digits stand-in for MNIST, one seed: the full-data model and random keep 0.4 after one epoch, each
-# trained and AutoAttacked. 100 epochs (instead of 10) leave seconds to cancel the pruned run after its pruning.
+# trained and AutoAttacked, in 5 epochs (the pruned run is stopped after epoch 2 and resumes for the other 3).
 OVERLAY = {
     "artefacts": {"fig2": {"roles": ["mnist"], "keep": [0.4, 1.0], "prune_epoch": 1, "seeds": 1}},
-    "training_overrides": {"digits-mnist": ["epochs=100"]},
+    "training_overrides": {"digits-mnist": ["epochs=5"]},
 }
-EPOCHS = 100
+EPOCHS = 5
+PAUSE_EPOCH = 2  # after the pruning (epoch 1): the resumed job must restore the pruning decision
+PAUSED = "paused"  # the marker file tests/pause_training.py writes in the cluster copy once the run waits
 CANCELLED = "results/models/digits-mnist/fp32/random_keep0.4_e1_rescale/seed0"
 CANCELLED_COMMENT = "rule_train_model_wildcards_digits-mnist_fp32_random_keep0.4_e1_rescale_0"
 GROUP_COMMENT = "rule_evaluation_evaluate_model"  # the plugin's comment for a job of group `evaluation`
@@ -109,28 +112,33 @@ def snakemake_command(*args: str, limit: int) -> list[str]:
     return ["timeout", "-k", "30", str(limit), sys.executable, "-m", "snakemake", *args]
 
 
+def pause_the_cancelled_training(directory: Path) -> None:
+    """Route the cluster copy's trainings through tests/pause_training.py: the run the test cancels writes the marker
+    PAUSED after epoch PAUSE_EPOCH and waits there, so the scheduler's cancel lands after its pruning and before its
+    end on every machine, however fast (the other runs, and the resubmitted job, which starts after that epoch, go
+    straight through). Only the command's prefix changes; the arguments are the rule's own."""
+    rule = directory / "rules/train.smk"
+    command = "python -m advprune train"
+    assert rule.read_text().count(command) == 1, f"{rule} no longer runs `{command}`: update this test"
+    hook = (f"PAUSE_ONLY={shlex.quote(CANCELLED)} python {shlex.quote(str(REPO / 'tests/pause_training.py'))} "
+            f"{PAUSE_EPOCH} {shlex.quote(str(directory / PAUSED))} train")
+    rule.write_text(rule.read_text().replace(command, hook))
+
+
 def cancel_mid_training(directory: Path, process: subprocess.Popen, timeout: float = 300) -> dict:
-    """scancel the pruned model's training job once its resume.pt shows pruning done (epoch >= 2), as a scheduler
-    pre-empting it would; returns the epoch it had reached and the Slurm job id."""
-    resume = directory / CANCELLED / "resume.pt"
+    """scancel the pruned model's training job once it waits after epoch PAUSE_EPOCH, as a scheduler pre-empting it
+    would; returns the epoch it had reached and the Slurm job id."""
     deadline = time.monotonic() + timeout
-    while True:
+    while not (directory / PAUSED).exists():
         assert process.poll() is None, "Snakemake ended before the training job could be cancelled"
-        assert time.monotonic() < deadline, f"{resume} did not reach epoch 2 within {timeout} s"
-        assert not (directory / CANCELLED / "model.pt").exists(), "training finished before it was cancelled"
-        if resume.exists():
-            try:
-                epoch = torch.load(resume, weights_only=True)["state"]["epoch"]
-            except (OSError, RuntimeError, EOFError):  # replaced while being read: read the next one
-                epoch = 0
-            if epoch >= 2:
-                break
+        assert time.monotonic() < deadline, f"{CANCELLED} did not reach epoch {PAUSE_EPOCH} within {timeout} s"
         time.sleep(0.1)
+    epoch = torch.load(directory / CANCELLED / "resume.pt", weights_only=True)["state"]["epoch"]
+    assert epoch == PAUSE_EPOCH and not (directory / CANCELLED / "model.pt").exists()
     queue = _run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k"], timeout=30).stdout.split()
     ids = [line.split("|")[0] for line in queue if line.split("|")[1] == CANCELLED_COMMENT]
     assert len(ids) == 1, f"no single running job {CANCELLED_COMMENT} in squeue: {queue}"
     assert _run(["scancel", ids[0]], timeout=30).returncode == 0
-    assert epoch < EPOCHS
     return {"epoch": epoch, "job": ids[0]}
 
 
@@ -169,6 +177,7 @@ def runs(slurm, tmp_path_factory):
     for directory in (cluster, local):
         write_config_overlay(directory, OVERLAY)
     profile = slurm_profile(cluster)
+    pause_the_cancelled_training(cluster)
     planned = planned_jobs(cluster, "--profile", profile, TARGET)
 
     local_log, log = (local / "snakemake.log").open("w"), (cluster / "snakemake.log").open("w")
@@ -242,7 +251,8 @@ def test_cancelled_training_resumed_to_the_uninterrupted_result(runs):
     cluster, local = runs["cluster"] / CANCELLED, runs["local"] / CANCELLED
     resumed, uninterrupted = (json.loads((d / "train.json").read_text()) for d in (cluster, local))
     # It continued from its last checkpoint (not from scratch) in the resubmitted job ...
-    assert resumed["resumed_at_epochs"] and resumed["resumed_at_epochs"][0] >= runs["cancelled"]["epoch"]
+    assert resumed["resumed_at_epochs"] == [runs["cancelled"]["epoch"]] == [PAUSE_EPOCH]
+    assert len(resumed["history"]) == len(uninterrupted["history"]) == EPOCHS
     assert uninterrupted["resumed_at_epochs"] == []
     assert not (cluster / "resume.pt").exists()
     # ... and ended where the uninterrupted run did: the same weights, pruning decision and per-epoch history.
