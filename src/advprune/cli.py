@@ -70,7 +70,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train.json, pruning.npz)")
     p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"],
                    help="learning-rate schedule after pruning (default: the dataset's setting, rescale)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="default: the dataset's setting, fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="fp32, or bf16 autocast (default: the dataset's setting, fp32)")
     p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set epochs=3 --set monitor.pgd_steps=5 (repeatable)")
