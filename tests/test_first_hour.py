@@ -181,3 +181,29 @@ def test_a_moved_checkout_with_its_results_plans_nothing(demo, tmp_path: Path) -
     moved = tmp_path / "elsewhere"
     shutil.copytree(directory, moved, symlinks=True)  # copy2: modification times kept, as `cp -a` or rsync -a would
     assert planned_jobs(moved, "--profile", "profiles/demo") == {}
+
+
+def test_a_collapse_is_logged_when_the_pgd_check_flags_it(data_root: Path, tmp_path: Path, monkeypatch,
+                                                         caplog: pytest.LogCaptureFixture, one_thread) -> None:
+    """The drop rule cannot be provoked on the digits (tests/test_collapse.py), so the PGD check is scripted:
+    0.60 then 0.30 is a fall of 30 points, more than the 20 the rule allows."""
+    from advprune import datasets, settings
+    from advprune.training import Run, Trainer
+
+    accuracies = iter([0.6, 0.3])
+    monkeypatch.setattr("advprune.training.pgd_accuracy", lambda *a, **k: torch.tensor(next(accuracies)))
+    resolved = settings.resolve("digits-mnist", overrides=["epochs=2", "monitor.n_points=16"])
+    path = datasets.canonical_path(data_root, "digits-mnist")
+    arrays = datasets.load_canonical(path)
+    trainer = Trainer(Run.create("digits-mnist", "random", 0.5, 1, 0, 2), resolved, arrays.x_train, arrays.y_train,
+                      out_dir=tmp_path / "run", device=torch.device("cpu"), dataset_sha256=datasets.file_sha256(path),
+                      show_progress=False)
+    with caplog.at_level("INFO", logger="advprune"):
+        summary = trainer.fit()
+    messages = [(record.levelname, record.getMessage()) for record in caplog.records]
+    assert [m.split(":")[0] for _, m in messages if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+    assert ("WARNING", "collapse: PGD accuracy fell from 0.600 to 0.300 at epoch 2 (by more than 0.2): catastrophic "
+            "overfitting") in messages
+    assert summary["collapsed"] and summary["collapse_epoch"] == 2
+    assert any(level == "WARNING" and m.startswith("collapsed at epoch 2") for level, m in messages)
+    assert any(m.startswith("pruned after epoch 1: random keeps 719 of 1437 points") for _, m in messages)
