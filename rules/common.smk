@@ -39,7 +39,7 @@ def placeholder_resources(settings):
 if placeholders := placeholder_resources(workflow.resource_settings):
     raise WorkflowError(
         f"the profile still has placeholders: {'; '.join(placeholders)}; set your site's values in the profile "
-        "(slurm_account: `sacctmgr show assoc user=$USER`; slurm_partition: `sinfo -s`), see the README's 'On a Slurm cluster'"
+        "(slurm_account: `sacctmgr show assoc user=$USER`; slurm_partition: `sinfo -s`); README: 'On a Slurm cluster'"
     )
 
 

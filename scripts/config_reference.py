@@ -1,4 +1,5 @@
-"""Print the config reference of docs/configuration.md (markdown) from schemas/config.schema.yaml: the schema is the documentation.
+"""Print docs/configuration.md's config reference (markdown) from schemas/config.schema.yaml: the schema is the
+documentation.
 
 Usage: python scripts/config_reference.py [--check docs/configuration.md]   (--check: exit 1 if its copy is stale)
 """

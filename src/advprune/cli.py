@@ -63,7 +63,8 @@ def _add_prepare(commands: argparse._SubParsersAction) -> None:
 def _add_train(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="RS-FGSM training with one-shot data pruning")
     p.add_argument("--dataset", required=True, help="a prepared dataset: <data-root>/<dataset>.npz")
-    p.add_argument("--strategy", default="random", help="random | low | high | low+high | mean-distance (or a plugin's)")
+    p.add_argument("--strategy", default="random",
+                   help="random | low | high | low+high | mean-distance (or a plugin's)")
     p.add_argument("--keep", type=float, required=True, help="fraction of the training set kept; 1.0 = no pruning")
     p.add_argument("--prune-epoch", type=int, help="full-data epochs before pruning (needed when keep < 1)")
     p.add_argument("--seed", type=_SEED, required=True, help="seed of initialisation, batches, attacks and pruning")
@@ -389,8 +390,8 @@ def _cost(args: argparse.Namespace) -> int:
         known = ", ".join(workflow.MODEL_ARTEFACTS + workflow.DATA_ARTEFACTS + workflow.SIMULATED_ARTEFACTS)
         raise ValueError(f"unknown target {name!r}; known: {known}, claims, all")
 
-    plans = {name: models_of(name) for name in targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS,
-                                                          "claims", "all"]}  # every name checked before anything is printed
+    targets = targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "claims", "all"]
+    plans = {name: models_of(name) for name in targets}  # every name checked before anything is printed
     print(f"Estimated on: {timings['device']}; one job per GPU; AutoAttack on {config['n_examples']} points.")
     print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
     print("|---|---|---|---|---|---|")

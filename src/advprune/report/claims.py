@@ -1,8 +1,9 @@
 """The claims table: each quantitative claim of the paper (claims.yaml), our measured effect with a bootstrap 95%
 interval over runs, and a verdict by the rule claims.yaml fixed before any result was seen.
 
-The bootstrap (scipy.stats.bootstrap) resamples the runs of each cell independently (with replacement), recomputes
-the measure, and takes the 2.5th and 97.5th percentiles. Collapsed runs count: a claim about the method is about its failures too.
+The bootstrap (scipy.stats.bootstrap) resamples the runs of each cell independently (with replacement), recomputes the
+measure, and takes the 2.5th and 97.5th percentiles. Collapsed runs count: a claim about the method is about its
+failures too.
 """
 
 from __future__ import annotations
