@@ -119,6 +119,7 @@ def workflow_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_workflow(tmp_path_factory.mktemp("slurm-profile"))
 
 
+@pytest.mark.workflow  # the fast lane starts no Snakemake
 def test_the_slurm_profile_refuses_its_placeholders(workflow_copy: Path) -> None:
     result = snakemake(workflow_copy, "--profile", "profiles/slurm", "--configfile", "profiles/demo/demo.yaml", "-n",
                        timeout=120)
