@@ -8,7 +8,7 @@ rule tabulate_claims:
     input:
         tables=[f"results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS],
         code=report_code("claims", "selection", "stats", "aggregate", "commands"),
-        rules=str(Path(workflow.basedir, "src/advprune/claims.yaml")),
+        rules=workflow_file("src/advprune/claims.yaml"),
     output:
         csv=report("figures/claims.csv", caption="../report/claims.rst", category="Claims"),
         md="figures/claims.md",

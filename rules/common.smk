@@ -23,6 +23,26 @@ except ValueError as error:
     raise WorkflowError(f"invalid config: {error}") from None
 
 
+def placeholder_resources(settings):
+    """Resources a profile still sets to a CHANGE_ME placeholder, as 'where: name=value' (profiles/slurm ships its
+    site-specific values so; submitted as they are, every job would fail at sbatch, or wait in a wrong queue)."""
+    sources = [("default-resources", settings.default_resources or {})]
+    sources += [(f"set-resources: {rule}", values) for rule, values in (settings.overwrite_resources or {}).items()]
+    return [
+        f"{where}: {name}={getattr(value, 'raw', value)}"
+        for where, values in sources
+        for name, value in values.items()
+        if "CHANGE_ME" in str(getattr(value, "raw", value))
+    ]
+
+
+if placeholders := placeholder_resources(workflow.resource_settings):
+    raise WorkflowError(
+        f"the profile still has placeholders: {'; '.join(placeholders)}; set your site's values in the profile "
+        "(slurm_account: `sacctmgr show assoc user=$USER`; slurm_partition: `sinfo -s`); README: 'On a Slurm cluster'"
+    )
+
+
 # Jobs run `python -m advprune`. This interpreter goes first on PATH, so an un-activated virtual environment
 # (.venv/bin/snakemake) still finds torch and advprune; under --sdm conda the job's environment is activated in front
 # of it, and finds advprune through PYTHONPATH, so the environments need not install the project.
@@ -41,10 +61,17 @@ def model_file(name):
     return str(Path(MODEL_DIR, name))
 
 
+def workflow_file(*parts):
+    """A file of this checkout as an input path relative to the working directory. Snakemake records each job's
+    input paths and replans a job whose set changed: absolute paths would replan every table and figure of a
+    checkout moved or re-cloned with its results."""
+    return os.path.relpath(Path(workflow.basedir, *parts))
+
+
 def report_code(*modules):
     """Source files of advprune.report that a job depends on; editing one reruns exactly the jobs that use it
     (Snakemake does not follow Python imports, so they are listed as inputs)."""
-    return [str(Path(workflow.basedir, "src/advprune/report", f"{module}.py")) for module in modules]
+    return [workflow_file("src/advprune/report", f"{module}.py") for module in modules]
 
 
 def quoted(*words):
@@ -140,7 +167,7 @@ EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands
 # The toy model's simulation and the pruning it reuses are inputs too: editing either reruns it.
 TOY_CODE = [
     *report_code("toy", "figures", "tables", "labels", "commands"),
-    *(str(Path(workflow.basedir, "src/advprune", f"{module}.py")) for module in ("toy", "pruning")),
+    *(workflow_file("src/advprune", f"{module}.py") for module in ("toy", "pruning")),
 ]
 
 

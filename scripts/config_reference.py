@@ -1,6 +1,7 @@
-"""Print the README's config reference (markdown) from schemas/config.schema.yaml: the schema is the documentation.
+"""Print docs/configuration.md's config reference (markdown) from schemas/config.schema.yaml: the schema is the
+documentation.
 
-Usage: python scripts/config_reference.py [--check README.md]   (--check: exit 1 if the README's copy is stale)
+Usage: python scripts/config_reference.py [--check docs/configuration.md]   (--check: exit 1 if its copy is stale)
 """
 
 from __future__ import annotations

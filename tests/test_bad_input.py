@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -40,6 +41,7 @@ TINY = ["--set", "epochs=1", "--set", "monitor.n_points=16"]  # one epoch, a sma
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------------
+PROGRESS_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO advprune\.")  # runtime.LOG_FORMAT at INFO
 @dataclass
 class Result:
     code: int
@@ -48,7 +50,8 @@ class Result:
 
     @property
     def lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
+        """stderr's lines, but the timestamped progress lines (INFO) of work done before a failure."""
+        return [line for line in self.stderr.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
 
 
 def run_cli(*argv: str | Path) -> Result:

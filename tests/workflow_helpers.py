@@ -45,8 +45,8 @@ def copy_workflow(destination: Path) -> Path:
 @contextlib.contextmanager
 def restored(*paths: Path) -> Iterator[None]:
     """Files a test edits or deletes in a shared directory (the demo): on exit each is back, byte for byte and with
-    its modification time, which Snakemake compares. (A copy of the demo would not do: the rules name code inputs by
-    absolute path, so Snakemake replans every report job of a copy.)"""
+    its modification time, which Snakemake compares. (Cheaper than a copy of the demo, which plans nothing either:
+    tests/test_first_hour.py moves one.)"""
     saved = {path: (path.read_bytes(), path.stat()) for path in paths}
     try:
         yield

@@ -193,10 +193,13 @@ def run_autoattack(
             if name in done:
                 continue
             if not robust.any():  # as pyautoattack logs it; otherwise its call below logs 'running ...'
+                _log.info("AutoAttack: no robust point left, %s skipped",
+                          ", ".join(a for a in STANDARD_ATTACKS if a not in done))
                 attack.logger.debug(f"running {name}")
                 attack.logger.debug("no robust datapoints left, skipping remaining attacks")
                 break
             index = torch.nonzero(robust).reshape(-1)
+            attack_start = time.perf_counter()
             attack.attacks_to_run = [name]
             capture.phase = "preamble"
             try:
@@ -209,6 +212,8 @@ def run_autoattack(
             after[name] = robust.sum().item() / n
             done.append(name)
             seconds = prior_seconds + time.perf_counter() - start
+            _log.info("AutoAttack %s: robust accuracy %.2f%% (%d of %d points), %.1f s in it, %.1f s so far", name,
+                      100 * after[name], robust.sum().item(), n, time.perf_counter() - attack_start, seconds)
             attack.logger.debug(
                 "robust accuracy after {}: {:.2%} (total time {:.1f} s)".format(name.upper(), after[name], seconds)
             )

@@ -52,8 +52,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
-        raise ValueError(f"{path}: not a readable checkpoint ({message})") from None
+        # Not torch's message: for a foreign pickle it is a page of advice ending in "rerun with weights_only=False",
+        # which would run the file's code. Only the error's type is kept.
+        raise ValueError(
+            f"{path}: not an advprune checkpoint (torch.load cannot read it safely: {type(error).__name__}); "
+            "use a model.pt written by `advprune train`"
+        ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path}: not an advprune checkpoint (expected format {FORMAT!r})")
     check_keys(checkpoint, MODEL_KEYS, path)

@@ -11,8 +11,24 @@ from typing import Callable, NoReturn, Sequence
 from advprune import settings as settings_module
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """--help shows each option's default after its help (not for required options, flags or options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if action.required or default in (None, False, argparse.SUPPRESS) or default == [] or "%(default)" in text:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its refusals in the form of every other one: one line, exit code 2 (--help shows the usage)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)  # subcommands' parsers are _Parsers too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
@@ -38,44 +54,49 @@ _SEED = _integer(0, 2**32 - 1)  # what every random generator the seed reaches a
 
 def _add_prepare(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("prepare", help="download (checksummed) and convert a dataset into its canonical .npz")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
+    p.add_argument("--dataset", required=True, help="digits-mnist | digits-cifar | mnist | cifar10 (or a plugin's)")
+    p.add_argument("--root", type=Path, default=Path("data"), help="data root: <root>/<dataset>.npz is written")
     p.add_argument("--source", type=Path, help="an offline copy: MNIST's raw gz folder or a canonical cifar10.npz")
     p.set_defaults(handler=_prepare)
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="RS-FGSM training with one-shot data pruning")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--strategy", default="random", help="random | low | high | low+high | mean-distance")
+    p.add_argument("--dataset", required=True, help="a prepared dataset: <data-root>/<dataset>.npz")
+    p.add_argument("--strategy", default="random",
+                   help="random | low | high | low+high | mean-distance (or a plugin's)")
     p.add_argument("--keep", type=float, required=True, help="fraction of the training set kept; 1.0 = no pruning")
     p.add_argument("--prune-epoch", type=int, help="full-data epochs before pruning (needed when keep < 1)")
-    p.add_argument("--seed", type=_SEED, required=True)
+    p.add_argument("--seed", type=_SEED, required=True, help="seed of initialisation, batches, attacks and pruning")
     p.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train.json, pruning.npz)")
-    p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"])
-    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"],
+                   help="learning-rate schedule after pruning (default: the dataset's setting, rescale)")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="fp32, or bf16 autocast (default: the dataset's setting, fp32)")
     p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set epochs=3 --set monitor.pgd_steps=5 (repeatable)")
-    p.add_argument("--data-root", type=Path, default=Path("data"))
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: one timestamped log line per epoch instead (always so when stderr is "
+                   "not a terminal)")
     p.add_argument("--overwrite", action="store_true", help="train again over a finished run in --out")
     p.set_defaults(handler=_train)
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("evaluate", help="clean accuracy and standard AutoAttack of one checkpoint")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True, help="a finished run's model.pt")
     p.add_argument("--n-examples", type=_integer(1), default=1000, help="AutoAttack on the first N test points")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON file")
     p.add_argument("--dataset", help="refuse a checkpoint of another dataset")
     p.add_argument("--model", help="refuse a checkpoint of another architecture")
-    p.add_argument("--data-root", type=Path, default=Path("data"))
-    p.add_argument("--batch-size", type=_integer(1), default=1000)
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
+    p.add_argument("--batch-size", type=_integer(1), default=1000, help="points per forward pass and attack batch")
     p.add_argument("--seed", type=_SEED, default=0, help="AutoAttack's seed")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
     p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)
@@ -83,9 +104,10 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 def _add_settings(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("settings", help="print the resolved settings of a dataset as JSON")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--config", type=Path)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--dataset", required=True, help="a dataset with settings in defaults.yaml (or a plugin's)")
+    p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set epochs=3 (repeatable)")
     p.set_defaults(handler=_settings)
 
 
@@ -93,7 +115,7 @@ def _add_collect(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("collect", help="per-model JSON files -> one tidy CSV (one row per model)")
     p.add_argument("run_dirs", nargs="+", type=Path, help="run directories holding train.json")
     p.add_argument("--n-examples", type=_integer(1), required=True, help="which evaluation: autoattack-n<N>.json")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the tidy CSV")
     p.set_defaults(handler=_collect)
 
 
@@ -103,19 +125,19 @@ def _add_render(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--table", type=Path, required=True, help="tidy CSV from `collect`")
     p.add_argument("--out", type=Path, required=True, help="PDF; tables also write .csv/.tex/.md beside it")
     p.add_argument("--prune-epoch", type=int, help="only pruned runs of this epoch (default: every row of the table)")
-    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"], help="pruned runs of this schedule")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
     p.set_defaults(handler=_render)
 
 
 def _add_embed(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("embed", help="fig8 (t-SNE) or table2 (class density and separation) from datasets")
-    p.add_argument("name", choices=["fig8", "table2"])
+    p.add_argument("name", choices=["fig8", "table2"], help="fig8 | table2")
     p.add_argument("--variant", action="append", required=True, metavar="NAME=DATA[:PRUNING]",
                    help="a panel/row: '<dataset>=<canonical.npz>' or '<dataset> pruned=<canonical.npz>:<pruning.npz>'")
     p.add_argument("--out", type=Path, required=True, help="PDF; table2 also writes .csv/.tex/.md beside it")
     p.add_argument("--n-points", type=int, default=5000, help="fig8: seeded subsample per panel")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of t-SNE")
     p.set_defaults(handler=_embed)
 
 
@@ -126,9 +148,9 @@ def _add_claims(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--role", action="append", default=[], metavar="ROLE=DATASET",
                    help="the dataset standing in for the paper's, e.g. mnist=digits-mnist (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="claims CSV; the Markdown table is written beside it")
-    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"], help="pruned runs of this schedule")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(handler=_claims)
 
@@ -148,7 +170,7 @@ def _add_toy(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=paper.lr, help="initial step size (decays linearly to 0)")
     p.add_argument("--keep", type=float, nargs="+", default=list(paper.keep), help="fractions kept")
     p.add_argument("--strategies", nargs="+", default=list(paper.strategies), help=" | ".join(TOY_STRATEGIES))
-    p.add_argument("--seeds", type=int, nargs="+", default=list(paper.seeds))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(paper.seeds), help="one simulation per seed")
     p.add_argument("--out", type=Path, required=True, help="figure PDF; the table (.csv/.tex/.md) and "
                    "<stem>.provenance.json are written beside it")
     p.add_argument("--runs", type=Path, required=True, help="CSV of the per-seed rows")
@@ -159,7 +181,8 @@ def _add_cost(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("cost", help="models, evaluations and estimated GPU hours of workflow targets")
     p.add_argument("targets", nargs="*", help="artefact names (fig1 ... table2); default: every artefact and all")
     p.add_argument("--configfile", type=Path, nargs="+", default=[Path("config.yaml")],
-                   help="workflow config files, later ones layered on earlier ones (default: config.yaml)")
+                   help="workflow config files, later ones layered on earlier ones; a target name after them "
+                   "(`--configfile A B fig4`) is a target, not a file")
     p.add_argument("--timings", type=Path, help="seconds per epoch and per 1000 AutoAttack points, per dataset "
                    "(default: SPEC's measured facts, advprune/timings.yaml)")
     p.set_defaults(handler=_cost)
@@ -224,7 +247,7 @@ def _train_locked(args: argparse.Namespace, resolved: dict, run, device, arrays,
 
     trainer = Trainer(
         run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=device,
-        dataset_sha256=dataset_sha256, jobs_on_device=args.jobs_on_device, show_progress=not args.no_progress,
+        dataset_sha256=dataset_sha256, jobs_on_device=args.jobs_on_device, show_progress=_progress_bar(args),
     )
     if trainer.try_resume():
         print(f"resuming {args.out} after epoch {trainer.state['epoch']}", file=sys.stderr)
@@ -337,8 +360,16 @@ def _cost(args: argparse.Namespace) -> int:
     from advprune.costs import estimate, load_timings
     from advprune.report.claims import load_claims
 
+    # As with Snakemake's --configfile, targets may follow the files: argparse gives them to --configfile, so a
+    # known target name that is not a file is taken back as a target.
+    names = {*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, *workflow.SIMULATED_ARTEFACTS, "claims", "all"}
+    trailing = [path for path in args.configfile if str(path) in names and not path.is_file()]
+    configfiles = [path for path in args.configfile if path not in trailing]
+    if not configfiles:
+        raise ValueError(f"--configfile names no file, only targets ({', '.join(map(str, trailing))})")
+    targets = [str(path) for path in trailing] + args.targets
     config: dict = {}
-    for path in args.configfile:
+    for path in configfiles:
         settings_module.deep_update(config, yaml.safe_load(path.read_text()) or {})
     workflow.check_config(config)
     timings = load_timings(args.timings)
@@ -359,8 +390,8 @@ def _cost(args: argparse.Namespace) -> int:
         known = ", ".join(workflow.MODEL_ARTEFACTS + workflow.DATA_ARTEFACTS + workflow.SIMULATED_ARTEFACTS)
         raise ValueError(f"unknown target {name!r}; known: {known}, claims, all")
 
-    names = args.targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "claims", "all"]
-    plans = {name: models_of(name) for name in names}  # every name checked before anything is printed
+    targets = targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "claims", "all"]
+    plans = {name: models_of(name) for name in targets}  # every name checked before anything is printed
     print(f"Estimated on: {timings['device']}; one job per GPU; AutoAttack on {config['n_examples']} points.")
     print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
     print("|---|---|---|---|---|---|")
@@ -388,14 +419,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress_bar(args: argparse.Namespace) -> bool:
+    """`train` draws a tqdm bar on a terminal; in a log file or a pipe (Snakemake, Slurm) it logs a line per epoch."""
+    return args.command == "train" and not args.no_progress and sys.stderr.isatty()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
     from advprune import plugins
-    from advprune.runtime import RunFailure
+    from advprune.runtime import RunFailure, log_to_stderr
 
     args = build_parser().parse_args(argv)
     try:
-        plugins.load_from_environment()
-        return args.handler(args)
+        # Timestamped progress lines (an epoch, an attack) unless a progress bar shows it; warnings always.
+        with log_to_stderr(logging.WARNING if _progress_bar(args) else logging.INFO):
+            plugins.load_from_environment()
+            return args.handler(args)
     except (ValueError, OSError, RunFailure) as error:
         # Bad input, a file that cannot be read or written, a diverged run, a failed download, a missing GPU: the
         # user's to act on, in one line (a message of several lines is joined), with no traceback.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from advprune.provenance import run_record
 from advprune.runtime import device_name, library_versions
 
 SCHEMA = "advprune.metrics/1"
+_log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(
@@ -65,8 +67,10 @@ def evaluate_checkpoint(
     clean_start = time.perf_counter()
     clean_acc = (predict(model, x_test, batch_size, device) == y_test).sum().item() / n_test
     clean_seconds = time.perf_counter() - clean_start
-
     eps = float(checkpoint["settings"]["eps"])
+    _log.info("clean accuracy %.2f%% on %d test points, %.1f s; AutoAttack (standard, Linf, eps %.4g) on the first %d",
+              100 * clean_acc, n_test, clean_seconds, eps, n_examples)
+
     result = run_autoattack(
         model, x_test[:n_examples], y_test[:n_examples], eps=eps, device=device, batch_size=batch_size, seed=seed,
         state_path=state_path,

@@ -7,6 +7,7 @@ there, and per-step statistics stay on the device until the end of the epoch (no
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from advprune.runtime import RunFailure, atomic_path, device_name, library_versi
 from advprune.schedules import cycled_momentum, progress, schedule_scale
 from advprune.scoring import score_points
 
+_log = logging.getLogger(__name__)
 FULL = "full"  # the strategy name of keep = 1.0 runs: no pruning, whatever strategy or epoch was asked for
 
 
@@ -58,7 +60,12 @@ class Run:
             return cls(dataset, FULL, 1.0, None, seed)
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown --strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-        if prune_epoch is None or not 0 <= prune_epoch < epochs:
+        if prune_epoch is None:
+            raise ValueError(
+                f"--keep {keep:g} prunes: pass --prune-epoch E, the full-data epochs before pruning, an integer in "
+                f"[0, {epochs - 1}] (training has {epochs} epochs; the paper's Table 1 uses 3), or --keep 1.0"
+            )
+        if not 0 <= prune_epoch < epochs:
             raise ValueError(f"--prune-epoch must be in [0, {epochs - 1}] (training has {epochs} epochs), got {prune_epoch}")
         return cls(dataset, strategy, float(keep), int(prune_epoch), seed)
 
@@ -218,8 +225,24 @@ class Trainer:
             save_checkpoint(self.resume_path, self._payload(complete=False))
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", pgd=f"{record['pgd_acc']:.2f}")
             bar.update()
+            self._log_epoch(record, epochs)
         bar.close()
         return self._finish(n_train)
+
+    def _log_epoch(self, record: dict[str, Any], epochs: int) -> None:
+        """One line per epoch (shown where no progress bar is), and a warning when the PGD check drops enough to
+        flag catastrophic overfitting (the drop rule of monitor.detect_collapse; its end-of-run floor comes last)."""
+        _log.info(
+            "epoch %d/%d: lr %.4g, loss %.4f, train acc %.3f, PGD acc %.3f, %d points, %.1f s",
+            record["epoch"], epochs, record["lr"], record["train_loss"], record["train_acc"], record["pgd_acc"],
+            record["n_points"], record["seconds"],
+        )
+        history, drop = self.state["history"], self.settings["monitor"]["collapse_drop"]
+        if len(history) >= 2 and history[-2]["pgd_acc"] - history[-1]["pgd_acc"] > drop:
+            _log.warning(
+                "collapse: PGD accuracy fell from %.3f to %.3f at epoch %d (by more than %g): catastrophic overfitting",
+                history[-2]["pgd_acc"], history[-1]["pgd_acc"], record["epoch"], drop,
+            )
 
     def _train_epoch(self, epoch: int, active: torch.Tensor, full_batches: int) -> dict[str, Any]:
         s = self.settings
@@ -312,8 +335,13 @@ class Trainer:
         self.state["kept"] = select(scores, run.keep, run.strategy, seed=run.seed)
         self.state["scores"] = scores.astype(np.float32)
         self._sync()
+        seconds = time.perf_counter() - start
         if run.strategy in NEEDS_SCORES:  # a run that scores nothing (random) has no scoring time
-            self.state["scoring_seconds"] += time.perf_counter() - start
+            self.state["scoring_seconds"] += seconds
+        _log.info(
+            "pruned after epoch %d: %s keeps %d of %d points (keep %g), %.1f s",
+            self.state["epoch"], run.strategy, len(self.state["kept"]), n_train, run.keep, seconds,
+        )
 
     def _monitor(self, epoch: int) -> dict[str, Any]:
         start = time.perf_counter()
@@ -378,4 +406,10 @@ class Trainer:
         }
         write_json(self.out_dir / "train.json", summary)
         self.resume_path.unlink(missing_ok=True)
+        if collapse_epoch is not None:
+            _log.warning("collapsed at epoch %d (final PGD acc %.3f): train.json flags it", collapse_epoch, pgd[-1])
+        _log.info(
+            "finished: %d of %d points kept, %.1f s training + %.1f s scoring, final PGD acc %.3f",
+            len(kept), n_train, state["train_seconds"], state["scoring_seconds"], pgd[-1],
+        )
         return summary

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 SUMMARY_COLUMNS = ["mean", "sd", "n", "n_failed", "mean_ok", "sd_ok", "n_ok"]
 
@@ -42,15 +43,11 @@ class LinearFit:
 
 
 def linear_fit(x: np.ndarray, y: np.ndarray) -> LinearFit:
-    """Ordinary least squares y = slope * x + intercept with its R^2; NaN where x takes fewer than two values."""
+    """Ordinary least squares y = slope * x + intercept with its R^2 (scipy.stats.linregress); NaN where x takes
+    fewer than two values. A constant y is fitted exactly (R^2 = 1), where linregress reports r = 0."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    dx = x - x.mean()
-    sxx = float(dx @ dx)
-    if len(x) < 2 or sxx == 0.0:
+    if len(x) < 2 or np.ptp(x) == 0.0:
         return LinearFit(math.nan, math.nan, math.nan, len(x))
-    slope = float(dx @ (y - y.mean())) / sxx
-    intercept = float(y.mean() - slope * x.mean())
-    residual = y - (slope * x + intercept)
-    total = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float(residual @ residual) / total if total > 0 else 1.0
-    return LinearFit(slope, intercept, r2, len(x))
+    fit = stats.linregress(x, y)
+    r2 = 1.0 if np.ptp(y) == 0.0 else float(fit.rvalue) ** 2
+    return LinearFit(float(fit.slope), float(fit.intercept), r2, len(x))
