@@ -185,7 +185,7 @@ def test_a_moved_checkout_with_its_results_plans_nothing(demo, tmp_path: Path) -
 
 
 def test_a_collapse_is_logged_when_the_pgd_check_flags_it(data_root: Path, tmp_path: Path, monkeypatch,
-                                                         caplog: pytest.LogCaptureFixture, one_thread) -> None:
+                                                         caplog: pytest.LogCaptureFixture) -> None:
     """The drop rule cannot be provoked on the digits (tests/test_collapse.py), so the PGD check is scripted:
     0.60 then 0.30 is a fall of 30 points, more than the 20 the rule allows."""
     from advprune import datasets, settings
