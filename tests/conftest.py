@@ -1,4 +1,5 @@
-"""Shared pytest fixtures, the Hypothesis profiles, and the order the cluster test runs in."""
+"""Shared pytest fixtures, the Hypothesis profiles, how tests share workers (pytest-xdist), and when the test Slurm
+stops."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import pytest
 import torch
 from hypothesis import settings as hypothesis_settings
 
-from workflow_helpers import cluster_last, copy_workflow, hypothesis_profile, snakemake, tree_state
+from workflow_helpers import (
+    SLURM_STARTED,
+    cluster_last,
+    copy_workflow,
+    hypothesis_profile,
+    snakemake,
+    stop_test_slurm,
+    tree_state,
+    xdist_group,
+)
 
 
 # Hypothesis: on CI the same examples on every run (derandomised, no example database), so a red build is
@@ -35,20 +45,33 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Snakemake runs take seconds at least: a `workflow` test is also `slow`, so `-m "not slow"` leaves it out."""
+    """Snakemake runs take seconds at least: a `workflow` test is also `slow`, so `-m "not slow"` leaves it out.
+
+    With pytest-xdist (`--dist loadgroup`, pyproject.toml) each test joins a group that one worker runs whole: its
+    module, so a module-scoped fixture (a training, a set of dry runs) is built once; or `demo` for every test that
+    reads the shared demo, so the demo runs once per session, not once per worker."""
     if item.get_closest_marker("workflow") is not None and item.get_closest_marker("slow") is None:
         item.add_marker(pytest.mark.slow)
+    item.add_marker(pytest.mark.xdist_group(xdist_group(item.nodeid, getattr(item, "fixturenames", ()))))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
     """The cluster test (tests/cluster) runs last, whatever order collection, deselection or a random-order plugin
-    chose (a wrapper: this runs after every other plugin's reordering): it installs Slurm, and once its daemons are
-    stopped every later `snakemake` start waits about 9 s, because the Slurm executor plugin asks `scontrol show
-    config` at import whenever `sacct` is on the PATH and retries while no controller answers."""
+    chose (a wrapper: this runs after every other plugin's reordering): while it installs Slurm, and before its
+    daemons answer, every `snakemake` start waits on the Slurm executor plugin, which asks `scontrol show config` at
+    import whenever `sacct` is on the PATH and retries while no controller answers (about 9 s)."""
     result = yield
     items[:] = cluster_last(items)
     return result
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the test Slurm, if tests/cluster started one, when the whole session ends, in the process that started the
+    session (with xdist, the controller, once every worker is done). Not earlier: from the stop on, each `snakemake`
+    start would wait about 9 s (above), and with several workers another test may still be running."""
+    if not hasattr(session.config, "workerinput"):
+        stop_test_slurm()
 
 
 @pytest.fixture(scope="session")

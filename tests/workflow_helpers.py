@@ -70,6 +70,27 @@ def tree_state(directory: Path) -> dict[str, tuple[int, int]]:
     return state
 
 
+SLURM_STARTED = Path("/run/advprune-test-slurm")  # tests/cluster writes it before it starts Slurm
+SLURM_DOWN = REPO / "tests/cluster/slurm-down.sh"
+
+
+def stop_test_slurm(started: Path = SLURM_STARTED, down: Path = SLURM_DOWN) -> bool:
+    """Stop the single-node Slurm the cluster test started (its daemons by PID, state purged), if it started one;
+    True if it did."""
+    if not started.exists():
+        return False
+    result = subprocess.run(["timeout", "-k", "10", "120", "bash", str(down)], capture_output=True, text=True,
+                            timeout=150, env={**os.environ, "PURGE": "1"})
+    print(result.stdout[-2000:], result.stderr[-2000:])
+    started.unlink()
+    return True
+
+
+def xdist_group(nodeid: str, fixturenames: Iterable[str]) -> str:
+    """The pytest-xdist group a test runs in: `demo` if it reads the shared demo, else its module."""
+    return "demo" if "demo" in fixturenames else nodeid.split("::")[0]
+
+
 def cluster_last(items: list) -> list:
     """Test items in the same order, but those marked `cluster` moved to the end."""
     def clustered(item) -> bool:

@@ -1,5 +1,6 @@
-"""When the Slurm test runs, skips or fails (it must never vanish from CI), and that it runs after every other test.
-Fast: nothing here starts Slurm."""
+"""When the Slurm test runs, skips or fails (it must never vanish from CI), that it runs after every other test and
+its daemons stop once, at the session's end, and how tests are grouped on pytest-xdist's workers. Fast: nothing here
+starts Slurm."""
 
 from __future__ import annotations
 
@@ -30,7 +31,30 @@ def test_the_cluster_test_skips_only_outside_ci(environ: dict, euid: int, decisi
 
 
 def test_the_cluster_test_runs_last(request: pytest.FixtureRequest) -> None:
-    """In this very session's order (tests/conftest.py moves it): after the cluster test stops its daemons, each
-    `snakemake` start waits about 9 s on the Slurm plugin, so no other test may come after it."""
+    """In this very session's order (tests/conftest.py moves it): while Slurm is being installed, before its daemons
+    answer, each `snakemake` start waits about 9 s on the Slurm plugin, so the install comes after the other tests."""
     clustered = [item.get_closest_marker("cluster") is not None for item in request.session.items]
     assert clustered == sorted(clustered), "a test runs after the cluster test"
+
+
+def test_the_test_slurm_stops_once_and_only_if_started(tmp_path) -> None:
+    """tests/conftest.py's pytest_sessionfinish calls this at the session's end: the stop script runs only when the
+    cluster test left its flag (so a session without it stops nothing), once, with PURGE=1."""
+    from workflow_helpers import stop_test_slurm
+
+    flag, down, ran = tmp_path / "started", tmp_path / "down.sh", tmp_path / "ran"
+    down.write_text(f'echo "PURGE=$PURGE" >> {ran}\n')
+    assert stop_test_slurm(flag, down) is False and not ran.exists()
+    flag.write_text("1\n")
+    assert stop_test_slurm(flag, down) is True and ran.read_text() == "PURGE=1\n"
+    assert not flag.exists() and stop_test_slurm(flag, down) is False and ran.read_text() == "PURGE=1\n"
+
+
+def test_demo_readers_share_one_worker_and_modules_stay_whole(request: pytest.FixtureRequest) -> None:
+    """Under pytest-xdist's loadgroup each group runs on one worker: the demo once per session, a module's fixtures
+    once. Checked on this session's own items: every test that reads the demo is in group `demo`, every other in its
+    module's group."""
+    for item in request.session.items:
+        groups = [mark.args[0] for mark in item.iter_markers("xdist_group")]
+        module = item.nodeid.split("::")[0].split("@")[0]
+        assert groups == (["demo"] if "demo" in item.fixturenames else [module]), item.nodeid

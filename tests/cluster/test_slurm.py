@@ -4,9 +4,10 @@ the plan and against a local run of the same target.
 
 Root only (it installs packages and starts daemons), and only on CI or with ADVPRUNE_SLURM_TEST=1: otherwise it
 skips, saying why in the summary; on CI (CI=true, which .ci/run sets) it never skips: not being root fails it, and so does a cluster that cannot be
-installed or does not come up. It runs after every other test (tests/conftest.py orders it last): once its daemons
-stop, every `snakemake` start would wait about 9 s on the Slurm plugin's `scontrol` retries. Daemons are stopped by
-PID (slurm-down.sh) whatever happens.
+installed or does not come up. It is ordered after every other test (tests/conftest.py), and its daemons keep running
+until the whole session ends (tests/conftest.py's pytest_sessionfinish, which runs slurm-down.sh: daemons stopped by
+PID whatever happened): from the stop on, every `snakemake` start would wait about 9 s on the Slurm plugin's
+`scontrol` retries, and with pytest-xdist another worker may still be starting Snakemake.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 import torch
 import yaml
 
-from workflow_helpers import copy_workflow, in_ci, planned_jobs, write_config_overlay
+from workflow_helpers import SLURM_STARTED, copy_workflow, in_ci, planned_jobs, write_config_overlay
 
 pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow]
 
@@ -78,23 +79,18 @@ def cluster_gate(environ: dict | os._Environ, euid: int) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def slurm():
-    """A running single-node Slurm with slurmdbd (so sacct works) and one fake GPU; torn down afterwards."""
+    """A running single-node Slurm with slurmdbd (so sacct works) and one fake GPU, stopped when the session ends."""
     decision, reason = cluster_gate(os.environ, os.geteuid())
     if decision == "skip":
         pytest.skip(reason)
     if decision == "fail":
         pytest.fail(reason, pytrace=False)
     start = time.monotonic()
+    SLURM_STARTED.write_text(f"{os.getpid()}\n")  # before anything starts: the session's end stops what did
     up = _run(["timeout", "-k", "10", "300", "bash", str(HERE / "slurm-up.sh")], timeout=330,
               env={**os.environ, "SLURM_ACCOUNT": ACCOUNT, "SLURM_FAKE_GPU": "1", "SLURM_WITH_DBD": "1"})
-    try:
-        assert up.returncode == 0, f"Slurm did not come up:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
-        print(f"slurm-up: {time.monotonic() - start:.1f} s")
-        yield
-    finally:
-        down = _run(["timeout", "-k", "10", "120", "bash", str(HERE / "slurm-down.sh")], timeout=150,
-                    env={**os.environ, "PURGE": "1"})
-        print(down.stdout[-2000:], down.stderr[-2000:])
+    assert up.returncode == 0, f"Slurm did not come up:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+    print(f"slurm-up: {time.monotonic() - start:.1f} s")
 
 
 def slurm_profile(directory: Path) -> str:
