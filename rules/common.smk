@@ -108,6 +108,16 @@ JOB_RESOURCES = {
 DEFAULT_RESOURCES = {"mem_mb": 8000, "runtime": 60}
 
 
+# GPU jobs at once on a local run: gpus x jobs_per_gpu (each training and evaluation asks for gpu_slots=1). The
+# picker's locks (advprune.gpu_slots) hold every job to jobs_per_gpu per GPU whatever Snakemake starts; this limit
+# only keeps Snakemake from starting jobs that would wait for a slot. A --resources gpu_slots=N given by hand wins.
+if config["gpus"] and "gpu_slots" not in workflow.global_resources:
+    workflow.register_resource("gpu_slots", config["gpus"] * config["jobs_per_gpu"])
+GPU_SLOTS = 0 if config["device"] == "cpu" else 1
+# Part of the shell command, not of params: sharing a GPU changes no result, so it must not retrain finished models.
+GPU_OPTIONS = f"--jobs-per-gpu {int(config['jobs_per_gpu'])}"
+
+
 def job_resource(rule_name, resource):
     return lambda w: JOB_RESOURCES[rule_name].get(w.dataset, DEFAULT_RESOURCES)[resource]
 

@@ -20,8 +20,9 @@ rule evaluate_model:
         mem_mb=job_resource("evaluate_model", "mem_mb"),
         runtime=job_resource("evaluate_model", "runtime"),
         gpu=1 if config["device"] == "cuda" else 0,
+        gpu_slots=GPU_SLOTS,
     conda:
         "../envs/torch.yaml"
     shell:
-        "python -m advprune evaluate --checkpoint {input.checkpoint:q} --n-examples {wildcards.n} {params.arguments}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m advprune evaluate --checkpoint {input.checkpoint:q} --n-examples {wildcards.n} {params.arguments} "
+        + GPU_OPTIONS + " --out {output:q} > {log:q} 2>&1"

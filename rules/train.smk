@@ -22,7 +22,8 @@ rule train_model:
         mem_mb=job_resource("train_model", "mem_mb"),
         runtime=job_resource("train_model", "runtime"),
         gpu=1 if config["device"] == "cuda" else 0,
+        gpu_slots=GPU_SLOTS,
     conda:
         "../envs/torch.yaml"
     shell:
-        "python -m advprune train {params.arguments} --out {params.out} --no-progress > {log:q} 2>&1"
+        "python -m advprune train {params.arguments} " + GPU_OPTIONS + " --out {params.out} --no-progress > {log:q} 2>&1"

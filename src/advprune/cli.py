@@ -60,6 +60,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", type=Path, default=Path("data"))
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64), default=1,
+                   help="with --device cuda: claim one of this many slots per visible GPU (docs/gpu.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--overwrite", action="store_true", help="train again over a finished run in --out")
     p.set_defaults(handler=_train)
@@ -77,6 +79,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_SEED, default=0, help="AutoAttack's seed")
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64), default=1,
+                   help="with --device cuda: claim one of this many slots per visible GPU (docs/gpu.md)")
     p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)
 
@@ -176,7 +180,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from filelock import FileLock, Timeout
 
-    from advprune import datasets
+    from advprune import datasets, gpu_slots
     from advprune.runtime import check_writable_directory, choose_device
     from advprune.training import Run
 
@@ -202,7 +206,8 @@ def _train(args: argparse.Namespace) -> int:
     with held:
         if not args.overwrite:
             _refuse_finished(args.out)
-        return _train_locked(args, resolved, run, device, arrays, datasets.file_sha256(data_file))
+        with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
+            return _train_locked(args, resolved, run, placement, arrays, datasets.file_sha256(data_file))
 
 
 def _refuse_finished(out: Path) -> None:
@@ -219,12 +224,13 @@ def _refuse_finished(out: Path) -> None:
         raise ValueError(f"{out} holds a finished model ({model} is complete); pass --overwrite to train it again")
 
 
-def _train_locked(args: argparse.Namespace, resolved: dict, run, device, arrays, dataset_sha256: str) -> int:
+def _train_locked(args: argparse.Namespace, resolved: dict, run, placement, arrays, dataset_sha256: str) -> int:
     from advprune.training import Trainer
 
     trainer = Trainer(
-        run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=device,
-        dataset_sha256=dataset_sha256, jobs_on_device=args.jobs_on_device, show_progress=not args.no_progress,
+        run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=placement.device,
+        dataset_sha256=dataset_sha256, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
+        show_progress=not args.no_progress,
     )
     if trainer.try_resume():
         print(f"resuming {args.out} after epoch {trainer.state['epoch']}", file=sys.stderr)
@@ -234,6 +240,7 @@ def _train_locked(args: argparse.Namespace, resolved: dict, run, device, arrays,
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from advprune import gpu_slots
     from advprune.evaluation import evaluate_checkpoint
     from advprune.runtime import check_writable_directory, choose_device, write_json
 
@@ -246,11 +253,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out} exists; pass --overwrite to evaluate again")
     device = choose_device(args.device)
     check_writable_directory(args.out.parent, "--out", args.out)  # before the clean pass and attacks, not after
-    metrics = evaluate_checkpoint(
-        args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=device,
-        batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
-        state_path=state_path, jobs_on_device=args.jobs_on_device,
-    )
+    with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
+        metrics = evaluate_checkpoint(
+            args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=placement.device,
+            batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
+            state_path=state_path, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
+        )
     write_json(args.out, metrics)
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
     return 0
