@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from advprune import METHOD_VERSION, plugins
+from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
 from advprune import workflow as plan
 from advprune.report.claims import load_claims
 
@@ -30,6 +31,9 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 shell.prefix(
     f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir, 'src')))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
     f"export {plugins.ENVIRONMENT_VARIABLE}={shlex.quote(plugins.environment_value(PLUGINS))}; "
+    # Jobs per GPU for the GPU picker (advprune.gpu_slots): exported, not a param, as sharing a GPU changes no result
+    # and must retrain nothing.
+    f"export {JOBS_PER_GPU_VARIABLE}={int(config['jobs_per_gpu'])}; "
 )
 
 # Path templates: a model's directory names every setting that changes its weights (see advprune.workflow).
@@ -114,8 +118,6 @@ DEFAULT_RESOURCES = {"mem_mb": 8000, "runtime": 60}
 if config["gpus"] and "gpu_slots" not in workflow.global_resources:
     workflow.register_resource("gpu_slots", config["gpus"] * config["jobs_per_gpu"])
 GPU_SLOTS = 0 if config["device"] == "cpu" else 1
-# Part of the shell command, not of params: sharing a GPU changes no result, so it must not retrain finished models.
-GPU_OPTIONS = f"--jobs-per-gpu {int(config['jobs_per_gpu'])}"
 
 
 def job_resource(rule_name, resource):

@@ -24,5 +24,5 @@ rule evaluate_model:
     conda:
         "../envs/torch.yaml"
     shell:
-        "python -m advprune evaluate --checkpoint {input.checkpoint:q} --n-examples {wildcards.n} {params.arguments} "
-        + GPU_OPTIONS + " --out {output:q} > {log:q} 2>&1"
+        "python -m advprune evaluate --checkpoint {input.checkpoint:q} --n-examples {wildcards.n} {params.arguments}"
+        " --out {output:q} > {log:q} 2>&1"

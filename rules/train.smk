@@ -26,4 +26,4 @@ rule train_model:
     conda:
         "../envs/torch.yaml"
     shell:
-        "python -m advprune train {params.arguments} " + GPU_OPTIONS + " --out {params.out} --no-progress > {log:q} 2>&1"
+        "python -m advprune train {params.arguments} --out {params.out} --no-progress > {log:q} 2>&1"

@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from workflow_helpers import copy_workflow, snakemake, write_config_overlay
 
 from advprune import cli, gpu_slots
 
@@ -166,3 +167,39 @@ def test_jobs_per_gpu_out_of_range_is_refused_in_one_line(capsys, tmp_path):
                   "--jobs-per-gpu", "0"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and "--jobs-per-gpu" in err
+
+
+def test_the_workflow_exports_jobs_per_gpu(fake_gpus, monkeypatch):
+    monkeypatch.setenv(gpu_slots.JOBS_PER_GPU, "2")
+    with gpu_slots.claim(CPU) as placement:
+        assert placement.jobs_on_device == 2
+    monkeypatch.setenv(gpu_slots.JOBS_PER_GPU, "many")
+    with pytest.raises(ValueError, match=gpu_slots.JOBS_PER_GPU):
+        with gpu_slots.claim(CPU):
+            pass
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_workflow_on_two_fake_gpus_never_holds_a_slot_twice(tmp_path):
+    """Six of the demo's digits trainings that Snakemake starts at once (--resources gpu_slots=6 overrides the profile's
+    limit of gpus x jobs_per_gpu = 4) on 2 fake GPUs (CUDA_VISIBLE_DEVICES=3,7) x 2 slots: the picker's locks alone
+    hold them to four at a time, two per GPU, and every train.json names the GPU it was given."""
+    directory = copy_workflow(tmp_path / "wf")
+    overlay = write_config_overlay(directory, {"gpus": 2, "jobs_per_gpu": 2})
+    targets = [f"results/models/digits-mnist/fp32/full/seed{seed}/model.pt" for seed in range(6)]
+    locks = tmp_path / "locks"
+    env = {gpu_slots.FAKE_GPUS: "2", gpu_slots.LOCK_DIR: str(locks), "CUDA_VISIBLE_DEVICES": "3,7",
+           "OMP_NUM_THREADS": "1"}
+    result = snakemake(directory, "--cores", "6", "--resources", "gpu_slots=6", "--configfile", "config.yaml",
+                       "profiles/demo/demo.yaml", str(overlay), "--", *targets, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = [json.loads(line) for line in (locks / "slots.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and overlaps(lines) == []
+    assert {line["gpu"] for line in lines} == {"3", "7"}
+    moments = sorted({line["acquired"] for line in lines})
+    most = max(sum(line["acquired"] <= t < line["released"] for line in lines) for t in moments)
+    assert 2 <= most <= 4, f"{most} slots held at once"
+    records = [json.loads((directory / target).with_name("train.json").read_text())["provenance"] for target in targets]
+    assert sorted(r["gpu"] for r in records) == sorted(line["gpu"] for line in lines)
+    assert {r["jobs_on_device"] for r in records} == {2}

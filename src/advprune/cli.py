@@ -60,8 +60,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", type=Path, default=Path("data"))
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
-    p.add_argument("--jobs-per-gpu", type=_integer(1, 64), default=1,
-                   help="with --device cuda: claim one of this many slots per visible GPU (docs/gpu.md)")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64),
+                   help="with --device cuda: claim one of this many slots per visible GPU (default: "
+                   "$ADVPRUNE_JOBS_PER_GPU, which the workflow sets, else 1; docs/gpu.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--overwrite", action="store_true", help="train again over a finished run in --out")
     p.set_defaults(handler=_train)
@@ -79,8 +80,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_SEED, default=0, help="AutoAttack's seed")
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
-    p.add_argument("--jobs-per-gpu", type=_integer(1, 64), default=1,
-                   help="with --device cuda: claim one of this many slots per visible GPU (docs/gpu.md)")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64),
+                   help="with --device cuda: claim one of this many slots per visible GPU (default: "
+                   "$ADVPRUNE_JOBS_PER_GPU, which the workflow sets, else 1; docs/gpu.md)")
     p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)
 

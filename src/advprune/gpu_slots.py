@@ -7,6 +7,7 @@ drops the lock of a killed process). A job that finds every slot held waits for 
 
 Locks live in ADVPRUNE_GPU_LOCKS (default: <tmp>/advprune-gpu-slots-<uid>, so they are per user and per machine);
 `slots.jsonl` there gets one line per released slot: which, by whom, when asked, taken and given back.
+Slots per GPU: the caller's `jobs_per_gpu`, else ADVPRUNE_JOBS_PER_GPU, else 1.
 ADVPRUNE_FAKE_GPUS=N makes the picker see N GPUs while the job computes where it was told (the tests' hook).
 """
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import torch
 
 LOCK_DIR = "ADVPRUNE_GPU_LOCKS"
+JOBS_PER_GPU = "ADVPRUNE_JOBS_PER_GPU"  # the workflow's jobs_per_gpu, exported to its jobs (rules/common.smk)
 FAKE_GPUS = "ADVPRUNE_FAKE_GPUS"
 MAX_JOBS_PER_GPU = 64
 
@@ -63,10 +65,14 @@ def pick(n_gpus: int, jobs_per_gpu: int, held: set[tuple[int, int]]) -> tuple[in
     return gpu, min(s for s in range(jobs_per_gpu) if (gpu, s) not in held)
 
 
-def check_jobs_per_gpu(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_JOBS_PER_GPU:
-        raise ValueError(f"jobs per GPU must be an integer in [1, {MAX_JOBS_PER_GPU}], got {value!r}")
-    return value
+def jobs_per_gpu_from(given: int | None, environ: Mapping[str, str]) -> int:
+    """The slots per GPU: `given`, else ADVPRUNE_JOBS_PER_GPU, else 1."""
+    value = given if given is not None else environ.get(JOBS_PER_GPU, "1")
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_JOBS_PER_GPU:
+        where = "jobs per GPU" if given is not None else JOBS_PER_GPU
+        raise ValueError(f"{where} must be an integer in [1, {MAX_JOBS_PER_GPU}], got {value!r}")
+    return int(text)
 
 
 def lock_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -89,7 +95,7 @@ def _lock_name(gpu: str, slot: int) -> str:
 
 @contextmanager
 def claim(
-    device: torch.device, jobs_per_gpu: int = 1, *, jobs_on_device: int = 1, environ: Mapping[str, str] = os.environ,
+    device: torch.device, jobs_per_gpu: int | None = None, *, jobs_on_device: int = 1, environ: Mapping[str, str] = os.environ,
     poll_seconds: float = 0.5,
 ) -> Iterator[Placement]:
     """Hold a GPU slot for the block when `device` is plain `cuda` (or any device without an index while
@@ -97,7 +103,7 @@ def claim(
     with `jobs_on_device` as the caller counts it."""
     import torch
 
-    check_jobs_per_gpu(jobs_per_gpu)
+    jobs_per_gpu = jobs_per_gpu_from(jobs_per_gpu, environ)
     fake = _fake_count(environ)
     count = fake if fake is not None else (torch.cuda.device_count() if device.type == "cuda" else 0)
     gpus = visible_gpus(environ, count)
