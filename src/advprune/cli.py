@@ -167,8 +167,31 @@ def _add_cost(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--configfile", type=Path, nargs="+", default=[Path("config.yaml")],
                    help="workflow config files, later ones layered on earlier ones (default: config.yaml)")
     p.add_argument("--timings", type=Path, help="seconds per epoch and per 1000 AutoAttack points, per dataset "
-                   "(default: SPEC's measured facts, advprune/timings.yaml)")
+                   "(default: SPEC's measured facts, advprune/timings.yaml), or the JSON of `advprune bench`")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64), default=1,
+                   help="with a bench JSON: training at this many jobs per GPU, as measured (default 1)")
     p.set_defaults(handler=_cost)
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("bench", help="seconds per model-epoch at k jobs per device and AutoAttack seconds, "
+                            "against a reference-style job (docs/gpu.md)")
+    p.add_argument("--tiny", action="store_true", help="a few hundred points and k = 1, 2: seconds on a CPU (CI)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
+    p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON file (default: bench.json); "
+                   "`advprune cost --timings` reads it")
+    p.add_argument("--shapes", nargs="+", choices=["mnist", "cifar10"], default=["mnist", "cifar10"])
+    p.add_argument("--jobs", nargs="+", type=_integer(1, 64), metavar="K",
+                   help="concurrent training processes to measure (default: 1 2 4 8; --tiny: 1 2)")
+    p.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from advprune.bench import command
+
+    command(args.tiny, args.device, args.out, tuple(args.shapes), tuple(args.jobs) if args.jobs else None)
+    print(args.out)
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -351,7 +374,7 @@ def _cost(args: argparse.Namespace) -> int:
     for path in args.configfile:
         settings_module.deep_update(config, yaml.safe_load(path.read_text()) or {})
     workflow.check_config(config)
-    timings = load_timings(args.timings)
+    timings = load_timings(args.timings, args.jobs_per_gpu)
     claim_artefacts = {claim.artefact for claim in load_claims()}
 
     def models_of(name: str) -> tuple[list, bool]:
@@ -371,7 +394,8 @@ def _cost(args: argparse.Namespace) -> int:
 
     names = args.targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "claims", "all"]
     plans = {name: models_of(name) for name in names}  # every name checked before anything is printed
-    print(f"Estimated on: {timings['device']}; one job per GPU; AutoAttack on {config['n_examples']} points.")
+    jobs = "one job per GPU" if args.jobs_per_gpu == 1 else f"training at {args.jobs_per_gpu} jobs per GPU"
+    print(f"Estimated on: {timings['device']}; {jobs}; AutoAttack on {config['n_examples']} points.")
     print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
     print("|---|---|---|---|---|---|")
     for name, (keys, evaluated) in plans.items():
@@ -392,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_toy,
-        _add_cost, _add_settings,
+        _add_cost, _add_settings, _add_bench,
     ):
         add(commands)
     return parser
