@@ -52,8 +52,9 @@ def synthetic(shape: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(size: Size, device_request: str, shapes: tuple[str, ...], jobs: tuple[int, ...] | None = None,
-        log=print) -> dict[str, Any]:
-    """Measure every shape and job count; returns the JSON record (see module doc)."""
+        log=print, save=lambda record: None) -> dict[str, Any]:
+    """Measure every shape and job count; returns the JSON record (see module doc). `save` gets the record after
+    each shape (`complete` false until the last), so a run stopped midway keeps what it measured."""
     from advprune.provenance import code_state
     from advprune.runtime import choose_device, device_name, library_versions
 
@@ -61,11 +62,13 @@ def run(size: Size, device_request: str, shapes: tuple[str, ...], jobs: tuple[in
     record: dict[str, Any] = {
         "schema": SCHEMA, "size": size.name, "device": device_name(device), "device_request": device_request,
         "versions": library_versions(), **code_state(), "threads_per_job": 1, "data": "synthetic", "shapes": {},
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": False,
     }
     with tempfile.TemporaryDirectory(prefix="advprune-bench-") as scratch:
-        for shape in shapes:
+        for i, shape in enumerate(shapes):
             record["shapes"][shape] = _measure_shape(size, shape, str(device), jobs or size.jobs, Path(scratch), log)
+            record["complete"] = i == len(shapes) - 1
+            save(record)
     return record
 
 
@@ -75,7 +78,9 @@ def _measure_shape(size: Size, shape: str, device: str, jobs: tuple[int, ...], s
     settings = resolve(shape, overrides=[f"epochs={size.epochs}", *size.overrides])
     points, full = size.train_points[shape], SHAPES[shape][1]
     scale = full / points
-    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    # Fresh processes (CUDA cannot be forked once initialised), forked from a server that has imported torch once.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "advprune.training", "advprune.autoattack_eval"])
     (reference,) = _in_processes(context, [(_reference_job, (shape, points, settings, device))])
     log(f"{shape}: reference-style job {reference:.3f} s/epoch ({reference * scale:.2f} s per full epoch)")
     result: dict[str, Any] = {
@@ -289,7 +294,4 @@ def command(tiny: bool, device: str, out: Path, shapes: tuple[str, ...], jobs: t
     if out.is_dir():
         raise ValueError(f"--out {out}: is a directory; --out names the JSON file")
     check_writable_directory(out.parent, "--out", out)
-    size = TINY if tiny else FULL
-    record = run(size, device, shapes, jobs)
-    write_json(out, record)
-    return record
+    return run(TINY if tiny else FULL, device, shapes, jobs, save=lambda record: write_json(out, record))
