@@ -15,7 +15,7 @@ import multiprocessing
 import queue
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,15 @@ def synthetic(shape: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(size: Size, device_request: str, shapes: tuple[str, ...], jobs: tuple[int, ...] | None = None,
-        log=print, save=lambda record: None) -> dict[str, Any]:
+        log=print, save=lambda record: None, autoattack_points: int | None = None) -> dict[str, Any]:
     """Measure every shape and job count; returns the JSON record (see module doc). `save` gets the record after
     each shape (`complete` false until the last), so a run stopped midway keeps what it measured."""
     from advprune.provenance import code_state
     from advprune.runtime import choose_device, device_name, library_versions
 
     device = choose_device(device_request)
+    if autoattack_points is not None:
+        size = replace(size, autoattack_points=autoattack_points)
     record: dict[str, Any] = {
         "schema": SCHEMA, "size": size.name, "device": device_name(device), "device_request": device_request,
         "versions": library_versions(), **code_state(), "threads_per_job": 1, "data": "synthetic", "shapes": {},
@@ -287,11 +289,13 @@ def timings(record: dict[str, Any], jobs_per_gpu: int, where: str = "bench file"
                       f"training at {jobs_per_gpu} job(s) per device)", "datasets": datasets}
 
 
-def command(tiny: bool, device: str, out: Path, shapes: tuple[str, ...], jobs: tuple[int, ...] | None) -> dict:
+def command(tiny: bool, device: str, out: Path, shapes: tuple[str, ...], jobs: tuple[int, ...] | None,
+            autoattack_points: int | None = None) -> dict:
     """`advprune bench`: measure, print as it goes, write `out` (checked writable first)."""
     from advprune.runtime import check_writable_directory
 
     if out.is_dir():
         raise ValueError(f"--out {out}: is a directory; --out names the JSON file")
     check_writable_directory(out.parent, "--out", out)
-    return run(TINY if tiny else FULL, device, shapes, jobs, save=lambda record: write_json(out, record))
+    return run(TINY if tiny else FULL, device, shapes, jobs, save=lambda record: write_json(out, record),
+               autoattack_points=autoattack_points)

@@ -183,13 +183,16 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--shapes", nargs="+", choices=["mnist", "cifar10"], default=["mnist", "cifar10"])
     p.add_argument("--jobs", nargs="+", type=_integer(1, 64), metavar="K",
                    help="concurrent training processes to measure (default: 1 2 4 8; --tiny: 1 2)")
+    p.add_argument("--autoattack-points", type=_integer(1, 10000), metavar="N",
+                   help="AutoAttack on N synthetic test points (default: 1000; --tiny: 4)")
     p.set_defaults(handler=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
     from advprune.bench import command
 
-    command(args.tiny, args.device, args.out, tuple(args.shapes), tuple(args.jobs) if args.jobs else None)
+    command(args.tiny, args.device, args.out, tuple(args.shapes), tuple(args.jobs) if args.jobs else None,
+            args.autoattack_points)
     print(args.out)
     return 0
 
