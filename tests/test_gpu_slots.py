@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -125,6 +124,8 @@ def test_nothing_is_picked_where_the_device_is_chosen_already(fake_gpus, monkeyp
     with gpu_slots.claim(torch.device("cuda", 1), 2, jobs_on_device=3) as placement:
         assert (placement.device, placement.gpu, placement.slot, placement.jobs_on_device) == \
             (torch.device("cuda", 1), "7", None, 3)
+    with gpu_slots.claim(torch.device("cuda", 5), 2) as placement:  # beyond the list: named by no one
+        assert (placement.gpu, placement.slot) == (None, None)
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     with gpu_slots.claim(CPU, 2) as placement:
         assert (placement.gpu, placement.slot, placement.jobs_on_device) == (None, None, 1)

@@ -95,8 +95,8 @@ def _lock_name(gpu: str, slot: int) -> str:
 
 @contextmanager
 def claim(
-    device: torch.device, jobs_per_gpu: int | None = None, *, jobs_on_device: int = 1, environ: Mapping[str, str] = os.environ,
-    poll_seconds: float = 0.5,
+    device: torch.device, jobs_per_gpu: int | None = None, *, jobs_on_device: int = 1,
+    environ: Mapping[str, str] = os.environ, poll_seconds: float = 0.5,
 ) -> Iterator[Placement]:
     """Hold a GPU slot for the block when `device` is plain `cuda` (or any device without an index while
     ADVPRUNE_FAKE_GPUS is set) outside a Slurm job, and yield where the job runs; otherwise yield `device` as given,
@@ -110,7 +110,8 @@ def claim(
     chosen_elsewhere = device.index is not None or bool(environ.get("SLURM_JOB_ID"))  # by the user or by Slurm
     picks = not chosen_elsewhere and (device.type == "cuda" or fake is not None)
     if not picks or not gpus:
-        gpu = gpus[device.index or 0] if device.type == "cuda" and gpus else None
+        index = device.index or 0
+        gpu = gpus[index] if device.type == "cuda" and index < len(gpus) else None
         yield Placement(device, gpu, None, jobs_on_device)
         return
     directory = lock_dir(environ)
@@ -120,6 +121,8 @@ def claim(
     acquired = time.time()
     try:
         where = torch.device("cuda", g) if device.type == "cuda" else device
+        if where.type == "cuda":
+            torch.cuda.set_device(where)  # a stray allocation on plain "cuda" (a library's) lands here, not on GPU 0
         yield Placement(where, gpus[g], s, jobs_per_gpu)
     finally:
         record = {"gpu": gpus[g], "slot": s, "pid": os.getpid(), "requested": requested, "acquired": acquired,
