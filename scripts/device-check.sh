@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
 done
 case "$device" in cuda|cpu) ;; *) echo "device-check: error: --device must be cuda or cpu, got '$device'" >&2; exit 2 ;; esac
 mkdir -p "$out" && out=$(cd "$out" && pwd) || { echo "device-check: error: cannot create $out" >&2; exit 2; }
-exec > >(tee "$out/device-check.log") 2>&1
+exec > >(tee "$out/device-check.log") 2> >(tee -a "$out/device-check.log" >&2)
 cd "$repo"
 failed=()
 step() {  # step NAME COMMAND...: run, log to OUT/NAME.log, record the outcome
@@ -46,23 +46,23 @@ python=${PYTHON:-}
 [ -n "$python" ] || { [ -x .venv/bin/python ] && python=$repo/.venv/bin/python || python=python3; }
 needed="torch torchvision numpy pandas seaborn matplotlib sklearn threadpoolctl yaml jsonschema filelock tqdm \
 pyautoattack snakemake pytest hypothesis"
-missing() { "$1" - $needed <<'EOF'
+missing() { "$python" - $needed <<'EOF'
 import importlib.util, sys
 print(" ".join(name for name in sys.argv[1:] if importlib.util.find_spec(name) is None))
 EOF
 }
-lacking=$(missing "$python")
+lacking=$(missing)
 if [ -n "$lacking" ]; then
   echo "== install: $python lacks: $lacking"
   [ -n "$wheels" ] && [ -d "$wheels" ] || { echo "device-check: error: $python lacks $lacking and no --wheels DIR was given (scripts/prepare-wheels.sh makes one)" >&2; exit 2; }
-  # A venv that sees the machine's packages (torch and the rest stay as installed) plus the carried wheels.
-  "$python" -m venv --system-site-packages "$out/venv" || exit 2
+  # Into a folder of their own, first on PYTHONPATH: the machine's packages (torch and the rest) stay as installed,
+  # and no venv module is needed (Debian's system Python may lack it).
   pins=$(grep -E '^(snakemake|pyautoattack|jsonschema|filelock|tqdm|pyyaml|threadpoolctl|pytest|hypothesis)==' requirements.txt)
   # shellcheck disable=SC2086
-  "$out/venv/bin/pip" install --quiet --no-index --find-links "$wheels" $pins > "$out/install.log" 2>&1 \
+  "$python" -m pip install --quiet --no-index --find-links "$wheels" --target "$out/site" $pins > "$out/install.log" 2>&1 \
     || { echo "device-check: error: installing from $wheels failed (see $out/install.log)" >&2; exit 2; }
-  python=$out/venv/bin/python
-  lacking=$(missing "$python")
+  export PYTHONPATH="$out/site${PYTHONPATH:+:$PYTHONPATH}"
+  lacking=$(missing)
   [ -z "$lacking" ] || { echo "device-check: error: still missing after the install: $lacking" >&2; exit 2; }
 fi
 export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

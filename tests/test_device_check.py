@@ -112,3 +112,13 @@ def test_repacked_wheel_lacks_the_dropped_folder_and_its_record_matches(tmp_path
     assert names == {"pkg/__init__.py", "pkg/examples_not/keep.py", "pkg-1.0.dist-info/METADATA",
                      "pkg-1.0.dist-info/RECORD"}
     assert listed == names
+
+
+def test_a_python_lacking_packages_without_wheels_is_one_clear_line(tmp_path):
+    """/usr/bin/python3 here has no torch: without --wheels the check stops at once, naming what is missing."""
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("no /usr/bin/python3 on this machine")
+    result = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out"), "--device", "cpu"], capture_output=True,
+                            text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHON": "/usr/bin/python3"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "torch" in result.stderr and "--wheels" in result.stderr
