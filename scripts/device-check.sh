@@ -95,9 +95,12 @@ targets=("results/models/$dataset/fp32/full/seed0/autoattack-n$n.json" "results/
 step workflow "$python" -m snakemake --directory "$workflow" --snakefile "$workflow/Snakefile" --cores 2 \
   --configfile "$workflow/config.yaml" "$workflow/device-check.yaml" --show-failed-logs -- "${targets[@]}"
 
-# 4. The benchmark (last: the longest step; its JSON is written after each shape).
+# 4. The benchmark, last and given what is left of the budget (DEVICE_CHECK_SECONDS, default 480): stopped there,
+# it stops its jobs and leaves bench.json with every measurement it finished ("complete": false).
 size=(); [ "$tiny" = 1 ] && size=(--tiny)
-step bench "$python" -m advprune bench "${size[@]}" --device "$device" --out "$out/bench.json"
+left=$(( ${DEVICE_CHECK_SECONDS:-480} - SECONDS )); [ $left -gt 60 ] || left=60
+echo "   bench gets ${left} s"
+step bench "$python" -m advprune bench "${size[@]}" --device "$device" --max-seconds "$left" --out "$out/bench.json"
 
 # Summary: what each step gave, in one file.
 "$python" - "$out" "$workflow" "${targets[@]}" > "$out/summary.txt" 2>&1 <<'EOF'
@@ -125,7 +128,8 @@ if (out / "bench.json").exists():
             print(f"  {shape}: k={job['k']}: {job['seconds_per_model_epoch']:.2f} s per model-epoch, "
                   f"{job['throughput_vs_reference']:.2f}x the reference")
         aa = row["autoattack"]
-        print(f"  {shape}: AutoAttack {aa['seconds_per_1000']:.1f} s per 1000 points (robust {aa['robust_acc']:.2f})")
+        if aa:
+            print(f"  {shape}: AutoAttack {aa['seconds_per_1000']:.1f} s per 1000 points (robust {aa['robust_acc']:.2f})")
 EOF
 cat "$out/summary.txt"
 if [ ${#failed[@]} -gt 0 ]; then

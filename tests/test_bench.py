@@ -66,3 +66,13 @@ def test_cost_reads_a_bench_file_as_it_reads_the_same_numbers_in_timings_layout(
 def test_cost_refuses_jobs_per_gpu_without_a_bench_file():
     result = cost("--jobs-per-gpu", "4")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "advprune bench" in result.stderr
+
+
+def test_max_seconds_stops_the_jobs_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "advprune", "bench", "--tiny", "--device", "cpu", "--shapes",
+                             "mnist", "--max-seconds", "1", "--out", str(tmp_path / "b.json")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("advprune bench: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "out of time" in errors[0], result.stderr
+    if (tmp_path / "b.json").exists():  # whatever finished before the stop, marked unfinished
+        assert json.loads((tmp_path / "b.json").read_text())["complete"] is False

@@ -37,7 +37,9 @@ class Size:
     overrides: tuple[str, ...] = ()
 
 
-FULL = Size("full", {"mnist": 60000, "cifar10": 50000}, 2, (1, 2, 4, 8), 1000)
+# A third of MNIST's and a fifth of CIFAR-10's training set (200 and 79 steps per epoch): enough steps to time an
+# epoch, scaled to the full set, in a benchmark that fits the device check's minutes.
+FULL = Size("full", {"mnist": 20000, "cifar10": 10000}, 2, (1, 2, 4, 8), 1000)
 TINY = Size("tiny", {"mnist": 200, "cifar10": 16}, 2, (1, 2), 4, ("monitor.n_points=8", "monitor.pgd_steps=2"))
 
 
@@ -54,13 +56,16 @@ def synthetic(shape: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(size: Size, device_request: str, shapes: tuple[str, ...], jobs: tuple[int, ...] | None = None,
-        log=print, save=lambda record: None, autoattack_points: int | None = None) -> dict[str, Any]:
+        log=print, save=lambda record: None, autoattack_points: int | None = None,
+        max_seconds: float | None = None) -> dict[str, Any]:
     """Measure every shape and job count; returns the JSON record (see module doc). `save` gets the record after
-    each shape (`complete` false until the last), so a run stopped midway keeps what it measured."""
+    each measurement (`complete` false until the last), so a run stopped midway keeps what it measured; past
+    `max_seconds` the running jobs are stopped and RunFailure says so."""
     from advprune.provenance import code_state
     from advprune.runtime import choose_device, device_name, library_versions
 
     device = choose_device(device_request)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     if autoattack_points is not None:
         size = replace(size, autoattack_points=autoattack_points)
     record: dict[str, Any] = {
@@ -70,13 +75,19 @@ def run(size: Size, device_request: str, shapes: tuple[str, ...], jobs: tuple[in
     }
     with tempfile.TemporaryDirectory(prefix="advprune-bench-") as scratch:
         for i, shape in enumerate(shapes):
-            record["shapes"][shape] = _measure_shape(size, shape, str(device), jobs or size.jobs, Path(scratch), log)
+            def save_shape(result: dict[str, Any], shape: str = shape) -> None:
+                record["shapes"][shape] = result
+                save(record)
+
+            _measure_shape(size, shape, str(device), jobs or size.jobs, Path(scratch), log, save_shape, deadline)
             record["complete"] = i == len(shapes) - 1
             save(record)
     return record
 
 
-def _measure_shape(size: Size, shape: str, device: str, jobs: tuple[int, ...], scratch: Path, log) -> dict[str, Any]:
+def _measure_shape(size: Size, shape: str, device: str, jobs: tuple[int, ...], scratch: Path, log, save,
+                   deadline: float | None) -> None:
+    """Training at each k, then AutoAttack; `save` gets the shape's result after each measurement."""
     from advprune.settings import resolve
 
     settings = resolve(shape, overrides=[f"epochs={size.epochs}", *size.overrides])
@@ -85,15 +96,17 @@ def _measure_shape(size: Size, shape: str, device: str, jobs: tuple[int, ...], s
     # Fresh processes (CUDA cannot be forked once initialised), forked from a server that has imported torch once.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "advprune.training", "advprune.autoattack_eval"])
-    (reference,) = _in_processes(context, [(_reference_job, (shape, points, settings, device))])
+    (reference,) = _in_processes(context, [(_reference_job, (shape, points, settings, device))], deadline)
     log(f"{shape}: reference-style job {reference:.3f} s/epoch ({reference * scale:.2f} s per full epoch)")
     result: dict[str, Any] = {
         "model": settings["model"], "train_points": points, "full_train_points": full, "batch_size":
         settings["batch_size"], "epochs": size.epochs,
         "reference": {"epoch_seconds": reference, "seconds_per_model_epoch": reference * scale}, "jobs": [],
+        "autoattack": None,
     }
+    save(result)
     for k in jobs:
-        seconds = _concurrent_jobs(context, k, shape, points, settings, device, scratch / f"{shape}-k{k}")
+        seconds = _concurrent_jobs(context, k, shape, points, settings, device, scratch / f"{shape}-k{k}", deadline)
         per_model_epoch = float(np.mean(seconds)) / k * scale
         result["jobs"].append({
             "k": k, "epoch_seconds": seconds, "seconds_per_model_epoch": per_model_epoch,
@@ -101,22 +114,25 @@ def _measure_shape(size: Size, shape: str, device: str, jobs: tuple[int, ...], s
         })
         log(f"{shape}: k={k} {np.mean(seconds):.3f} s/epoch each, {per_model_epoch:.2f} s per full model-epoch, "
             f"{reference * scale / per_model_epoch:.2f}x the reference-style job")
+        save(result)
     model = scratch / f"{shape}-k{jobs[0]}" / "job0" / "model.pt"
-    (result["autoattack"],) = _in_processes(context, [(_autoattack_job, (shape, size.autoattack_points, model, device))])
+    (result["autoattack"],) = _in_processes(
+        context, [(_autoattack_job, (shape, size.autoattack_points, model, device))], deadline)
     aa = result["autoattack"]
     log(f"{shape}: AutoAttack n={aa['n']} {aa['seconds']:.1f} s ({aa['seconds_per_1000']:.1f} s per 1000 points; "
         f"clean {aa['clean_acc']:.2f}, robust {aa['robust_acc']:.2f})")
-    return result
+    save(result)
 
 
-def _concurrent_jobs(context, k: int, shape: str, points: int, settings: dict, device: str, out: Path) -> list[float]:
+def _concurrent_jobs(context, k: int, shape: str, points: int, settings: dict, device: str, out: Path,
+                     deadline: float | None) -> list[float]:
     """k Trainer processes released at once by a barrier; each one's last-epoch training seconds."""
     barrier = context.Barrier(k)
     return _in_processes(context, [(_project_job, (shape, points, settings, device, out / f"job{i}", i, barrier))
-                                   for i in range(k)])
+                                   for i in range(k)], deadline)
 
 
-def _in_processes(context, calls: list[tuple]) -> list[Any]:
+def _in_processes(context, calls: list[tuple], deadline: float | None = None) -> list[Any]:
     """Each (function, args) in a fresh process of its own, all at once (not a Pool: its daemonic workers may not
     start the reference's DataLoader workers); their results in order. A failure raises here, naming the call."""
     results = context.Queue()
@@ -126,8 +142,13 @@ def _in_processes(context, calls: list[tuple]) -> list[Any]:
         process.start()
     collected: dict[int, Any] = {}
     while len(collected) < len(calls):
+        if deadline is not None and time.monotonic() > deadline:
+            for process in processes:
+                process.terminate()
+            raise RunFailure(f"bench: out of time (--max-seconds) during {calls[0][0].__name__}; "
+                             "the JSON holds every measurement finished before")
         try:
-            i, value = results.get(timeout=5)
+            i, value = results.get(timeout=1)
             collected[i] = value
         except queue.Empty:
             lost = [i for i, process in enumerate(processes) if not process.is_alive() and i not in collected]
@@ -281,6 +302,8 @@ def timings(record: dict[str, Any], jobs_per_gpu: int, where: str = "bench file"
     (aggregate) and single-job AutoAttack seconds per 1000 points."""
     datasets = {}
     for shape, measured in record["shapes"].items():
+        if measured["autoattack"] is None:
+            raise ValueError(f"{where}: its {shape} run stopped before AutoAttack (complete: false); run bench again")
         by_k = {row["k"]: row for row in measured["jobs"]}
         if jobs_per_gpu not in by_k:
             raise ValueError(f"{where} measured {shape} at k = {', '.join(map(str, sorted(by_k)))} jobs per device, "
@@ -292,7 +315,7 @@ def timings(record: dict[str, Any], jobs_per_gpu: int, where: str = "bench file"
 
 
 def command(tiny: bool, device: str, out: Path, shapes: tuple[str, ...], jobs: tuple[int, ...] | None,
-            autoattack_points: int | None = None) -> dict:
+            autoattack_points: int | None = None, max_seconds: float | None = None) -> dict:
     """`advprune bench`: measure, print as it goes, write `out` (checked writable first)."""
     from advprune.runtime import check_writable_directory
 
@@ -300,4 +323,4 @@ def command(tiny: bool, device: str, out: Path, shapes: tuple[str, ...], jobs: t
         raise ValueError(f"--out {out}: is a directory; --out names the JSON file")
     check_writable_directory(out.parent, "--out", out)
     return run(TINY if tiny else FULL, device, shapes, jobs, save=lambda record: write_json(out, record),
-               autoattack_points=autoattack_points)
+               autoattack_points=autoattack_points, max_seconds=max_seconds)

@@ -185,6 +185,8 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                    help="concurrent training processes to measure (default: 1 2 4 8; --tiny: 1 2)")
     p.add_argument("--autoattack-points", type=_integer(1, 10000), metavar="N",
                    help="AutoAttack on N synthetic test points (default: 1000; --tiny: 4)")
+    p.add_argument("--max-seconds", type=_integer(1), metavar="S",
+                   help="stop the running jobs after S seconds; the JSON keeps what finished (exit 2)")
     p.set_defaults(handler=_bench)
 
 
@@ -192,7 +194,7 @@ def _bench(args: argparse.Namespace) -> int:
     from advprune.bench import command
 
     command(args.tiny, args.device, args.out, tuple(args.shapes), tuple(args.jobs) if args.jobs else None,
-            args.autoattack_points)
+            args.autoattack_points, args.max_seconds)
     print(args.out)
     return 0
 
