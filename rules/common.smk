@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from advprune import METHOD_VERSION, plugins
+from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
 from advprune import workflow as plan
 from advprune.report.claims import load_claims
 
@@ -50,6 +51,9 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 shell.prefix(
     f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir, 'src')))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
     f"export {plugins.ENVIRONMENT_VARIABLE}={shlex.quote(plugins.environment_value(PLUGINS))}; "
+    # Jobs per GPU for the GPU picker (advprune.gpu_slots): exported, not a param, as sharing a GPU changes no result
+    # and must retrain nothing.
+    f"export {JOBS_PER_GPU_VARIABLE}={int(config['jobs_per_gpu'])}; "
 )
 
 # Path templates: a model's directory names every setting that changes its weights (see advprune.workflow).
@@ -133,6 +137,14 @@ JOB_RESOURCES = {
     },
 }
 DEFAULT_RESOURCES = {"mem_mb": 8000, "runtime": 60}
+
+
+# GPU jobs at once on a local run: gpus x jobs_per_gpu (each training and evaluation asks for gpu_slots=1). The
+# picker's locks (advprune.gpu_slots) hold every job to jobs_per_gpu per GPU whatever Snakemake starts; this limit
+# only keeps Snakemake from starting jobs that would wait for a slot. A --resources gpu_slots=N given by hand wins.
+if config["gpus"] and "gpu_slots" not in workflow.global_resources:
+    workflow.register_resource("gpu_slots", config["gpus"] * config["jobs_per_gpu"])
+GPU_SLOTS = 0 if config["device"] == "cpu" else 1
 
 
 def job_resource(rule_name, resource):

@@ -20,6 +20,7 @@ rule evaluate_model:
         mem_mb=job_resource("evaluate_model", "mem_mb"),
         runtime=job_resource("evaluate_model", "runtime"),
         gpu=1 if config["device"] == "cuda" else 0,
+        gpu_slots=GPU_SLOTS,
     conda:
         "../envs/torch.yaml"
     shell:

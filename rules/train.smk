@@ -22,6 +22,7 @@ rule train_model:
         mem_mb=job_resource("train_model", "mem_mb"),
         runtime=job_resource("train_model", "runtime"),
         gpu=1 if config["device"] == "cuda" else 0,
+        gpu_slots=GPU_SLOTS,
     conda:
         "../envs/torch.yaml"
     shell:

@@ -12,7 +12,6 @@ import torch
 from hypothesis import settings as hypothesis_settings
 
 from workflow_helpers import (
-    SLURM_STARTED,
     cluster_last,
     copy_workflow,
     hypothesis_profile,

@@ -79,6 +79,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64),
+                   help="with --device cuda: claim one of this many slots per visible GPU (default: "
+                   "$ADVPRUNE_JOBS_PER_GPU, which the workflow sets, else 1; docs/gpu.md)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: one timestamped log line per epoch instead (always so when stderr is "
                    "not a terminal)")
@@ -98,6 +101,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_SEED, default=0, help="AutoAttack's seed")
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64),
+                   help="with --device cuda: claim one of this many slots per visible GPU (default: "
+                   "$ADVPRUNE_JOBS_PER_GPU, which the workflow sets, else 1; docs/gpu.md)")
     p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)
 
@@ -184,8 +190,36 @@ def _add_cost(commands: argparse._SubParsersAction) -> None:
                    help="workflow config files, later ones layered on earlier ones; a target name after them "
                    "(`--configfile A B fig4`) is a target, not a file")
     p.add_argument("--timings", type=Path, help="seconds per epoch and per 1000 AutoAttack points, per dataset "
-                   "(default: SPEC's measured facts, advprune/timings.yaml)")
+                   "(default: SPEC's measured facts, advprune/timings.yaml), or the JSON of `advprune bench`")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64), default=1,
+                   help="with a bench JSON: training at this many jobs per GPU, as measured (default 1)")
     p.set_defaults(handler=_cost)
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("bench", help="seconds per model-epoch at k jobs per device and AutoAttack seconds, "
+                            "against a reference-style job (docs/gpu.md)")
+    p.add_argument("--tiny", action="store_true", help="a few hundred points and k = 1, 2: seconds on a CPU (CI)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
+    p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON file (default: bench.json); "
+                   "`advprune cost --timings` reads it")
+    p.add_argument("--shapes", nargs="+", choices=["mnist", "cifar10"], default=["mnist", "cifar10"])
+    p.add_argument("--jobs", nargs="+", type=_integer(1, 64), metavar="K",
+                   help="concurrent training processes to measure (default: 1 2 4 8; --tiny: 1 2)")
+    p.add_argument("--autoattack-points", type=_integer(1, 10000), metavar="N",
+                   help="AutoAttack on N synthetic test points (default: 1000; --tiny: 4)")
+    p.add_argument("--max-seconds", type=_integer(1), metavar="S",
+                   help="stop the running jobs after S seconds; the JSON keeps what finished (exit 2)")
+    p.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from advprune.bench import command
+
+    command(args.tiny, args.device, args.out, tuple(args.shapes), tuple(args.jobs) if args.jobs else None,
+            args.autoattack_points, args.max_seconds)
+    print(args.out)
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -199,7 +233,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from filelock import FileLock, Timeout
 
-    from advprune import datasets
+    from advprune import datasets, gpu_slots
     from advprune.runtime import check_writable_directory, choose_device
     from advprune.training import Run
 
@@ -225,7 +259,8 @@ def _train(args: argparse.Namespace) -> int:
     with held:
         if not args.overwrite:
             _refuse_finished(args.out)
-        return _train_locked(args, resolved, run, device, arrays, datasets.file_sha256(data_file))
+        with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
+            return _train_locked(args, resolved, run, placement, arrays, datasets.file_sha256(data_file))
 
 
 def _refuse_finished(out: Path) -> None:
@@ -242,12 +277,13 @@ def _refuse_finished(out: Path) -> None:
         raise ValueError(f"{out} holds a finished model ({model} is complete); pass --overwrite to train it again")
 
 
-def _train_locked(args: argparse.Namespace, resolved: dict, run, device, arrays, dataset_sha256: str) -> int:
+def _train_locked(args: argparse.Namespace, resolved: dict, run, placement, arrays, dataset_sha256: str) -> int:
     from advprune.training import Trainer
 
     trainer = Trainer(
-        run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=device,
-        dataset_sha256=dataset_sha256, jobs_on_device=args.jobs_on_device, show_progress=_progress_bar(args),
+        run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=placement.device,
+        dataset_sha256=dataset_sha256, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
+        show_progress=_progress_bar(args),
     )
     if trainer.try_resume():
         print(f"resuming {args.out} after epoch {trainer.state['epoch']}", file=sys.stderr)
@@ -257,6 +293,7 @@ def _train_locked(args: argparse.Namespace, resolved: dict, run, device, arrays,
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from advprune import gpu_slots
     from advprune.evaluation import evaluate_checkpoint
     from advprune.runtime import check_writable_directory, choose_device, write_json
 
@@ -269,11 +306,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out} exists; pass --overwrite to evaluate again")
     device = choose_device(args.device)
     check_writable_directory(args.out.parent, "--out", args.out)  # before the clean pass and attacks, not after
-    metrics = evaluate_checkpoint(
-        args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=device,
-        batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
-        state_path=state_path, jobs_on_device=args.jobs_on_device,
-    )
+    with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
+        metrics = evaluate_checkpoint(
+            args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=placement.device,
+            batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
+            state_path=state_path, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
+        )
     write_json(args.out, metrics)
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
     return 0
@@ -372,7 +410,7 @@ def _cost(args: argparse.Namespace) -> int:
     for path in configfiles:
         settings_module.deep_update(config, yaml.safe_load(path.read_text()) or {})
     workflow.check_config(config)
-    timings = load_timings(args.timings)
+    timings = load_timings(args.timings, args.jobs_per_gpu)
     claim_artefacts = {claim.artefact for claim in load_claims()}
 
     def models_of(name: str) -> tuple[list, bool]:
@@ -392,7 +430,8 @@ def _cost(args: argparse.Namespace) -> int:
 
     targets = targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "claims", "all"]
     plans = {name: models_of(name) for name in targets}  # every name checked before anything is printed
-    print(f"Estimated on: {timings['device']}; one job per GPU; AutoAttack on {config['n_examples']} points.")
+    jobs = "one job per GPU" if args.jobs_per_gpu == 1 else f"training at {args.jobs_per_gpu} jobs per GPU"
+    print(f"Estimated on: {timings['device']}; {jobs}; AutoAttack on {config['n_examples']} points.")
     print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
     print("|---|---|---|---|---|---|")
     for name, (keys, evaluated) in plans.items():
@@ -413,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_toy,
-        _add_cost, _add_settings,
+        _add_cost, _add_settings, _add_bench,
     ):
         add(commands)
     return parser

@@ -25,9 +25,19 @@ class Cost:
         return self.training_hours + self.evaluation_hours
 
 
-def load_timings(path: str | Path | None = None) -> dict[str, Any]:
+def load_timings(path: str | Path | None = None, jobs_per_gpu: int = 1) -> dict[str, Any]:
+    """SPEC's timings (advprune/timings.yaml), a file of that layout, or the JSON of `advprune bench` read at
+    `jobs_per_gpu` jobs per device."""
+    from advprune.bench import SCHEMA, timings
+
     text = Path(path).read_text() if path else resources.files("advprune").joinpath("timings.yaml").read_text()
-    return yaml.safe_load(text)
+    data = yaml.safe_load(text)
+    if isinstance(data, dict) and data.get("schema") == SCHEMA:
+        return timings(data, jobs_per_gpu, where=str(path))
+    if jobs_per_gpu != 1:
+        raise ValueError(f"--jobs-per-gpu {jobs_per_gpu} needs the JSON of `advprune bench` as --timings; "
+                         f"{path or 'timings.yaml'} holds one-job timings")
+    return data
 
 
 def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int, evaluated: bool = True) -> Cost:

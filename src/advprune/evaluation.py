@@ -32,6 +32,7 @@ def evaluate_checkpoint(
     expected_model: str | None = None,
     state_path: Path | None = None,
     jobs_on_device: int = 1,
+    gpu: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a finished training run on the canonical test set it was trained beside; see the README for each key.
 
@@ -106,6 +107,7 @@ def evaluate_checkpoint(
             config={"n_examples": n_examples, "eps": eps, "norm": "Linf", "version": "standard", "seed": seed,
                     "batch_size": batch_size, "checkpoint_sha256": datasets.file_sha256(checkpoint_path)},
             dataset_sha256=checkpoint["dataset_sha256"], device=device_name(device), jobs_on_device=jobs_on_device,
+            gpu=gpu,
         ),
     }
 

@@ -73,7 +73,7 @@ def _now() -> str:
 
 
 def run_record(
-    *, config: Mapping[str, Any], dataset_sha256: str, device: str, jobs_on_device: int
+    *, config: Mapping[str, Any], dataset_sha256: str, device: str, jobs_on_device: int, gpu: str | None = None
 ) -> dict[str, Any]:
     """The provenance of one per-model result; `config` is what was resolved for it (training settings, or the
     evaluation's parameters)."""
@@ -86,6 +86,7 @@ def run_record(
         "versions": library_versions(),
         "device": device,
         "jobs_on_device": jobs_on_device,
+        "gpu": gpu,  # which GPU (its CUDA_VISIBLE_DEVICES name) where advprune.gpu_slots placed the job
         "created_utc": _now(),
     }
 

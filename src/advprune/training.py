@@ -92,6 +92,7 @@ class Trainer:
         device: torch.device,
         dataset_sha256: str,
         jobs_on_device: int = 1,
+        gpu: str | None = None,
         show_progress: bool = True,
     ):
         if not run.prunes:
@@ -100,6 +101,7 @@ class Trainer:
         self.run, self.settings, self.device = run, settings, device
         self.out_dir = Path(out_dir)
         self.dataset_sha256, self.jobs_on_device, self.show_progress = dataset_sha256, jobs_on_device, show_progress
+        self.gpu = gpu
         self.images = images_to_device(x_train, device)
         self.labels = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device)
         n, c, h, _ = self.images.shape
@@ -401,7 +403,7 @@ class Trainer:
             "files": {"checkpoint": "model.pt", "pruning": "pruning.npz"},
             "provenance": run_record(
                 config=s, dataset_sha256=self.dataset_sha256, device=device_name(self.device),
-                jobs_on_device=self.jobs_on_device,
+                jobs_on_device=self.jobs_on_device, gpu=self.gpu,
             ),
         }
         write_json(self.out_dir / "train.json", summary)
