@@ -201,9 +201,10 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                             "against a reference-style job (docs/gpu.md)")
     p.add_argument("--tiny", action="store_true", help="a few hundred points and k = 1, 2: seconds on a CPU (CI)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
-    p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON file (default: bench.json); "
-                   "`advprune cost --timings` reads it")
-    p.add_argument("--shapes", nargs="+", choices=["mnist", "cifar10"], default=["mnist", "cifar10"])
+    p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON file that "
+                   "`advprune cost --timings` reads")
+    p.add_argument("--shapes", nargs="+", choices=["mnist", "cifar10"], default=["mnist", "cifar10"],
+                   help="the datasets whose image shape, model and recipe are measured (on synthetic data)")
     p.add_argument("--jobs", nargs="+", type=_integer(1, 64), metavar="K",
                    help="concurrent training processes to measure (default: 1 2 4 8; --tiny: 1 2)")
     p.add_argument("--autoattack-points", type=_integer(1, 10000), metavar="N",
