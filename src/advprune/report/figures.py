@@ -53,10 +53,18 @@ REFERENCE_COLOR = "0.3"
 LINE, X_PLOT, IS_FULL = "line", "x_plotted", "is_full"
 
 
+PNG_DPI = 200
+
+
 def save_figure(fig: Figure, out: Path) -> None:
-    """Write atomically: a killed job never leaves a half-written file that looks finished."""
+    """Write `out` and, beside a PDF, a PNG at 200 dpi (for READMEs and slides); atomically: a killed job never
+    leaves a half-written file that looks finished."""
+    out = Path(out)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, bbox_inches="tight")
+    if out.suffix == ".pdf":
+        with atomic_path(out.with_suffix(".png")) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", dpi=PNG_DPI, format="png")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from advprune.report.figures import REFERENCE_COLOR, STRATEGY_COLORS, _suptitle, save_figure
 from advprune.report.labels import KEEP_LABEL, STRATEGY_LABELS, ordered_strategies
-from advprune.report.tables import write_table_files
+from advprune.report.tablefiles import Block, write_table_files
 from advprune.toy import CLASSIFIERS, ToyParameters
 
 SHARE_LABEL = "fragile-set share of the kept points"
@@ -117,4 +117,4 @@ def toy_caption(runs: pd.DataFrame, params: ToyParameters) -> str:
 def draw_toy(runs: pd.DataFrame, params: ToyParameters, pdf: Path) -> None:
     """`pdf` (the figure) and, beside it, the table as .csv, .tex and .md."""
     save_figure(build_toy(runs, params), pdf)
-    write_table_files(toy_table(runs), Path(pdf).with_suffix(""), toy_caption(runs, params))
+    write_table_files([Block(toy_table(runs), toy_caption(runs, params))], Path(pdf).with_suffix(""))
