@@ -134,12 +134,12 @@ def table_inputs(keys):
     }
 
 
-FIGURE_CODE = report_code("figures", "stats", "labels", "selection", "commands")
-TABLE_CODE = report_code("tables", "paper", "stats", "labels", "selection", "commands")
-EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands")
+FIGURE_CODE = report_code("figures", "style", "paper", "stats", "labels", "selection", "commands")
+TABLE_CODE = report_code("tables", "tablefiles", "paper", "stats", "labels", "selection", "commands")
+EMBEDDING_CODE = report_code("embedding", "tablefiles", "figures", "paper", "labels", "commands")
 # The toy model's simulation and the pruning it reuses are inputs too: editing either reruns it.
 TOY_CODE = [
-    *report_code("toy", "figures", "tables", "labels", "commands"),
+    *report_code("toy", "figures", "style", "tablefiles", "labels", "commands"),
     *(str(Path(workflow.basedir, "src/advprune", f"{module}.py")) for module in ("toy", "pruning")),
 ]
 

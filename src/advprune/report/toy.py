@@ -15,7 +15,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from advprune.report.figures import REFERENCE_COLOR, STRATEGY_COLORS, _suptitle, save_figure
+from advprune.report.figures import _suptitle, save_figure
+from advprune.report.style import REFERENCE_COLOR, STRATEGY_COLORS, STRATEGY_MARKERS
 from advprune.report.labels import KEEP_LABEL, STRATEGY_LABELS, ordered_strategies
 from advprune.report.tablefiles import Block, write_table_files
 from advprune.toy import CLASSIFIERS, ToyParameters
@@ -45,8 +46,9 @@ def _share_panel(ax: Axes, runs: pd.DataFrame, classifier: str, params: ToyParam
     palette = {STRATEGY_LABELS[s]: STRATEGY_COLORS[s] for s in strategies}
     sns.lineplot(
         data=rows.assign(pruning=rows["strategy"].map(STRATEGY_LABELS)), x="keep", y="fragile_share", hue="pruning",
-        hue_order=list(palette), palette=palette, errorbar="sd", err_style="bars", marker="o", markersize=4,
-        linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
+        hue_order=list(palette), palette=palette, style="pruning", style_order=list(palette),
+        markers={STRATEGY_LABELS[s]: STRATEGY_MARKERS[s] for s in strategies}, dashes=False, errorbar="sd",
+        err_style="bars", markersize=5, linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
     )  # fmt: skip
     expected = rows.dropna(subset=["expected_fragile_share"]).drop_duplicates(["strategy", "keep"])
     for strategy in strategies:
