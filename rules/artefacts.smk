@@ -15,6 +15,7 @@ for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
             provenance=provenance_file(figure),
         params:
             name=figure,
+            caption=caption_facts(config, figure),  # printed by the report caption
             options=single_prune_epoch(figure) + " "
             + quoted("--schedule", config["schedule_after_pruning"], "--precision", config["precision"]),
         log:
@@ -43,6 +44,7 @@ for table in ("table1", "ablation_schedule"):
             provenance=provenance_file(table),
         params:
             name=table,
+            caption=caption_facts(config, table),
             options=single_prune_epoch(table) + " "
             + quoted("--schedule", config["schedule_after_pruning"], "--precision", config["precision"]),
         log:
@@ -64,6 +66,7 @@ rule draw_fig8:
         provenance=provenance_file("fig8"),
     params:
         variants=lambda w: embedding_variants("fig8"),
+        caption=caption_facts(config, "fig8"),
         options=quoted(
             "--n-points", config["artefacts"]["fig8"]["n_points"], "--seed", config["artefacts"]["fig8"]["seed"]
         ),
@@ -93,6 +96,7 @@ rule tabulate_table2:
         provenance=provenance_file("table2"),
     params:
         variants=lambda w: embedding_variants("table2"),
+        caption=caption_facts(config, "table2"),
     log:
         "logs/draw/table2.log",
     benchmark:

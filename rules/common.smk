@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from advprune import METHOD_VERSION, plugins
 from advprune import workflow as plan
+from advprune.report.captions import caption_facts
 from advprune.report.claims import load_claims
 
 validate(config, "../schemas/config.schema.yaml")
