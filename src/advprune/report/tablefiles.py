@@ -28,6 +28,8 @@ TITLE_PT = 8.5
 COLUMN_GAP_PT = 8.0
 MARGIN_PT = 6.0
 LINE_SPACING = 1.35
+ASCENT = 0.8  # of the font size: from the top of a line to its baseline
+MIN_TEXT_WIDTH_PT = 330.0
 PNG_DPI = 200
 # A4's width less 2 x 15 mm margins (letter is wider): a table no wider fits a page at 100%.
 MAX_WIDTH_PT = 180 / 25.4 * 72
@@ -181,10 +183,11 @@ def _block_page(block: Block) -> Figure:
         size = FONT_PT
     line_h = size * LINE_SPACING
     header_lines = max(h.count("\n") + 1 for h in headers)
-    title = wrap(block.title, max(table_w, 240.0), TITLE_PT)
-    page_w = max(table_w, *(text_width(t, TITLE_PT) for t in title), *(text_width(g, size) for g in groups))
+    text_w = max(table_w, MIN_TEXT_WIDTH_PT)  # a narrow table's title and notes still read as lines, not a column
+    title = wrap(block.title, text_w, TITLE_PT)
+    page_w = max(text_w, *(text_width(t, TITLE_PT) for t in title), *(text_width(g, size) for g in groups))
     page_w += 2 * MARGIN_PT
-    notes = wrap(block.notes, page_w - 2 * MARGIN_PT, size) if block.notes else []
+    notes = wrap(block.notes, max(page_w - 2 * MARGIN_PT, text_w), size) if block.notes else []
     heights = [max(cell.count("\n") + 1 for cell in row) for row in rows]  # a cell may hold a second line
     n_lines = header_lines + sum(heights) + sum(1 for g in groups if g) + len(notes)
     page_h = 2 * MARGIN_PT + len(title) * TITLE_PT * LINE_SPACING + n_lines * line_h + 16
@@ -194,7 +197,11 @@ def _block_page(block: Block) -> Figure:
     y = page_h - MARGIN_PT
 
     def text(x: float, top: float, s: str, fontsize: float | None = None, ha: str = "left", **kw: object) -> None:
-        fig.text(x, top, s, fontsize=fontsize or size, ha=ha, va="top", transform=points, linespacing=LINE_SPACING, **kw)
+        # Line by line on baselines: aligning tops would shift a line by its tallest glyph ("(" vs "ours").
+        fontsize = fontsize or size
+        for i, line in enumerate(s.split("\n")):
+            fig.text(x, top - ASCENT * fontsize - i * fontsize * LINE_SPACING, line, fontsize=fontsize, ha=ha,
+                     va="baseline", transform=points, **kw)  # fmt: skip
 
     def rule(at: float, width: float) -> None:
         fig.add_artist(Line2D([MARGIN_PT, MARGIN_PT + table_w], [at, at], linewidth=width, color="black",
