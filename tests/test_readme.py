@@ -64,3 +64,12 @@ def test_every_metrics_json_key_is_documented(outputs):
     _, metrics = outputs
     json.dumps(metrics)  # what `evaluate` writes must be plain JSON
     assert set(metrics) - documented_keys() == set()
+
+
+def test_every_image_the_readme_shows_is_committed():
+    """The README's images (the demo's table and figure) are files of the repository, under docs/."""
+    images = re.findall(r'<img src="([^"]+)"', README) + re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images
+    tracked = set(subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True).stdout.split())
+    for image in images:
+        assert (REPO / image).is_file() and image in tracked, image

@@ -92,7 +92,8 @@ def _epochs(d: pd.DataFrame) -> list[int]:
 
 
 def _epoch_text(epochs: Sequence[int]) -> str:
-    return f"e = {epochs[0]}" if len(epochs) == 1 else "e ∈ {" + ", ".join(map(str, epochs)) + "}"
+    # No-break spaces: a wrapped title never splits "e = 3".
+    return f"e\u00a0=\u00a0{epochs[0]}" if len(epochs) == 1 else "e\u00a0∈\u00a0{" + ",\u00a0".join(map(str, epochs)) + "}"
 
 
 def _strategy_label(strategy: str) -> str:
@@ -348,7 +349,7 @@ def build_fig2(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
 def build_strategy_comparison(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
     """(a) clean and (b) AutoAttack accuracy vs keep, one line per strategy present (figures 3 and 4)."""
     d = _rows(df, "strategy comparison", prune_epoch)
-    return _strategy_figure(d, ["clean_acc_pct", "aa_acc_pct"], "Clean and AutoAttack accuracy vs keep", "table1")
+    return _strategy_figure(d, ["clean_acc_pct", "aa_acc_pct"], "Accuracy vs keep, by strategy", "table1")
 
 
 def build_fig7(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
