@@ -126,7 +126,8 @@ def test_demo_and_ablation_tables_hold_their_cells_under_each_schedule() -> None
 
 
 def pdf_pages(path: Path) -> list[tuple[float, float]]:
-    return [(float(w), float(h)) for w, h in re.findall(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", path.read_bytes())]
+    boxes = re.findall(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", path.read_bytes())
+    return [(float(w), float(h)) for w, h in boxes]
 
 
 def pdf_font_sizes(path: Path) -> list[float]:

@@ -36,7 +36,10 @@ def _per_role(config: dict[str, Any], roles: list[str], value: Any) -> str:
 def caption_facts(config: dict[str, Any], name: str) -> dict[str, Any]:
     """The grid of artefact `name` in words: datasets, strategies, keeps, pruning epochs, seeds, AutoAttack points,
     precision and schedule; for fig8/table2 the subsample and the pruned model; the run's size for the claims."""
-    roles = plan.artefact_roles(config, name) if name in config["artefacts"] else config.get("roles") or list(config["datasets"])
+    if name in config["artefacts"]:
+        roles = plan.artefact_roles(config, name)
+    else:  # the claims: every role this run builds
+        roles = config.get("roles") or list(config["datasets"])
     facts: dict[str, Any] = {
         "datasets": _join([display_name(config["datasets"][r]) for r in roles]) if roles else "none",
         "n_examples": config["n_examples"],

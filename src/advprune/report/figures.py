@@ -92,8 +92,10 @@ def _epochs(d: pd.DataFrame) -> list[int]:
 
 
 def _epoch_text(epochs: Sequence[int]) -> str:
-    # No-break spaces: a wrapped title never splits "e = 3".
-    return f"e\u00a0=\u00a0{epochs[0]}" if len(epochs) == 1 else "e\u00a0∈\u00a0{" + ",\u00a0".join(map(str, epochs)) + "}"
+    nbsp = "\u00a0"  # a wrapped title never splits "e = 3"
+    if len(epochs) == 1:
+        return f"e{nbsp}={nbsp}{epochs[0]}"
+    return f"e{nbsp}∈{nbsp}{{" + f",{nbsp}".join(map(str, epochs)) + "}"
 
 
 def _strategy_label(strategy: str) -> str:
@@ -228,7 +230,7 @@ def _figure_legend(fig: Figure, axes: np.ndarray, note: str) -> None:
         _take_legend(ax)
     fig.legend(
         list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=7,
-        title=_wrapped(fig, note, 7), title_fontsize=7,
+        title=_wrapped(note, fig.get_figwidth(), 7), title_fontsize=7,
     )
 
 
@@ -401,21 +403,21 @@ def build_fig5(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)  # per panel: the fits differ between datasets
     # Times from a shared device are not the paper's: the device and how many jobs shared it stay on the figure.
-    axes[0, 0].legend(fontsize=7, title=_wrapped(fig, f"{note}; device: {devices}, jobs per GPU: {jobs}", 7 * len(datasets)),
-                      title_fontsize=7)  # fmt: skip
+    legend_note = _wrapped(f"{note}; device: {devices}, jobs per GPU: {jobs}", fig.get_figwidth() / len(datasets), 7)
+    axes[0, 0].legend(fontsize=7, title=legend_note, title_fontsize=7)
     _suptitle(fig, f"Time (training + scoring) vs keep, {_strategies_text(d)} ({_epoch_text(_epochs(d))})")
     return fig
 
 
-def _wrapped(fig: Figure, text: str, size: float) -> str:
-    """`text` wrapped to the figure's width (a one-panel figure is narrower than a long line)."""
-    width = max(30, int(fig.get_figwidth() * 14 * 9 / size))  # about 14 characters per inch at 9 pt
+def _wrapped(text: str, inches: float, size: float) -> str:
+    """`text` wrapped to `inches` (a one-panel figure is narrower than a long line)."""
+    width = max(30, int(inches * 14 * 9 / size))  # about 14 characters per inch at 9 pt
     return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
 def _suptitle(fig: Figure, text: str) -> None:
     """A short title; what the figure shows in detail is its caption's job (report/*.rst, the record's page)."""
-    fig.suptitle(_wrapped(fig, text, 12), fontsize=12)
+    fig.suptitle(_wrapped(text, fig.get_figwidth(), 12), fontsize=12)
 
 
 BUILDERS: dict[str, Callable[..., Figure]] = {

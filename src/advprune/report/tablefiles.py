@@ -90,9 +90,8 @@ def to_markdown(block: Block) -> str:
 
     headers = [*label_names(block.table), *map(str, block.table.columns)]
     body = [line(headers), "|" + "|".join("---" for _ in headers) + "|"]
-    body += [
-        line([*labels, *map(one_line, values)]) for labels, values in zip(label_rows(block.table), block.table.to_numpy())
-    ]
+    rows = zip(label_rows(block.table), block.table.to_numpy())
+    body += [line([*labels, *map(one_line, values)]) for labels, values in rows]
     notes = f"\n\n{block.notes}" if block.notes else ""
     return f"{block.title}\n\n" + "\n".join(body) + notes + "\n"
 

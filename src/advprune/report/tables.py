@@ -135,7 +135,7 @@ def _paper_text(mean: float, sd: float) -> str:
     return MISSING if math.isnan(mean) else f"{_paper_number(mean)} ± {_paper_number(sd)}"
 
 
-def _collapse_mark(v: pd.Series, without_collapsed: bool) -> str:
+def _collapse_mark(v: pd.Series) -> str:
     """Collapsed runs as a count under the AutoAttack cell, where a collapse shows (they enter every row's mean); the
     line break keeps the PDF's columns narrow, Markdown and LaTeX print it as a space."""
     if v["metric"] != "aa_acc_pct" or v["n_failed"] == 0:
@@ -152,7 +152,7 @@ def layout(values: pd.DataFrame, by: Sequence[str] = (), *, without_collapsed: b
         labels = (dataset_label(v["dataset"]), *(v[b] for b in by), TABLE_METRIC_LABELS[v["metric"]])
         mean, sd, n = (v["mean_ok"], v["sd_ok"], v["n_ok"]) if without_collapsed else (v["mean"], v["sd"], v["n"])
         rows.setdefault((*labels, "ours"), {})[v["cell"]] = (
-            _ours_text(mean, sd, n, v["metric"]) + _collapse_mark(v, without_collapsed)
+            _ours_text(mean, sd, n, v["metric"]) + _collapse_mark(v)
         )
         rows.setdefault((*labels, "paper"), {})[v["cell"]] = _paper_text(v["paper_mean"], v["paper_sd"])
     names = ["dataset", *("schedule" if b == SCHEDULE else b for b in by), "metric", ""]
@@ -172,7 +172,8 @@ def ablation_schedule(
     return layout(values, [SCHEDULE], without_collapsed=without_collapsed)
 
 
-def _run_facts(d: pd.DataFrame) -> str:
+def _run_facts(d: pd.DataFrame) -> tuple[str, str]:
+    """("n = 10" runs per cell, the sentence on time: device and jobs per GPU)."""
     jobs = ", ".join(str(j) for j in sorted(d["jobs_on_device"].dropna().unique()))
     ns = sorted(d.groupby(["dataset", "strategy", "keep", "prune_epoch", SCHEDULE], dropna=False).size().unique())
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
