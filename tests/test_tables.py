@@ -173,22 +173,27 @@ def test_latex_is_booktabs_with_balanced_braces_and_compiles_where_tex_exists(wr
     tex = (written / "table1.tex").read_text()
     assert tex.count(r"\begin{table}") == 2 and tex.count(r"\toprule") == 2 and tex.count(r"\bottomrule") == 2
     assert "±" not in tex and r"$\pm$" in tex and r"AutoAttack (\%)" in tex
+    assert r"\caption{ours (mean" in tex  # LaTeX numbers the table: no "Table 1: " of our own
     assert tex.count("{") == tex.count("}") and tex.count("$") % 2 == 0
     for tabular in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", tex, re.S):
         spec, body = tabular
         assert spec == "lll" + "c" * 5
-        rows = [r for r in body.split("\\\\") if "&" in r]
+        stacked = re.findall(r"\\shortstack\{([^{}]*)\}", body)  # a cell's two lines: ours, then the collapse count
+        assert stacked and all(re.fullmatch(r"[\d.]+ \$\\pm\$ [\d.]+\\\\\(\d+/\d+ coll\.\)", s) for s in stacked), stacked
+        rows = [r for r in re.sub(r"\\shortstack\{[^{}]*\}", "x", body).split("\\\\") if "&" in r]
         assert len(rows) == 1 + 12 and all(r.count("&") == len(spec) - 1 for r in rows)
     engine = shutil.which("pdflatex")
     if engine is None:
         pytest.skip("no TeX engine here (pdflatex not found): the structure above is all that is checked")
     document = tmp_path / "doc.tex"
-    document.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+    # A4 with 15 mm margins, as the PDF's width limit.
+    document.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n"
+                        "\\usepackage[a4paper,margin=15mm]{geometry}\n\\begin{document}\n"
                         f"{tex}\n\\end{{document}}\n")  # fmt: skip
     result = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:]
-    assert "Overfull \\hbox" not in result.stdout or "Table 1" not in result.stdout
+    assert "Overfull \\hbox" not in result.stdout, "the table is wider than the page"
 
 
 def test_pdf_pages_fit_a4_at_a_readable_size(written: Path) -> None:

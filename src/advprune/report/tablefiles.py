@@ -8,6 +8,7 @@ short title and its notes; a file may hold several blocks (Table 1 and, when run
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -107,18 +108,26 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+def _latex_cell(text: str) -> str:
+    """Escaped; a cell's second line (a collapse count) stacked under the first, as in the PDF (\\shortstack is
+    LaTeX's own: no package needed)."""
+    lines = [latex_escape(line) for line in text.split("\n")]
+    return lines[0] if len(lines) == 1 else r"\shortstack{" + r"\\".join(lines) + "}"
+
+
 def to_latex(block: Block, label: str) -> str:
     """A booktabs `table` (needs \\usepackage{booktabs}) from pandas' Styler; row labels as leading columns, printed
     once per group, so no multirow package is needed."""
     names = label_names(block.table)
-    shown = pd.DataFrame(
-        [[*labels, *map(one_line, values)] for labels, values in zip(label_rows(block.table), block.table.to_numpy())],
-        columns=[*names, *map(str, block.table.columns)],
-    )
-    caption = block.title + (f" {block.notes}" if block.notes else "")
+    rows = zip(label_rows(block.table), block.table.to_numpy())
+    shown = pd.DataFrame([[*labels, *map(cell_text, values)] for labels, values in rows],
+                         columns=[*names, *map(str, block.table.columns)])  # fmt: skip
+    # LaTeX numbers its tables itself: "Table 1: " would print twice.
+    caption = re.sub(r"^Table \d+: ", "", block.title) + (f" {block.notes}" if block.notes else "")
     return (
-        shown.style.format(latex_escape)
+        shown.style.format(_latex_cell)
         .format_index(latex_escape, axis=1)
+        .set_table_styles([{"selector": "small", "props": ":;"}])  # \small, as papers set their tables
         .hide(axis="index")
         .to_latex(
             column_format="l" * len(names) + "c" * block.table.shape[1],
