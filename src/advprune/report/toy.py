@@ -22,6 +22,7 @@ from advprune.report.tablefiles import Block, write_table_files
 from advprune.toy import CLASSIFIERS, ToyParameters
 
 SHARE_LABEL = "fragile-set share of the kept points"
+CLASSIFIER_COLORS = ["0.15", "0.6"]  # robust, standard: greys, so no strategy's colour stands for a classifier
 CLASSIFIER_FACTS = {"clean_acc": "clean acc", "robust_acc": "robust acc (at eps)",
                     "x1_weight_share": "|w1| / ||w||₁"}  # fmt: skip
 
@@ -69,17 +70,17 @@ def build_toy(runs: pd.DataFrame, params: ToyParameters) -> Figure:
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[:2]:
         ax.get_legend().remove()
-    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7, title=_settings_text(params, runs),
+               title_fontsize=7)  # fmt: skip
     facts = runs.drop_duplicates(["seed", "classifier"]).melt(
         id_vars=["seed", "classifier"], value_vars=list(CLASSIFIER_FACTS), var_name="quantity", value_name="value"
     )
     facts["quantity"] = facts["quantity"].map(CLASSIFIER_FACTS)
     sns.barplot(data=facts, x="quantity", y="value", hue="classifier", hue_order=list(CLASSIFIERS),
-                palette=[STRATEGY_COLORS["high"], REFERENCE_COLOR], errorbar="sd", capsize=0.1, ax=axes[2])  # fmt: skip
+                palette=CLASSIFIER_COLORS, errorbar="sd", capsize=0.1, ax=axes[2])  # fmt: skip
     axes[2].set(title="(c) the two classifiers (test set)", xlabel="", ylabel="fraction", ylim=(0, 1.05))
     axes[2].legend(fontsize=7, title="classifier", title_fontsize=7)
-    _suptitle(fig, f"Toy model of section 5.2: pruning by squared loss |w'x - y|², w scaled to ||w||₁ = 1\n"
-                   f"{_settings_text(params, runs)}")  # fmt: skip
+    _suptitle(fig, "Toy model of section 5.2: pruning by the squared loss |w'x - y|², ||w||₁ = 1")
     return fig
 
 
