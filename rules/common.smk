@@ -136,8 +136,8 @@ def table_inputs(keys):
 
 
 FIGURE_CODE = report_code("figures", "style", "paper", "stats", "labels", "selection", "commands")
-TABLE_CODE = report_code("tables", "tablefiles", "paper", "stats", "labels", "selection", "commands")
-EMBEDDING_CODE = report_code("embedding", "tablefiles", "figures", "paper", "labels", "commands")
+TABLE_CODE = report_code("tables", "tablefiles", "style", "paper", "stats", "labels", "selection", "commands")
+EMBEDDING_CODE = report_code("embedding", "tablefiles", "figures", "style", "paper", "labels", "commands")
 # The toy model's simulation and the pruning it reuses are inputs too: editing either reruns it.
 TOY_CODE = [
     *report_code("toy", "figures", "style", "tablefiles", "labels", "commands"),

@@ -5,16 +5,18 @@ models of that artefact's grid, so lines, keeps and pruning epochs come from the
 Only an explicit `prune_epoch` selects rows (full-data runs always stay: they have no pruning epoch).
 
 seaborn draws each point as the mean ± sd (ddof=1) of the per-run rows. The annotations come from
-`stats.summarise` over the same rows, so n and collapsed runs are known per point: the title states n once when it
-is the same for every point, otherwise each point carries its own "n="; points with collapsed runs say how many.
-Collapsed runs are included in the means (the paper's MNIST sd of 7-11 points suggests it did the same), and the
-title gives their total. Full-data runs (keep 1.0) are copied into every line (`selection.expand_full`), so all
+`stats.summarise` over the same rows, so n and collapsed runs are known per point: the legend's title states n once
+when it is the same for every point, otherwise each point carries its own "n="; points with collapsed runs say how
+many. Collapsed runs are included in the means (the paper's MNIST sd of 7-11 points suggests it did the same), and
+the legend's title gives their total. The title is one short line; the report's caption, written from the config,
+says the rest. Each strategy has one colour and marker (`style`); the paper's values, where it gives numbers, are
+drawn hollow beside ours. Full-data runs (keep 1.0) are copied into every line (`selection.expand_full`), so all
 lines meet at the same point; in figure 1, whose x axis is the pruning epoch, they are a horizontal reference.
 
 Figures are built on `matplotlib.figure.Figure` and seaborn's `ax=` API rather than pyplot: no GUI backend is ever
 selected (the file is rendered by Agg/PDF from its suffix) and no global figure state is left behind. The output
-format follows `out`'s suffix; the workflow asks for PDF. `build_*` functions return the Figure (for tests and
-notebooks), `draw_*` functions write it.
+format follows `out`'s suffix; the workflow asks for PDF, and a PDF gets a 200-dpi PNG beside it. `build_*`
+functions return the Figure (for tests and notebooks), `draw_*` functions write it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from advprune.report.labels import (
 from advprune.report.paper import ABSTRACT_RANDOM_DROPS, TABLE1
 from advprune.report.selection import FULL, expand_full, require_single_setting, select
 from advprune.report.stats import linear_fit, summarise
-from advprune.report.style import DASHES, PAPER_MARKER, REFERENCE_COLOR, strategy_color, strategy_marker
+from advprune.report.style import DASHES, PAPER_MARKER, PNG_DPI, REFERENCE_COLOR, strategy_color, strategy_marker
 from advprune.runtime import atomic_path
 
 
@@ -52,9 +54,6 @@ PAPER_ABSTRACT_LABEL = "paper: full data (Table 1), minus the abstract's 8 and 1
 
 # Columns added to the runs while drawing: the line a run belongs to, its dodged x, whether it is a full-data run.
 LINE, X_PLOT, IS_FULL = "line", "x_plotted", "is_full"
-
-
-PNG_DPI = 200
 
 
 def save_figure(fig: Figure, out: Path) -> None:

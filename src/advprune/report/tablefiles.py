@@ -21,6 +21,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Affine2D
 
+from advprune.report.style import PNG_DPI
 from advprune.runtime import atomic_path
 
 FONT_PT = 7.5  # body text
@@ -31,7 +32,6 @@ MARGIN_PT = 6.0
 LINE_SPACING = 1.35
 ASCENT = 0.8  # of the font size: from the top of a line to its baseline
 MIN_TEXT_WIDTH_PT = 330.0
-PNG_DPI = 200
 # A4's width less 2 x 15 mm margins (letter is wider): a table no wider fits a page at 100%.
 MAX_WIDTH_PT = 180 / 25.4 * 72
 
