@@ -11,9 +11,11 @@ for figure in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7"):
             code=FIGURE_CODE,
         output:
             pdf=report(f"figures/{figure}.pdf", caption=f"../report/{figure}.rst", category="Figures"),
+            png=f"figures/{figure}.png",
             provenance=provenance_file(figure),
         params:
             name=figure,
+            caption=caption_facts(config, figure),  # printed by the report caption
             options=single_prune_epoch(figure) + " "
             + quoted("--schedule", config["schedule_after_pruning"], "--precision", config["precision"]),
         log:
@@ -35,12 +37,14 @@ for table in ("table1", "ablation_schedule"):
             code=TABLE_CODE,
         output:
             pdf=report(f"figures/{table}.pdf", caption=f"../report/{table}.rst", category="Tables"),
+            png=f"figures/{table}.png",
             csv=report(f"figures/{table}.csv", caption=f"../report/{table}.rst", category="Tables"),
             tex=f"figures/{table}.tex",
             md=f"figures/{table}.md",
             provenance=provenance_file(table),
         params:
             name=table,
+            caption=caption_facts(config, table),
             options=single_prune_epoch(table) + " "
             + quoted("--schedule", config["schedule_after_pruning"], "--precision", config["precision"]),
         log:
@@ -58,9 +62,11 @@ rule draw_fig8:
         code=EMBEDDING_CODE,
     output:
         pdf=report("figures/fig8.pdf", caption="../report/fig8.rst", category="Figures"),
+        png="figures/fig8.png",
         provenance=provenance_file("fig8"),
     params:
         variants=lambda w: embedding_variants("fig8"),
+        caption=caption_facts(config, "fig8"),
         options=quoted(
             "--n-points", config["artefacts"]["fig8"]["n_points"], "--seed", config["artefacts"]["fig8"]["seed"]
         ),
@@ -83,12 +89,14 @@ rule tabulate_table2:
         code=EMBEDDING_CODE,
     output:
         pdf=report("figures/table2.pdf", caption="../report/table2.rst", category="Tables"),
+        png="figures/table2.png",
         csv=report("figures/table2.csv", caption="../report/table2.rst", category="Tables"),
         tex="figures/table2.tex",
         md="figures/table2.md",
         provenance=provenance_file("table2"),
     params:
         variants=lambda w: embedding_variants("table2"),
+        caption=caption_facts(config, "table2"),
     log:
         "logs/draw/table2.log",
     benchmark:
@@ -107,6 +115,7 @@ rule simulate_toy:
         code=TOY_CODE,
     output:
         pdf=report("figures/toy.pdf", caption="../report/toy.rst", category="Figures"),
+        png="figures/toy.png",
         csv=report("figures/toy.csv", caption="../report/toy.rst", category="Tables"),
         tex="figures/toy.tex",
         md="figures/toy.md",

@@ -14,6 +14,7 @@ rule tabulate_claims:
         md="figures/claims.md",
         provenance=provenance_file("claims"),
     params:
+        caption=caption_facts(config, "claims"),
         tables=quoted(*(f"--table={name}=results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS)),
         options=lambda w: quoted(
             *(f"--role={role}={config['datasets'][role]}" for role in config["roles"]),

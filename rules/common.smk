@@ -10,6 +10,7 @@ from snakemake.utils import validate
 from advprune import METHOD_VERSION, plugins
 from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
 from advprune import workflow as plan
+from advprune.report.captions import caption_facts
 from advprune.report.claims import load_claims
 
 validate(config, "../schemas/config.schema.yaml")
@@ -173,12 +174,12 @@ def table_inputs(keys):
     }
 
 
-FIGURE_CODE = report_code("figures", "stats", "labels", "selection", "commands")
-TABLE_CODE = report_code("tables", "paper", "stats", "labels", "selection", "commands")
-EMBEDDING_CODE = report_code("embedding", "tables", "paper", "labels", "commands")
+FIGURE_CODE = report_code("figures", "style", "paper", "stats", "labels", "selection", "commands")
+TABLE_CODE = report_code("tables", "tablefiles", "style", "paper", "stats", "labels", "selection", "commands")
+EMBEDDING_CODE = report_code("embedding", "tablefiles", "figures", "style", "paper", "labels", "commands")
 # The toy model's simulation and the pruning it reuses are inputs too: editing either reruns it.
 TOY_CODE = [
-    *report_code("toy", "figures", "tables", "labels", "commands"),
+    *report_code("toy", "figures", "style", "tablefiles", "labels", "commands"),
     *(workflow_file("src/advprune", f"{module}.py") for module in ("toy", "pruning")),
 ]
 

@@ -5,7 +5,7 @@ Usage: python scripts/publish_record.py RUN_DIR OUT_DIR --artefact table1 --role
 RUN_DIR is the checkout the workflow ran in (it holds results/, figures/, benchmarks/ and the run's logs). OUT_DIR gets:
 - models.csv: the per-model tidy rows the artefact was built from (provenance columns included), as the workflow wrote
   them (results/artefacts/<artefact>.csv);
-- <artefact>.{csv,md,tex,pdf,png}: the artefact as the workflow drew it (figures/), the PNG rendered from the PDF;
+- <artefact>.{csv,md,tex,pdf,png}: the artefact as the workflow drew it (figures/);
 - claims.{csv,md}: `python -m advprune claims` over that table;
 - cells.csv: per cell and metric, ours (all runs, and without collapsed runs) beside the paper's, recomputed from
   models.csv (tests/test_record.py checks the published files against each other);
@@ -180,9 +180,8 @@ def main(argv: list[str] | None = None) -> None:
 
     models = pd.read_csv(run / "results" / "artefacts" / f"{name}.csv")
     shutil.copyfile(run / "results" / "artefacts" / f"{name}.csv", out / "models.csv")
-    for ext in ("csv", "md", "tex", "pdf"):
+    for ext in ("csv", "md", "tex", "pdf", "png"):
         shutil.copyfile(run / "figures" / f"{name}.{ext}", out / f"{name}.{ext}")
-    _run(["pdftoppm", "-png", "-r", "200", "-singlefile", str(out / f"{name}.pdf"), str(out / name)])
     _run([sys.executable, "-m", "advprune", "claims", f"--table={name}={out / 'models.csv'}",
           *(f"--role={role}" for role in args.role), "--out", str(out / "claims.csv")])  # fmt: skip
 

@@ -147,3 +147,11 @@ def test_shown_snakemake_profiles_exist() -> None:
     profiles = set(re.findall(r"snakemake --profile (profiles/[\w-]+)", README))
     assert profiles >= {"profiles/demo", "profiles/workstation", "profiles/cpu", "profiles/slurm"}
     assert all((REPO / profile / "config.yaml").is_file() for profile in profiles)
+
+def test_every_image_the_readme_shows_is_committed():
+    """The README's images (the demo's table and figure) are files of the repository, under docs/."""
+    images = re.findall(r'<img src="([^"]+)"', README) + re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images
+    tracked = set(subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True).stdout.split())
+    for image in images:
+        assert (REPO / image).is_file() and image in tracked, image

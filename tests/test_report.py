@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
+from PIL import Image
 
 from advprune.report import commands
 from advprune.report.aggregate import ATTACKS, COLUMNS, DTYPES, RunRecordError, collect, read_table, write_table
@@ -20,7 +22,7 @@ from advprune.report.figures import BUILDERS, FIGURES, fig5_fits
 from advprune.report.paper import TABLE1, TABLE1_CELLS, cell_header
 from advprune.report.selection import expand_full, require_single_setting, select
 from advprune.report.stats import linear_fit, summarise
-from advprune.report.tables import ablation_schedule, draw_table_pdf, table1, table_values, write_table_files
+from advprune.report.tables import table_values
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Synthetic inputs
@@ -325,7 +327,11 @@ def test_every_figure_writes_a_pdf_of_its_paper_grid(tmp_path: Path, name: str) 
     df = grid_runs(PAPER_GRIDS, name)
     fig = FIGURES[name](df, out)
     assert is_pdf(out)
-    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary left behind
+    png = out.with_suffix(".png")
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, png.name])  # no temporary left behind
+    # 200 dpi: the PDF's page (in points) times 200 / 72, within what the tight bounding box differs by backend.
+    page = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)", out.read_bytes())
+    assert Image.open(png).size == pytest.approx((float(page[1]) * 200 / 72, float(page[2]) * 200 / 72), rel=0.03)
     check_figure(name, fig, df)
 
 
@@ -357,7 +363,7 @@ def test_fig1_lines_are_the_keeps_present_with_full_data_as_reference() -> None:
     assert labels == ["keep 0.4 (p=0.6 pruned)", "keep 0.6 (p=0.4 pruned)", "full data, mean ± sd"]
     assert "1/2 coll." in [t.get_text() for t in ax.texts]  # the collapsed full-data run, of its 2 runs
     n_runs = int((df["dataset"] == "digits-mnist").sum())
-    assert f"failure rate 1/{n_runs} runs collapsed" in fig.texts[0].get_text().replace("\n", " ")
+    assert f"failure rate 1/{n_runs} runs collapsed" in fig.legends[0].get_title().get_text().replace("\n", " ")
 
 
 def test_prune_epoch_none_plots_every_epoch_and_an_epoch_selects() -> None:
@@ -376,7 +382,7 @@ def test_unequal_n_is_labelled_per_point() -> None:
     df = df.drop(df.index[(df["strategy"] == "random") & (df["seed"] == 0)])
     fig = BUILDERS["fig2"](df)
     assert {"n=2", "n=3"} <= {t.get_text() for t in fig.axes[0].texts}
-    assert "n per point as labelled" in fig.get_suptitle()
+    assert "n per point as labelled" in fig.legends[0].get_title().get_text().replace("\n", " ")
 
 
 def test_figures_refuse_an_empty_selection(tmp_path: Path) -> None:
@@ -399,49 +405,6 @@ def test_table1_difference_is_ours_minus_paper() -> None:
         assert v.mean == pytest.approx(runs[v.metric].mean())
         assert v.diff == pytest.approx(runs[v.metric].mean() - paper_mean)
 
-    wide = table1(df)
-    assert len(wide) == 2 * 3  # datasets x metrics
-    row = wide[(wide["dataset"] == "MNIST") & (wide["metric"] == "AutoAttack acc (%)")].iloc[0]
-    ours = values.query("dataset == 'mnist' and metric == 'aa_acc_pct' and cell == 'loss p=0.6'").iloc[0]
-    assert row["loss p=0.6: ours - paper"] == pytest.approx(round(ours["mean"] - 70.11, 2))
-    assert row["loss p=0.6: paper"] == "70.11 ± 7.81"
-    assert row["full: ours"].endswith("(n=3)")
-    assert row["full: collapsed"] == "1/3 collapsed"  # make_runs' collapsed run is mnist's first full-data run
-    assert row["full: ours without collapsed"].endswith("(n=2)")
-    assert row["loss p=0.6: collapsed"] == "0/3 collapsed"
-    assert row["loss p=0.6: ours without collapsed"] == row["loss p=0.6: ours"]
-
-
-def test_table1_headers_use_fraction_pruned_and_stand_ins_say_so() -> None:
-    assert [cell_header(c) for c in TABLE1_CELLS] == [
-        "loss p=0.6", "loss p=0.2", "random p=0.6", "random p=0.2", "full"
-    ]  # fmt: skip
-    wide = table1(grid_runs(PAPER_GRIDS, "table1", datasets=("digits-mnist",)))
-    assert set(wide["dataset"]) == {"digits-mnist (paper: MNIST)"}
-    assert wide["random p=0.2: paper"].iloc[0] == "97.78 ± 1.00"
-
-
-def test_table1_cells_come_from_the_data_and_the_paper_only_where_it_has_them() -> None:
-    df = make_runs(("digits-mnist",), seeds=2, strategies=("high", "random"), keeps=(0.4, 0.6), epochs=(3,))
-    wide = table1(df)
-    cells = ["high loss p=0.6", "high loss p=0.4", "random p=0.6", "random p=0.4"]
-    assert [c for c in wide.columns if c.endswith(": ours")] == [f"{c}: ours" for c in cells]
-    row = wide[wide["metric"] == "clean acc (%)"].iloc[0]
-    assert row["random p=0.6: paper"] == "98.01 ± 0.12"  # MNIST's random keep 0.4
-    for cell in ("high loss p=0.6", "high loss p=0.4", "random p=0.4"):
-        assert row[f"{cell}: paper"] == row[f"{cell}: ours - paper"] == "—"
-    runs = df[(df["strategy"] == "high") & (df["keep"] == 0.6)]["clean_acc_pct"]
-    assert row["high loss p=0.4: ours"] == f"{runs.mean():.2f} ± {runs.std():.2f} (n=2)"
-
-
-def test_demo_tables_hold_the_demo_cells() -> None:
-    df = grid_runs(DEMO_GRIDS, "table1")
-    wide = table1(df)
-    assert set(wide["dataset"]) == {"digits-mnist (paper: MNIST)", "digits-cifar (paper: CIFAR-10)"}
-    assert [c for c in wide.columns if c.endswith(": ours")] == [f"{cell_header(c)}: ours" for c in TABLE1_CELLS]
-    ablation = ablation_schedule(grid_runs(DEMO_GRIDS, "ablation_schedule"))
-    assert [c for c in ablation.columns if c.endswith(": ours")] == ["loss p=0.6: ours", "random p=0.6: ours"]
-    assert sorted(ablation["schedule after pruning"].unique()) == ["fixed", "rescale"] and len(ablation) == 2 * 3
 
 
 def test_ablation_covers_both_schedules_and_full_data_joins_each() -> None:
@@ -450,23 +413,6 @@ def test_ablation_covers_both_schedules_and_full_data_joins_each() -> None:
     values = table_values(df, by=["schedule_after_pruning"])
     full = values[(values["cell"] == "full") & (values["metric"] == "aa_acc_pct")]
     assert sorted(full["schedule_after_pruning"]) == ["fixed", "rescale"] and set(full["n"]) == {2}
-    table = ablation_schedule(df)
-    assert set(table["dataset"]) == {"digits-cifar (paper: CIFAR-10)"}
-    assert sorted(table["schedule after pruning"].unique()) == ["fixed", "rescale"] and len(table) == 2 * 3
-
-
-def test_table_files_are_written(tmp_path: Path) -> None:
-    table = table1(grid_runs(PAPER_GRIDS, "table1"))
-    write_table_files(table, tmp_path / "table1", "A caption with n = 3 | and a pipe")
-    csv, tex, md = (tmp_path / f"table1.{s}" for s in ("csv", "tex", "md"))
-    assert pd.read_csv(csv).shape == table.shape
-    assert "\\caption{A caption with n = 3" in tex.read_text() and "acc (\\%)" in tex.read_text()  # escaped
-    lines = md.read_text().splitlines()
-    rows = [line for line in lines if line.startswith("|")]
-    assert len(rows) == len(table) + 2  # header, separator, one line per table row
-    assert all(line.count(" | ") == len(table.columns) - 1 for line in rows[2:])
-    draw_table_pdf(table, tmp_path / "table1.pdf", "Table 1")
-    assert is_pdf(tmp_path / "table1.pdf")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -488,6 +434,7 @@ def test_commands_go_from_json_files_to_artefacts(tmp_path: Path) -> None:
     commands.run_figure("fig5", tmp_path / "runs.csv", tmp_path / "fig5.pdf")
     assert is_pdf(tmp_path / "table1.pdf") and is_pdf(tmp_path / "fig5.pdf")
     assert "jobs per GPU: 1" in (tmp_path / "tables" / "table1.md").read_text()
+    assert is_pdf(tmp_path / "fig5.pdf") and (tmp_path / "fig5.png").is_file() and (tmp_path / "table1.png").is_file()
     with pytest.raises(ValueError, match="unknown figure"):
         commands.run_figure("fig6", tmp_path / "runs.csv", tmp_path / "fig6.pdf")
 
@@ -504,29 +451,64 @@ def test_tables_report_statistics_with_and_without_collapsed_runs() -> None:
     df.loc[cifar_full[:1], ["collapsed", "aa_acc_pct"]] = [True, 1.0]  # 1 of 4 collapsed
     df.loc[df["collapsed"], "collapse_epoch"] = 3
 
-    wide = table1(df)
-    for dataset, label, strategy, cell, failed in (
-        ("mnist", "MNIST", "random", "random p=0.6", 2), ("cifar10", "CIFAR-10", "full", "full", 1),
-    ):
-        runs = df[(df["dataset"] == dataset) & (df["strategy"] == strategy)]
-        if strategy != "full":
-            runs = runs[runs["keep"] == 0.4]
-        ok = runs.loc[~runs["collapsed"], "aa_acc_pct"]
-        row = wide[(wide["dataset"] == label) & (wide["metric"] == "AutoAttack acc (%)")].iloc[0]
-        assert row[f"{cell}: collapsed"] == f"{failed}/4 collapsed"
-        assert row[f"{cell}: ours"] == f"{runs['aa_acc_pct'].mean():.2f} ± {runs['aa_acc_pct'].std():.2f} (n=4)"
-        assert row[f"{cell}: ours without collapsed"] == f"{ok.mean():.2f} ± {ok.std():.2f} (n={4 - failed})"
-        assert ok.mean() > runs["aa_acc_pct"].mean()  # the collapsed runs pulled the all-runs mean down
     values = table_values(df).query("dataset == 'mnist' and metric == 'aa_acc_pct' and cell == 'random p=0.6'")
     ok = df.loc[mnist_random, :].query("not collapsed")["aa_acc_pct"]
     assert values["mean_ok"].iloc[0] == pytest.approx(ok.mean()) and values["n_ok"].iloc[0] == 2
     assert values["n_failed"].iloc[0] == 2 and values["n"].iloc[0] == 4
 
-    ablation_df = grid_runs(PAPER_GRIDS, "ablation_schedule", seeds=3)
-    ablation_df["collapsed"] = False
-    first = ablation_df.index[ablation_df["strategy"] == "random"][0]
-    ablation_df.loc[first, "collapsed"] = True
-    ablation = ablation_schedule(ablation_df)
-    failures = [v for c in ablation.columns if c.endswith(": collapsed") for v in ablation[c]]
-    assert all(v.endswith(" collapsed") for v in failures) and any(v.startswith("1/") for v in failures)
-    assert any(c.endswith(": ours without collapsed") for c in ablation.columns)
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one look per strategy, and the paper's values on the figures
+
+# Okabe & Ito (2008), "Color universal design", the eight colours as published: the oracle for "colour-blind safe".
+OKABE_ITO = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"}
+
+
+def test_strategies_have_distinct_colour_blind_safe_colours_and_markers() -> None:
+    from advprune.report.style import STRATEGY_COLORS, STRATEGY_MARKERS
+
+    assert set(STRATEGY_COLORS) == set(STRATEGY_MARKERS) == {"high", "low", "low+high", "random", "mean-distance"}
+    assert set(STRATEGY_COLORS.values()) <= OKABE_ITO and len(set(STRATEGY_COLORS.values())) == len(STRATEGY_COLORS)
+    assert len(set(STRATEGY_MARKERS.values())) == len(STRATEGY_MARKERS)
+
+
+@pytest.mark.parametrize("name", ["fig2", "fig3", "fig5", "fig7"])
+def test_a_strategy_looks_the_same_in_every_figure(name: str) -> None:
+    """Whichever strategies a figure holds, each one's legend entry and error bars carry its colour and marker."""
+    from matplotlib.colors import to_hex
+
+    from advprune.report.labels import STRATEGY_LABELS
+    from advprune.report.style import STRATEGY_COLORS, STRATEGY_MARKERS
+
+    fig = BUILDERS[name](grid_runs(PAPER_GRIDS, name))
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    seen = set()
+    for legend in legends:
+        for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            strategy = next((s for s, label in STRATEGY_LABELS.items() if label == text.get_text()), None)
+            if strategy in STRATEGY_COLORS:
+                assert to_hex(handle.get_color()) == STRATEGY_COLORS[strategy].lower(), (name, strategy)
+                assert handle.get_marker() == STRATEGY_MARKERS[strategy], (name, strategy)
+                seen.add(strategy)
+    assert seen == set(PAPER_GRIDS[name].get("strategies", ("high", "low", "low+high", "random")))
+    drawn = {to_hex(c.lines[0].get_color()) for ax in fig.axes for c in ax.containers}
+    assert drawn == {STRATEGY_COLORS[s].lower() for s in seen}
+
+
+def paper_marks(ax: Axes) -> set[tuple[float, float]]:
+    return {(round(float(line.get_xdata()[0]), 6), round(float(line.get_ydata()[0]), 2))
+            for line in ax.lines if line.get_gid() == "paper" and len(line.get_xdata())}  # fmt: skip
+
+
+def test_the_papers_values_are_drawn_where_it_gives_numbers() -> None:
+    """fig3: Table 1's MNIST cells (SPEC's values, typed here) at their keeps; fig2: CIFAR-10's full-data AutoAttack
+    accuracy and the abstract's 8- and 14-point drops below it (keep 0.6 and 0.2); none where the paper has none."""
+    fig3 = BUILDERS["fig3"](grid_runs(PAPER_GRIDS, "fig3"))
+    clean, robust = fig3.axes[:2]
+    assert paper_marks(clean) == {(0.4, 94.60), (0.8, 94.10), (0.4, 98.01), (0.8, 97.78), (1.0, 97.67)}
+    assert paper_marks(robust) == {(0.4, 70.11), (0.8, 67.43), (0.4, 65.50), (0.8, 60.77), (1.0, 70.05)}
+    fig2 = BUILDERS["fig2"](grid_runs(PAPER_GRIDS, "fig2"))
+    mnist, cifar = fig2.axes[:2]
+    assert paper_marks(mnist) == set()
+    assert paper_marks(cifar) == {(1.0, 44.59), (0.6, 36.59), (0.2, 30.59)}
+    assert any("paper" in t.get_text() for t in fig2.legends[0].get_texts())

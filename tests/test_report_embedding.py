@@ -12,7 +12,7 @@ from advprune.report.embedding import (
     draw_fig8,
     subsample,
     table2,
-    table2_caption,
+    table2_block,
     tsne_embedding,
     unit_features,
 )
@@ -84,7 +84,12 @@ def test_table2_ranks_ours_beside_the_paper(tmp_path: Path) -> None:
     assert list(table["paper rho"]) == [1015.55, 222.34, 96.6625]
     assert list(table["rank paper rho"]) == [1, 2, 3] and list(table["rank paper delta"]) == [2, 1, 3]
     assert table.loc[2, "rank rho"] == 3  # the loose clusters are the least dense
-    assert "paper MNIST > MNIST, pruned > CIFAR-10 (same order)" in table2_caption(table)
+    block = table2_block(table)
+    assert "paper MNIST > MNIST, pruned > CIFAR-10 (same order)" in block.notes
+    # The paper's layout: each variant's values above the paper's, recomputed from the numeric table.
+    assert list(block.table.index) == [(v, s) for v in table["variant"] for s in ("ours", "paper")]
+    assert block.table.loc[("MNIST, pruned", "paper"), "rho"] == "222.34"
+    assert block.table.loc[("CIFAR-10", "ours"), "delta"] == f"{table.loc[2, 'delta']:.4f}"
     with pytest.raises(ValueError, match="dataset variant"):
         table2([("fashion", *tight)])
 
@@ -92,3 +97,4 @@ def test_table2_ranks_ours_beside_the_paper(tmp_path: Path) -> None:
     embedding = np.random.default_rng(0).normal(size=(len(tight[1]), 2))  # drawing needs no real t-SNE
     draw_fig8([("digits-mnist", embedding, tight[1]), ("digits-mnist pruned", embedding[:50], tight[1][:50])], out)
     assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 1000
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")

@@ -139,6 +139,7 @@ def test_demo_renders_every_artefact_within_ten_minutes(demo):
     directory, seconds = demo
     for artefact in DEMO_ARTEFACTS:
         assert (directory / artefact).read_bytes().startswith(b"%PDF"), artefact
+        assert (directory / artefact).with_suffix(".png").read_bytes().startswith(b"\x89PNG"), artefact
     for table in ("table1", "table2", "ablation_schedule", "toy"):
         for extension in ("csv", "tex", "md"):
             assert (directory / f"figures/{table}.{extension}").stat().st_size > 0
@@ -187,45 +188,32 @@ def test_demo_robust_accuracy_is_in_the_readme_band(demo):
             f"(+- {ROBUST_BAND})")
 
 
-def _cell_text(text: str) -> tuple[float, float, int]:
-    """"92.08 ± 0.20 (n=2)" -> (92.08, 0.2, 2)."""
-    match = re.fullmatch(r"(-?[\d.]+) ± ([\d.]+) \(n=(\d+)\)", text)
-    assert match, text
-    return float(match[1]), float(match[2]), int(match[3])
-
-
-# Table 1's columns by hand, in the paper's terms (p = fraction pruned = 1 - keep, "loss" = low+high) and its rows.
+# Table 1's cells by hand, in the paper's terms (p = fraction pruned = 1 - keep, "loss" = low+high), and its metrics.
 TABLE1_COLUMNS = {"loss p=0.6": ("low+high", 0.4), "random p=0.6": ("random", 0.4), "full": ("full", 1.0)}
-TABLE1_ROWS = {"clean acc (%)": "clean_acc_pct", "AutoAttack acc (%)": "aa_acc_pct", "time (min)": "time_minutes"}
+TABLE1_METRICS = ("clean_acc_pct", "aa_acc_pct", "time_minutes")
 
 
 def test_table1_cells_are_the_means_of_the_model_rows(demo):
-    """Every "ours" cell of figures/table1.csv is the mean ± sd (n) of its models in results/models.csv, recomputed
-    here from the rows: table1 in the demo is prune epoch 3, the rescaled schedule, keep 0.4 and full data."""
+    """figures/table1.csv holds, per dataset, metric and cell, the mean ± sd (n) and collapsed count of its models in
+    results/models.csv, recomputed here from the rows (table1 in the demo: prune epoch 3, the rescaled schedule,
+    keep 0.4 and full data); table1.md shows them to one decimal (two for minutes)."""
     directory, _ = demo
     table = pd.read_csv(directory / "figures/table1.csv")
     models = pd.read_csv(directory / "results/models.csv")
     pruned = (models["prune_epoch"] == 3) & (models["schedule_after_pruning"] == "rescale")
     models = models[pruned | (models["strategy"] == "full")]
-    assert len(table) == 2 * len(TABLE1_ROWS)
-    checked = 0
+    assert len(table) == 2 * len(TABLE1_METRICS) * len(TABLE1_COLUMNS)
+    markdown = (directory / "figures/table1.md").read_text()
     for _, values in table.iterrows():
-        dataset = values["dataset"].split(" (")[0]
-        metric = TABLE1_ROWS[values["metric"]]
-        for column, (strategy, keep) in TABLE1_COLUMNS.items():
-            runs = models.loc[(models["dataset"] == dataset) & (models["strategy"] == strategy)
-                              & np.isclose(models["keep"], keep), metric]
-            mean, sd, n = _cell_text(values[f"{column}: ours"])
-            assert n == len(runs) == 2, (dataset, column)
-            assert mean == pytest.approx(round(runs.mean(), 2), abs=0.0051), (dataset, column, metric)
-            assert sd == pytest.approx(round(runs.std(ddof=1), 2), abs=0.0051), (dataset, column, metric)
-            assert values[f"{column}: collapsed"] == f"{int(models.loc[runs.index, 'collapsed'].sum())}/2 collapsed"
-            paper = values[f"{column}: paper"]
-            if paper != "—":
-                paper_mean = float(paper.split(" ± ")[0])
-                assert float(values[f"{column}: ours - paper"]) == pytest.approx(mean - paper_mean, abs=0.011)
-            checked += 1
-    assert checked == 2 * len(TABLE1_ROWS) * len(TABLE1_COLUMNS)
+        strategy, keep = TABLE1_COLUMNS[values["cell"]]
+        runs = models[(models["dataset"] == values["dataset"]) & (models["strategy"] == strategy)
+                      & np.isclose(models["keep"], keep)]  # fmt: skip
+        metric = runs[values["metric"]]
+        assert values["n"] == len(runs) == 2, (values["dataset"], values["cell"])
+        assert values["mean"] == pytest.approx(metric.mean()) and values["sd"] == pytest.approx(metric.std(ddof=1))
+        assert values["n_failed"] == int(runs["collapsed"].sum())
+        digits = 2 if values["metric"] == "time_minutes" else 1
+        assert f"| {metric.mean():.{digits}f} ± {metric.std(ddof=1):.{digits}f}" in markdown
 
 
 # The models behind each artefact of the demo, counted by hand from profiles/demo/demo.yaml (both digits variants
@@ -322,11 +310,15 @@ def test_html_report_holds_every_artefact(demo, tmp_path):
     directory, _ = demo
     result = snakemake(directory, "--profile", "profiles/demo", "--report", str(tmp_path / "report.html"))
     assert result.returncode == 0, result.stderr[-3000:]
-    html = (tmp_path / "report.html").read_text()
+    # Captions keep their source's line breaks, as "\\n" inside the report's JSON: compare with single spaces.
+    html = " ".join((tmp_path / "report.html").read_text().replace("\\n", " ").split())
     for name in ARTEFACT_NAMES:
         assert f"{name}.pdf" in html and f"{name}.provenance.json" in html, name
     assert "Beyond the paper" in html  # a caption (report/ablation_schedule.rst) made it in
     assert "claims.csv" in html and "rules were fixed in" in html  # the claims table and its caption
+    # Captions are filled from the demo's config by Snakemake itself: its 20 models, fig8's 500-point subsamples.
+    assert "This run: 20 models on digits (MNIST settings) and digits (CIFAR-10 settings)" in html
+    assert "seeded 500-point subsamples" in html and "Start with the verdicts" in html
 
 
 @pytest.mark.slow

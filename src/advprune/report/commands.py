@@ -15,27 +15,23 @@ from advprune import provenance
 from advprune.datasets import load_canonical
 from advprune.report import claims
 from advprune.report.aggregate import collect, read_table, write_table
-from advprune.report.embedding import draw_fig8, subsample, table2, table2_caption, tsne_embedding
+from advprune.report.embedding import draw_fig8, subsample, table2, table2_block, tsne_embedding
 from advprune.report.figures import FIGURES
 from advprune.report.selection import select
-from advprune.report.tables import (
-    ablation_caption,
-    ablation_schedule,
-    draw_table_pdf,
-    table1,
-    table1_caption,
-    write_table_files,
-)
+from advprune.report.tablefiles import draw_pdf, write_table_files
+from advprune.report.tables import ablation_blocks, table1_blocks, table_values
 from advprune.report.toy import draw_toy
 from advprune.runtime import atomic_path, read_json
 from advprune.toy import ToyParameters, simulate
 
 TABLES = ("table1", "ablation_schedule")
-TABLE_SUFFIXES = (".pdf", ".csv", ".tex", ".md")
+TABLE_SUFFIXES = (".pdf", ".png", ".csv", ".tex", ".md")
 
 
-def _table_files(stem: Path) -> list[Path]:
-    return [stem.with_suffix(suffix) for suffix in TABLE_SUFFIXES]
+def _table_files(stem: Path, pdf: Path | None = None) -> list[Path]:
+    """A table's files: `pdf` (default `stem`.pdf) with its PNG, and `stem`.csv/.tex/.md."""
+    pdf = Path(pdf) if pdf is not None else stem.with_suffix(".pdf")
+    return [pdf, pdf.with_suffix(".png"), *(stem.with_suffix(suffix) for suffix in TABLE_SUFFIXES[2:])]
 
 
 def _trained_model(run_dir: Path) -> dict:
@@ -70,7 +66,7 @@ def run_figure(
     df = select(runs, schedule=schedule, precision=precision, seeds=seeds)
     FIGURES[name](df, out, prune_epoch=prune_epoch)
     provenance.write_artefact_record(
-        out, name, outputs=[out], inputs=[table_csv], models=runs.to_dict("records"),
+        out, name, outputs=[out, Path(out).with_suffix(".png")], inputs=[table_csv], models=runs.to_dict("records"),
         parameters={"schedule": schedule, "precision": precision, "seeds": seeds, "prune_epoch": prune_epoch},
     )
 
@@ -92,15 +88,16 @@ def run_table(
     df = select(runs, precision=precision, seeds=seeds)
     if name == "table1":
         df = select(df, schedule=schedule)
-        table, caption = table1(df, prune_epoch=prune_epoch), table1_caption(df, prune_epoch=prune_epoch)
+        blocks, data = table1_blocks(df, prune_epoch=prune_epoch), table_values(df, prune_epoch=prune_epoch)
     elif name == "ablation_schedule":
-        table, caption = ablation_schedule(df, prune_epoch=prune_epoch), ablation_caption(df, prune_epoch=prune_epoch)
+        blocks = ablation_blocks(df, prune_epoch=prune_epoch)
+        data = table_values(df, prune_epoch=prune_epoch, by=["schedule_after_pruning"])
     else:
         raise ValueError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
-    write_table_files(table, stem, caption)
-    draw_table_pdf(table, pdf, caption)
+    write_table_files(blocks, stem, data=data)
+    draw_pdf(blocks, pdf)
     provenance.write_artefact_record(
-        pdf, name, outputs=[pdf, *_table_files(stem)[1:]], inputs=[table_csv], models=runs.to_dict("records"),
+        pdf, name, outputs=_table_files(stem, pdf), inputs=[table_csv], models=runs.to_dict("records"),
         parameters={"schedule": schedule, "precision": precision, "seeds": seeds, "prune_epoch": prune_epoch},
     )
 
@@ -159,16 +156,16 @@ def run_fig8(variants: list[tuple[str, Path, Path | None]], out: Path, *, n: int
         x, y = subsample(*load_variant(canonical, pruning), n=n, seed=seed)
         panels.append((name, tsne_embedding(x, seed), y))
     draw_fig8(panels, out)
-    _embedding_provenance("fig8", variants, [out], {"n_points": n, "seed": seed})
+    _embedding_provenance("fig8", variants, [out, Path(out).with_suffix(".png")], {"n_points": n, "seed": seed})
 
 
 def run_table2(variants: list[tuple[str, Path, Path | None]], stem: Path, pdf: Path, *, cut: float = 0.01) -> None:
     """Table 2 over the whole (kept) training sets: its statistics do not depend on the number of points."""
     table = table2([(name, *load_variant(canonical, pruning)) for name, canonical, pruning in variants], cut=cut)
-    caption = table2_caption(table, cut)
-    write_table_files(table, stem, caption)
-    draw_table_pdf(table, pdf, caption)
-    _embedding_provenance("table2", variants, [pdf, *_table_files(stem)[1:]], {"cut": cut})
+    block = table2_block(table, cut)
+    write_table_files([block], stem, data=table)
+    draw_pdf([block], pdf)
+    _embedding_provenance("table2", variants, _table_files(stem, pdf), {"cut": cut})
 
 
 def run_toy(params: ToyParameters, pdf: Path, runs_csv: Path) -> None:

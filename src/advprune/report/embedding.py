@@ -20,6 +20,7 @@ from sklearn.manifold import TSNE
 from advprune.report.figures import save_figure
 from advprune.report.labels import PAPER_DATASET, display_name, parse_variant, variant_label
 from advprune.report.paper import TABLE2
+from advprune.report.tablefiles import Block
 
 Variant = tuple[str, np.ndarray, np.ndarray]  # (name, x, y)
 
@@ -156,14 +157,30 @@ def ordering(table: pd.DataFrame, column: str) -> str:
     return " > ".join(ranked["variant"])
 
 
-def table2_caption(table: pd.DataFrame, cut: float = 0.01) -> str:
+def table2_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 2 with ours above its values: rows variant x (ours, paper); rho, delta and (ours only)
+    delta_min and the points counted."""
+    rows = {}
+    for _, r in table.iterrows():
+        rows[(r["variant"], "ours")] = {"rho": f"{r['rho']:.2f}", "delta": f"{r['delta']:.4f}",
+                                        "delta_min": f"{r['delta_min']:.4f}", "n": str(r["n"])}  # fmt: skip
+        has_paper = not math.isnan(r["paper rho"])
+        rows[(r["variant"], "paper")] = {
+            "rho": f"{r['paper rho']:.2f}" if has_paper else "—",
+            "delta": f"{r['paper delta']:.4f}" if has_paper else "—", "delta_min": "—", "n": "—",
+        }  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["dataset", ""])
+
+
+def table2_block(table: pd.DataFrame, cut: float = 0.01) -> Block:
     agree = {c: ordering(table, c) == ordering(table, f"paper {c}") for c in ("rho", "delta")}
-    return (
-        f"Table 2: class-wise density rho (1 / mean RMS pixel distance to the class centroid) and separation delta "
-        f"(mean RMS pixel distance from each class centroid to the nearest other one; delta_min = the smallest), "
-        f"after cutting the {cut:.0%} of each class farthest from its centroid; pixels in [0, 1]. "
-        f"Our definitions read the paper's garbled appendix A.1, so compare orderings, not digits. "
-        f"rho: ours {ordering(table, 'rho')}, paper {ordering(table, 'paper rho')} "
+    notes = (
+        f"rho = 1 / mean RMS pixel distance to the class centroid; delta = mean RMS pixel distance from each class "
+        f"centroid to the nearest other one (delta_min: the smallest); pixels in [0, 1], the {cut:.0%} of each class "
+        f"farthest from its centroid cut. Our reading of the paper's garbled appendix A.1: compare orderings, not "
+        f"digits. rho: ours {ordering(table, 'rho')}, paper {ordering(table, 'paper rho')} "
         f"({'same' if agree['rho'] else 'different'} order); delta: ours {ordering(table, 'delta')}, paper "
         f"{ordering(table, 'paper delta')} ({'same' if agree['delta'] else 'different'} order)."
     )
+    title = "Table 2: class-wise density rho and centroid separation delta, ours above the paper's."
+    return Block(table2_layout(table), title, notes, "paper")

@@ -5,22 +5,24 @@ models of that artefact's grid, so lines, keeps and pruning epochs come from the
 Only an explicit `prune_epoch` selects rows (full-data runs always stay: they have no pruning epoch).
 
 seaborn draws each point as the mean ± sd (ddof=1) of the per-run rows. The annotations come from
-`stats.summarise` over the same rows, so n and collapsed runs are known per point: the title states n once when it
-is the same for every point, otherwise each point carries its own "n="; points with collapsed runs say how many.
-Collapsed runs are included in the means (the paper's MNIST sd of 7-11 points suggests it did the same), and the
-title gives their total. Full-data runs (keep 1.0) are copied into every line (`selection.expand_full`), so all
+`stats.summarise` over the same rows, so n and collapsed runs are known per point: the legend's title states n once
+when it is the same for every point, otherwise each point carries its own "n="; points with collapsed runs say how
+many. Collapsed runs are included in the means (the paper's MNIST sd of 7-11 points suggests it did the same), and
+the legend's title gives their total. The title is one short line; the report's caption, written from the config,
+says the rest. Each strategy has one colour and marker (`style`); the paper's values, where it gives numbers, are
+drawn hollow beside ours. Full-data runs (keep 1.0) are copied into every line (`selection.expand_full`), so all
 lines meet at the same point; in figure 1, whose x axis is the pruning epoch, they are a horizontal reference.
 
 Figures are built on `matplotlib.figure.Figure` and seaborn's `ax=` API rather than pyplot: no GUI backend is ever
 selected (the file is rendered by Agg/PDF from its suffix) and no global figure state is left behind. The output
-format follows `out`'s suffix; the workflow asks for PDF. `build_*` functions return the Figure (for tests and
-notebooks), `draw_*` functions write it.
+format follows `out`'s suffix; the workflow asks for PDF, and a PDF gets a 200-dpi PNG beside it. `build_*`
+functions return the Figure (for tests and notebooks), `draw_*` functions write it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import textwrap
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,28 +37,34 @@ from advprune.report.labels import (
     KEEP_LABEL,
     METRIC_LABELS,
     STRATEGY_LABELS,
-    STRATEGY_ORDER,
     display_name,
     ordered_datasets,
     ordered_strategies,
+    paper_dataset,
 )
+from advprune.report.paper import ABSTRACT_RANDOM_DROPS, TABLE1
 from advprune.report.selection import FULL, expand_full, require_single_setting, select
 from advprune.report.stats import linear_fit, summarise
+from advprune.report.style import DASHES, PAPER_MARKER, PNG_DPI, REFERENCE_COLOR, strategy_color, strategy_marker
 from advprune.runtime import atomic_path
 
-# Okabe-Ito, a colour-blind-safe palette.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
-STRATEGY_COLORS = {s: PALETTE[i] for i, s in enumerate(STRATEGY_ORDER)}
-REFERENCE_COLOR = "0.3"
+
+PAPER_TABLE1_LABEL = "paper, Table 1 (hollow: mean, dotted: ± sd)"
+PAPER_ABSTRACT_LABEL = "paper: full data (Table 1), minus the abstract's 8 and 14 points"
 
 # Columns added to the runs while drawing: the line a run belongs to, its dodged x, whether it is a full-data run.
 LINE, X_PLOT, IS_FULL = "line", "x_plotted", "is_full"
 
 
 def save_figure(fig: Figure, out: Path) -> None:
-    """Write atomically: a killed job never leaves a half-written file that looks finished."""
+    """Write `out` and, beside a PDF, a PNG at 200 dpi (for READMEs and slides); atomically: a killed job never
+    leaves a half-written file that looks finished."""
+    out = Path(out)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, bbox_inches="tight")
+    if out.suffix == ".pdf":
+        with atomic_path(out.with_suffix(".png")) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", dpi=PNG_DPI, format="png")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -83,7 +91,10 @@ def _epochs(d: pd.DataFrame) -> list[int]:
 
 
 def _epoch_text(epochs: Sequence[int]) -> str:
-    return f"e = {epochs[0]}" if len(epochs) == 1 else "e ∈ {" + ", ".join(map(str, epochs)) + "}"
+    nbsp = "\u00a0"  # a wrapped title never splits "e = 3"
+    if len(epochs) == 1:
+        return f"e{nbsp}={nbsp}{epochs[0]}"
+    return f"e{nbsp}∈{nbsp}{{" + f",{nbsp}".join(map(str, epochs)) + "}"
 
 
 def _strategy_label(strategy: str) -> str:
@@ -96,11 +107,16 @@ def keep_label(keep: float) -> str:
 
 @dataclass(frozen=True)
 class Lines:
-    """Runs with a `LINE` column, the line order and a colour per line."""
+    """Runs with a `LINE` column, the line order, and per line its colour and marker (its strategy's) and dashes."""
 
     runs: pd.DataFrame
     order: list[str]
     palette: dict[str, str]
+    markers: dict[str, str]
+    dashes: dict[str, object]
+
+    def only(self, runs: pd.DataFrame) -> "Lines":
+        return replace(self, runs=runs)
 
 
 def strategy_lines(d: pd.DataFrame) -> Lines:
@@ -114,14 +130,12 @@ def strategy_lines(d: pd.DataFrame) -> Lines:
         return _strategy_label(strategy) + (f", e = {epoch}" if len(epochs) > 1 else "")
 
     order = [label(s, e) for s, e in keys]
-    if len(epochs) > 1:
-        palette = {line: PALETTE[i % len(PALETTE)] for i, line in enumerate(order)}
-    else:
-        palette = {label(s, e): STRATEGY_COLORS.get(s, PALETTE[i % len(PALETTE)]) for i, (s, e) in enumerate(keys)}
+    dashes = {label(s, e): DASHES[epochs.index(int(e)) % len(DASHES)] if len(epochs) > 1 else "" for s, e in keys}
     # expand_full copies each full-data row into every line: the line label stands in for the strategy.
     lines = [FULL if s == FULL else label(s, e) for s, e in zip(d["strategy"], d["prune_epoch"])]
     runs = expand_full(d.assign(strategy=lines)).rename(columns={"strategy": LINE})
-    return Lines(runs, order, palette)
+    return Lines(runs, order, {label(s, e): strategy_color(s) for s, e in keys},
+                 {label(s, e): strategy_marker(s) for s, e in keys}, dashes)  # fmt: skip
 
 
 def keep_lines(d: pd.DataFrame) -> Lines:
@@ -136,7 +150,11 @@ def keep_lines(d: pd.DataFrame) -> Lines:
 
     order = [label(s, k) for s, k in keys]
     runs = pruned.assign(**{LINE: [label(s, k) for s, k in zip(pruned["strategy"], pruned["keep"])]})
-    return Lines(runs, order, {line: PALETTE[i % len(PALETTE)] for i, line in enumerate(order)})
+    # One strategy, one colour and marker: its keeps differ by dash pattern.
+    nth = {(s, k): [k2 for s2, k2 in keys if s2 == s].index(k) for s, k in keys}
+    return Lines(runs, order, {label(s, k): strategy_color(s) for s, k in keys},
+                 {label(s, k): strategy_marker(s) for s, k in keys},
+                 {label(s, k): DASHES[nth[(s, k)] % len(DASHES)] for s, k in keys})  # fmt: skip
 
 
 def _dodged(lines: Lines, x: str) -> Lines:
@@ -146,7 +164,7 @@ def _dodged(lines: Lines, x: str) -> Lines:
     index = {line: i for i, line in enumerate(lines.order)}
     centre = (len(lines.order) - 1) / 2
     shift = lines.runs[LINE].map(lambda line: (index[line] - centre) * step)
-    return Lines(lines.runs.assign(**{X_PLOT: lines.runs[x].astype(float) + shift}), lines.order, lines.palette)
+    return lines.only(lines.runs.assign(**{X_PLOT: lines.runs[x].astype(float) + shift}))
 
 
 def point_summary(lines: Lines, x: str, metric: str) -> pd.DataFrame:
@@ -159,13 +177,14 @@ def point_summary(lines: Lines, x: str, metric: str) -> pd.DataFrame:
 
 
 def _n_note(summaries: Sequence[pd.DataFrame], runs: pd.DataFrame) -> tuple[bool, str]:
-    """(label each point with its n?, note for the title): n is stated once when it is the same for every point."""
+    """(label each point with its n?, note for the legend's title): what the data says and no caption can (the
+    caption is written from the config); n is stated once when it is the same for every point."""
     ns = sorted(pd.concat(summaries, ignore_index=True)["n"].unique())
     failed = int(runs["collapsed"].astype(bool).sum())  # runs, not points: a full-data run appears on every line
     total = len(runs)
     n_text = f"n = {ns[0]} runs per point" if len(ns) == 1 else "n per point as labelled"
     rate = f"failure rate {failed}/{total} runs collapsed ({100 * failed / total:.0f}%)" if total else "no runs"
-    failed_text = rate if failed == 0 else f"{rate}, included in the means (labelled 'coll.')"
+    failed_text = rate if failed == 0 else f"{rate}, in the means ('coll.')"
     return len(ns) > 1, f"mean ± sd, {n_text}; {failed_text}"
 
 
@@ -181,9 +200,10 @@ def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: s
     present = set(lines.runs[LINE])
     order = [line for line in lines.order if line in present]
     sns.lineplot(
-        data=lines.runs[[LINE, X_PLOT, metric]], x=X_PLOT, y=metric, hue=LINE, hue_order=order,
-        palette={line: lines.palette[line] for line in order}, errorbar="sd", err_style="bars", marker="o",
-        markersize=4, linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
+        data=lines.runs[[LINE, X_PLOT, metric]], x=X_PLOT, y=metric, hue=LINE, hue_order=order, style=LINE,
+        style_order=order, palette={line: lines.palette[line] for line in order},
+        markers={line: lines.markers[line] for line in order}, dashes={line: lines.dashes[line] for line in order},
+        errorbar="sd", err_style="bars", markersize=5, linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
     )  # fmt: skip
     for p in summary.itertuples(index=False):
         line = getattr(p, LINE)
@@ -200,16 +220,55 @@ def _take_legend(ax: Axes) -> None:
         ax.get_legend().remove()
 
 
-def _figure_legend(fig: Figure, axes: np.ndarray) -> None:
-    """One legend for the figure, below the panels: every panel draws the same kinds of line."""
+def _figure_legend(fig: Figure, axes: np.ndarray, note: str) -> None:
+    """One legend for the figure, below the panels (every panel draws the same kinds of line), titled by `note`."""
     entries: dict[str, object] = {}
     for ax in axes.flat:
         for handle, text in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(text, handle)
         _take_legend(ax)
     fig.legend(
-        list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=7
+        list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=7,
+        title=_wrapped(note, fig.get_figwidth(), 7), title_fontsize=7,
     )
+
+
+def _paper_points(ax: Axes, points: Sequence[tuple[float, float, float, str, str]], label: str) -> None:
+    """The paper's values (x, mean, sd, colour, marker) as hollow markers with sd bars, at their exact x (ours are
+    dodged beside them); one grey legend entry for all, so the legend says which marks are the paper's."""
+    for x, mean, sd, color, marker in points:
+        ax.plot([x], [mean], marker=marker, color=color, linestyle="none", gid="paper", **PAPER_MARKER)
+        ax.vlines([x], [mean - sd], [mean + sd], colors=color, linewidth=0.8, linestyles=":", gid="paper")
+    if points:
+        markers = {p[4] for p in points}
+        ax.plot([], [], marker=markers.pop() if len(markers) == 1 else "o", color=REFERENCE_COLOR, linestyle="none",
+                label=label, **PAPER_MARKER)  # fmt: skip
+
+
+def _table1_points(dataset: str, metric: str, strategies: Sequence[str], keeps: Sequence[float]) -> list:
+    """Table 1's cells for the dataset `dataset` stands for, at the strategies and keeps drawn (full data at 1.0)."""
+    paper = paper_dataset(dataset)
+    points = []
+    for (name, (strategy, keep), m), (mean, sd) in TABLE1.items():
+        drawn = strategy in strategies or (strategy == FULL and strategies)
+        if name == paper and m == metric and drawn and any(math.isclose(keep, k) for k in keeps):
+            color, marker = (REFERENCE_COLOR, "o") if strategy == FULL else (strategy_color(strategy),
+                                                                              strategy_marker(strategy))  # fmt: skip
+            points.append((keep, mean, sd, color, marker))
+    return points
+
+
+def _abstract_points(dataset: str, keeps: Sequence[float]) -> list:
+    """The abstract's random-pruning costs (about 8 points at keep 0.6, 14 at keep 0.2) below the paper's full-data
+    AutoAttack accuracy, for the dataset `dataset` stands for, at the keeps drawn; the full-data value itself too."""
+    paper = paper_dataset(dataset)
+    full = TABLE1.get((paper, (FULL, 1.0), "aa_acc_pct"))
+    drops = {k: d for (name, k), d in ABSTRACT_RANDOM_DROPS.items() if name == paper}
+    if full is None or not drops:
+        return []
+    wanted = {**drops, 1.0: 0.0}
+    return [(k, full[0] - d, 0.0, REFERENCE_COLOR, "s") for k, d in sorted(wanted.items())
+            if any(math.isclose(k, x) for x in keeps)]  # fmt: skip
 
 
 def _panel_grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
@@ -224,8 +283,9 @@ def _strategies_text(d: pd.DataFrame, sep: str = ", ") -> str:
     return sep.join(_strategy_label(s) for s in ordered_strategies(_pruned(d)["strategy"]))
 
 
-def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str) -> Figure:
-    """Metric(s) vs keep, one line per strategy present, one column of panels per dataset, one row per metric."""
+def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str, paper: str = "") -> Figure:
+    """Metric(s) vs keep, one line per strategy present, one column of panels per dataset, one row per metric;
+    `paper` = "table1" or "abstract" draws those values of the paper beside ours."""
     lines = _dodged(strategy_lines(d), "keep")
     datasets = ordered_datasets(lines.runs["dataset"])
     summaries = {m: point_summary(lines, "keep", m) for m in metrics}
@@ -234,13 +294,19 @@ def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str) -> Fig
     for row, metric in enumerate(metrics):
         for col, dataset in enumerate(datasets):
             ax = axes[row, col]
-            panel = Lines(lines.runs[lines.runs["dataset"] == dataset], lines.order, lines.palette)
+            panel = lines.only(lines.runs[lines.runs["dataset"] == dataset])
             summary = summaries[metric][summaries[metric]["dataset"] == dataset]
             _draw_lines(ax, panel, summary, "keep", metric, show_n)
+            keeps = sorted(panel.runs["keep"].unique())
+            strategies = list(_pruned(d)["strategy"].unique())
+            if paper == "table1":
+                _paper_points(ax, _table1_points(dataset, metric, strategies, keeps), PAPER_TABLE1_LABEL)
+            elif paper == "abstract":
+                _paper_points(ax, _abstract_points(dataset, keeps), PAPER_ABSTRACT_LABEL)
             label = f"({'ab'[row]}) " if len(metrics) > 1 else ""
             ax.set(title=f"{label}{display_name(dataset)}", xlabel=KEEP_LABEL, ylabel=METRIC_LABELS[metric])
-    _figure_legend(fig, axes)
-    _suptitle(fig, f"{title}, pruning after {_epoch_text(_epochs(d))}\n{note}")
+    _figure_legend(fig, axes, note)
+    _suptitle(fig, f"{title} ({_epoch_text(_epochs(d))})")
     return fig
 
 
@@ -258,7 +324,7 @@ def build_fig1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
     datasets = ordered_datasets(d["dataset"])
     fig, axes = _panel_grid(1, len(datasets))
     for ax, dataset in zip(axes[0], datasets):
-        panel = Lines(lines.runs[lines.runs["dataset"] == dataset], lines.order, lines.palette)
+        panel = lines.only(lines.runs[lines.runs["dataset"] == dataset])
         if not panel.runs.empty:
             _draw_lines(ax, panel, summary[summary["dataset"] == dataset], "prune_epoch", "aa_acc_pct", show_n)
         for ref in full[full["dataset"] == dataset].itertuples(index=False):
@@ -270,21 +336,21 @@ def build_fig1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
                 ax.annotate(text, (0.0, ref.mean), xycoords=("axes fraction", "data"), xytext=(2, 3),
                             textcoords="offset points", fontsize=5, color=REFERENCE_COLOR)  # fmt: skip
         ax.set(title=display_name(dataset), xlabel="pruning epoch e", ylabel=METRIC_LABELS["aa_acc_pct"])
-    _figure_legend(fig, axes)
-    _suptitle(fig, f"AutoAttack accuracy vs pruning epoch, {_strategies_text(d)} pruning\n{note}")
+    _figure_legend(fig, axes, note)
+    _suptitle(fig, f"AutoAttack accuracy vs pruning epoch ({_strategies_text(d)})")
     return fig
 
 
 def build_fig2(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
     """AutoAttack accuracy vs keep for the (random) pruning present, full data at keep 1.0."""
     d = _rows(df, "fig2", prune_epoch)
-    return _strategy_figure(d, ["aa_acc_pct"], f"AutoAttack accuracy vs keep, {_strategies_text(d)} pruning")
+    return _strategy_figure(d, ["aa_acc_pct"], f"AutoAttack accuracy vs keep, {_strategies_text(d)}", "abstract")
 
 
 def build_strategy_comparison(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
     """(a) clean and (b) AutoAttack accuracy vs keep, one line per strategy present (figures 3 and 4)."""
     d = _rows(df, "strategy comparison", prune_epoch)
-    return _strategy_figure(d, ["clean_acc_pct", "aa_acc_pct"], f"Accuracy vs keep: {_strategies_text(d)}")
+    return _strategy_figure(d, ["clean_acc_pct", "aa_acc_pct"], "Accuracy vs keep, by strategy", "table1")
 
 
 def build_fig7(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
@@ -322,7 +388,7 @@ def build_fig5(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
     datasets = ordered_datasets(d["dataset"])
     fig, axes = _panel_grid(1, len(datasets))
     for ax, dataset in zip(axes[0], datasets):
-        panel = Lines(lines.runs[lines.runs["dataset"] == dataset], lines.order, lines.palette)
+        panel = lines.only(lines.runs[lines.runs["dataset"] == dataset])
         _draw_lines(ax, panel, summary[summary["dataset"] == dataset], "keep", "time_minutes", show_n)
         for fit in fits[fits["dataset"] == dataset].itertuples(index=False):
             if not np.isfinite(fit.slope):
@@ -335,18 +401,22 @@ def build_fig5(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
         ax.set(title=display_name(dataset), xlabel=KEEP_LABEL, ylabel=METRIC_LABELS["time_minutes"])
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)  # per panel: the fits differ between datasets
-    _suptitle(
-        fig,
-        f"Time vs keep, {_strategies_text(d)} pruning after {_epoch_text(_epochs(d))}; jobs per GPU: {jobs}; "
-        f"device: {devices}\n{note}",
-    )
+    # Times from a shared device are not the paper's: the device and how many jobs shared it stay on the figure.
+    legend_note = _wrapped(f"{note}; device: {devices}, jobs per GPU: {jobs}", fig.get_figwidth() / len(datasets), 7)
+    axes[0, 0].legend(fontsize=7, title=legend_note, title_fontsize=7)
+    _suptitle(fig, f"Time (training + scoring) vs keep, {_strategies_text(d)} ({_epoch_text(_epochs(d))})")
     return fig
 
 
+def _wrapped(text: str, inches: float, size: float) -> str:
+    """`text` wrapped to `inches` (a one-panel figure is narrower than a long line)."""
+    width = max(30, int(inches * 14 * 9 / size))  # about 14 characters per inch at 9 pt
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
 def _suptitle(fig: Figure, text: str) -> None:
-    """The figure title, wrapped to the figure's width (a one-panel figure is narrower than its title)."""
-    width = max(30, int(fig.get_figwidth() * 14))  # about 14 characters per inch at 9 pt
-    fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")), fontsize=9)
+    """A short title; what the figure shows in detail is its caption's job (report/*.rst, the record's page)."""
+    fig.suptitle(_wrapped(text, fig.get_figwidth(), 12), fontsize=12)
 
 
 BUILDERS: dict[str, Callable[..., Figure]] = {

@@ -1,34 +1,30 @@
-"""Table 1 (ours beside the paper's, with the difference) and the schedule ablation, and their files.
+"""Table 1 and the schedule ablation in the paper's layout: ours above the paper's, cell by cell.
 
 A table's cells are the (strategy, keep) pairs present in the rows it is given (the workflow's table holds exactly
-the artefact's grid), in the paper's order: strategies as in the figures, keeps ascending, full data last. Each cell
-reports ours as "mean ± sd (n=...)", the paper's "mean ± sd" and ours - paper (means) where the paper has that cell
-(low+high and random at keep 0.4 and 0.8, full data; "—" elsewhere), how many of our runs collapsed as "k/n collapsed"
-(they are included in "ours"), and ours without the collapsed runs ("ours without collapsed"). Columns use the paper's own terms: p = fraction pruned = 1 - keep, "loss" = low+high.
-For the demo's digits datasets the paper column holds the values of the dataset they stand in for, and the row label
-says so: compare orderings, not digits.
+the artefact's grid), in the paper's order: strategies as in the figures, keeps ascending, full data last, headed in
+the paper's terms (p = fraction pruned = 1 - keep, "loss" = low+high). Rows are dataset x metric x (ours, paper):
+ours is mean ± sd over all runs, with the count of collapsed runs after the AutoAttack cell; the paper's value is the
+row below ("—" where it has no such cell). When runs collapsed, a second table gives ours without them. The numbers
+behind both (`table_values`: means, sds, counts, the paper's values, ours - paper) are the CSV. For the demo's digits
+datasets the paper's row holds the values of the dataset they stand in for, and the row label says so.
 """
 
 from __future__ import annotations
 
 import math
-import textwrap
-from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from advprune.report.figures import save_figure
 from advprune.report.labels import dataset_label, ordered_datasets, ordered_strategies, paper_dataset
 from advprune.report.paper import TABLE1, TABLE1_METRICS, TABLE1_N, cell_header
 from advprune.report.selection import FULL, require_single_setting, select
 from advprune.report.stats import summarise
-from advprune.runtime import atomic_path
+from advprune.report.tablefiles import Block
 
 TABLE_METRIC_LABELS = {
-    "clean_acc_pct": "clean acc (%)",
-    "aa_acc_pct": "AutoAttack acc (%)",
+    "clean_acc_pct": "clean (%)",
+    "aa_acc_pct": "AutoAttack (%)",
     "time_minutes": "time (min)",
 }
 SCHEDULE = "schedule_after_pruning"
@@ -119,14 +115,15 @@ def table_values(df: pd.DataFrame, *, prune_epoch: int | None = None, by: Sequen
     return pd.DataFrame(rows)
 
 
-def _ours_text(mean: float, sd: float, n: int) -> str:
+def _number(value: float, metric: str) -> str:
+    # One decimal for accuracies (as the paper's text quotes them), two for times in minutes (MNIST's are ~0.5).
+    return f"{value:.2f}" if metric == "time_minutes" else f"{value:.1f}"
+
+
+def _ours_text(mean: float, sd: float, n: int, metric: str) -> str:
     if n == 0:
-        return "no runs"
-    return f"{mean:.2f} ± {sd:.2f} (n={n})" if n > 1 else f"{mean:.2f} (n=1)"
-
-
-def _failure_text(failed: int, n: int) -> str:
-    return f"{failed}/{n} collapsed"
+        return MISSING
+    return f"{_number(mean, metric)} ± {_number(sd, metric)}" if n > 1 else _number(mean, metric)
 
 
 def _paper_number(value: float) -> str:
@@ -138,129 +135,88 @@ def _paper_text(mean: float, sd: float) -> str:
     return MISSING if math.isnan(mean) else f"{_paper_number(mean)} ± {_paper_number(sd)}"
 
 
-def _diff_value(diff: float, paper_mean: float) -> float | str:
-    if math.isnan(paper_mean):
-        return MISSING
-    return round(diff, 2)  # NaN where we have no runs: an empty field
+def _collapse_mark(v: pd.Series) -> str:
+    """Collapsed runs as a count under the AutoAttack cell, where a collapse shows (they enter every row's mean); the
+    line break keeps the PDF's columns narrow, Markdown and LaTeX print it as a space."""
+    if v["metric"] != "aa_acc_pct" or v["n_failed"] == 0:
+        return ""
+    return f"\n({v['n_failed']}/{v['n']} coll.)"
 
 
-def _wide(values: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """One row per dataset x `by` x metric; per cell the columns ours (all runs), ours without collapsed, paper,
-    ours - paper (all runs) and collapsed ("k/n collapsed")."""
-    rows = []
-    for _, group in values.groupby(["dataset", *by, "metric"], sort=False):
-        first = group.iloc[0]
-        row = {"dataset": dataset_label(first["dataset"]), **{b: first[b] for b in by},
-               "metric": TABLE_METRIC_LABELS[first["metric"]]}  # fmt: skip
-        for v in group.itertuples():
-            row[f"{v.cell}: ours"] = _ours_text(v.mean, v.sd, v.n)
-            row[f"{v.cell}: ours without collapsed"] = _ours_text(v.mean_ok, v.sd_ok, v.n_ok)
-            row[f"{v.cell}: paper"] = _paper_text(v.paper_mean, v.paper_sd)
-            row[f"{v.cell}: ours - paper"] = _diff_value(v.diff, v.paper_mean)
-            row[f"{v.cell}: collapsed"] = _failure_text(v.n_failed, v.n)
-        rows.append(row)
-    return pd.DataFrame(rows).rename(columns={SCHEDULE: "schedule after pruning"})
+def layout(values: pd.DataFrame, by: Sequence[str] = (), *, without_collapsed: bool = False) -> pd.DataFrame:
+    """The paper's layout from `table_values`: rows dataset x `by` x metric x (ours, paper), one column per cell;
+    ours is mean ± sd over all runs (or over the runs that did not collapse), the paper's the line below."""
+    rows = {}
+    cells = list(dict.fromkeys(values["cell"]))
+    for _, v in values.iterrows():
+        labels = (dataset_label(v["dataset"]), *(v[b] for b in by), TABLE_METRIC_LABELS[v["metric"]])
+        mean, sd, n = (v["mean_ok"], v["sd_ok"], v["n_ok"]) if without_collapsed else (v["mean"], v["sd"], v["n"])
+        rows.setdefault((*labels, "ours"), {})[v["cell"]] = (
+            _ours_text(mean, sd, n, v["metric"]) + _collapse_mark(v)
+        )
+        rows.setdefault((*labels, "paper"), {})[v["cell"]] = _paper_text(v["paper_mean"], v["paper_sd"])
+    names = ["dataset", *("schedule" if b == SCHEDULE else b for b in by), "metric", ""]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cells).rename_axis(names)
 
 
-def table1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> pd.DataFrame:
-    """Paper Table 1: datasets x {clean acc, AutoAttack acc, time} rows, one column group per cell present."""
-    return _wide(table_values(df, prune_epoch=prune_epoch), ())
+def table1(df: pd.DataFrame, *, prune_epoch: int | None = None, without_collapsed: bool = False) -> pd.DataFrame:
+    """Paper Table 1: rows dataset x {clean acc, AutoAttack acc, time} x (ours, paper), one column per cell."""
+    return layout(table_values(df, prune_epoch=prune_epoch), without_collapsed=without_collapsed)
 
 
-def ablation_schedule(df: pd.DataFrame, *, prune_epoch: int | None = None) -> pd.DataFrame:
+def ablation_schedule(
+    df: pd.DataFrame, *, prune_epoch: int | None = None, without_collapsed: bool = False
+) -> pd.DataFrame:
     """Table 1's cells present under each `schedule_after_pruning` setting present (full data joins each)."""
-    return _wide(table_values(df, prune_epoch=prune_epoch, by=[SCHEDULE]), [SCHEDULE])
+    values = table_values(df, prune_epoch=prune_epoch, by=[SCHEDULE])
+    return layout(values, [SCHEDULE], without_collapsed=without_collapsed)
 
 
-def _run_facts(d: pd.DataFrame) -> str:
+def _run_facts(d: pd.DataFrame) -> tuple[str, str]:
+    """("n = 10" runs per cell, the sentence on time: device and jobs per GPU)."""
     jobs = ", ".join(str(j) for j in sorted(d["jobs_on_device"].dropna().unique()))
     ns = sorted(d.groupby(["dataset", "strategy", "keep", "prune_epoch", SCHEDULE], dropna=False).size().unique())
-    n_text = f"n = {ns[0]} runs per cell" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} runs per cell (see each cell)"
+    n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
+    devices = ", ".join(sorted(d["device"].dropna().unique()))
+    return n_text, f"Time = training + scoring on {devices}; jobs per GPU: {jobs} (the paper's: one)"
+
+
+def _notes(d: pd.DataFrame, without_collapsed: bool) -> str:
+    _, time_text = _run_facts(d)
+    collapsed = (
+        "(k/n coll.): k of the cell's n runs collapsed (catastrophic overfitting) and are left out of every row."
+        if without_collapsed
+        else "(k/n coll.): k of the cell's n runs collapsed (catastrophic overfitting); they are in every row's mean."
+    )
+    stand_ins = any(paper_dataset(x) not in (None, x) for x in d["dataset"].unique())
     return (
-        f"Ours: mean ± sd, {n_text}; "
-        "collapsed runs are counted (k/n collapsed) and included in 'ours'; 'ours without collapsed' leaves them out. "
-        f"Time = training + scoring in minutes on {', '.join(sorted(d['device'].dropna().unique()))}, "
-        f"jobs per GPU: {jobs} (paper-comparable times need 1)."
-    )
+        f"p = fraction pruned (keep = 1 - p); loss = low+high. Pruned after {_epoch_text(_epochs(d))} epochs (the "
+        f"paper: e = 3). {collapsed} Paper: mean ± sd over n = {TABLE1_N}; {MISSING}: no such cell. {time_text}."
+        + (" Stand-in datasets show the paper's values for the dataset they stand in for: compare orderings, not "
+           "digits." if stand_ins else "")
+    )  # fmt: skip
 
 
-def table1_caption(df: pd.DataFrame, *, prune_epoch: int | None = None) -> str:
-    d = _rows(df, "table1", prune_epoch)
-    return (
-        f"Table 1: RS-FGSM training with data pruned once after {_epoch_text(_epochs(d))} epochs; p = fraction pruned "
-        f"(keep = 1 - p), loss = low+high. {_run_facts(d)} Paper (pruned after e = 3): mean ± sd over "
-        f"n = {TABLE1_N}, {MISSING} where the paper has no such cell. Rows for digits stand-ins show the paper's "
-        "values for the dataset in brackets: compare orderings, not digits."
-    )
+def _title(what: str, d: pd.DataFrame, without_collapsed: bool) -> str:
+    n_text, _ = _run_facts(d)
+    runs = "the runs that did not collapse" if without_collapsed else f"all runs, {n_text} per cell"
+    return f"{what}: ours (mean ± sd over {runs}) above the paper's."
 
 
-def ablation_caption(df: pd.DataFrame, *, prune_epoch: int | None = None) -> str:
-    d = _rows(df, "ablation_schedule", prune_epoch)
-    return (
-        f"Schedule ablation (beyond the paper): Table 1's cells, pruned after {_epoch_text(_epochs(d))}, with the "
-        f"learning-rate schedule rescaled to the steps taken or fixed for full data. {_run_facts(d)} "
-        f"The paper's values (schedule unstated; {MISSING} where it has no such cell) are repeated for each setting."
-    )
+def _blocks(d: pd.DataFrame, what: str, build: Callable[..., pd.DataFrame], prune_epoch: int | None) -> list[Block]:
+    """The table over all runs; when any run collapsed, a second one without the collapsed runs."""
+    blocks = [Block(build(d, prune_epoch=prune_epoch), _title(what, d, False), _notes(d, False), "paper")]
+    if d["collapsed"].astype(bool).any():
+        blocks.append(Block(build(d, prune_epoch=prune_epoch, without_collapsed=True),
+                            _title(f"{what}, collapsed runs left out", d, True), _notes(d, True), "paper"))  # fmt: skip
+    return blocks
 
 
-def _text(value: object) -> str:
-    """How a cell reads in .md, .tex and .pdf; numbers are already rounded where they are made."""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return "" if value is pd.NA else str(value)
+def table1_blocks(df: pd.DataFrame, *, prune_epoch: int | None = None) -> list[Block]:
+    return _blocks(_rows(df, "table1", prune_epoch), "Table 1", table1, prune_epoch)
 
 
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-}  # fmt: skip
-
-
-def latex_escape(text: str) -> str:
-    """pandas escapes the cells and headers of `to_latex`, not its caption."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def markdown(table: pd.DataFrame, caption: str) -> str:
-    """A GitHub-flavoured markdown table, caption first (no `tabulate` dependency)."""
-
-    def line(cells: Sequence[object]) -> str:
-        return "| " + " | ".join(_text(c).replace("|", "\\|") for c in cells) + " |"
-
-    body = [line(table.columns), "|" + "|".join("---" for _ in table.columns) + "|"]
-    body += [line(row) for row in table.itertuples(index=False, name=None)]
-    return f"{caption}\n\n" + "\n".join(body) + "\n"
-
-
-def write_table_files(table: pd.DataFrame, stem: Path, caption: str) -> None:
-    """`stem`.csv, `stem`.tex (escaped, with caption; needs booktabs) and `stem`.md, each written atomically."""
-    stem = Path(stem)
-    with atomic_path(stem.with_suffix(".csv")) as tmp:
-        table.to_csv(tmp, index=False)
-    latex = table.to_latex(
-        index=False, escape=True, na_rep="", float_format=_text, caption=latex_escape(caption), label=f"tab:{stem.name}"
-    )
-    with atomic_path(stem.with_suffix(".tex")) as tmp:
-        tmp.write_text(latex)
-    with atomic_path(stem.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(table, caption))
-
-
-def draw_table_pdf(table: pd.DataFrame, out_pdf: Path, title: str) -> None:
-    """The table as a figure, so each artefact also exists as `figures/<name>.pdf`."""
-    headers = [str(c).replace(": ", "\n") for c in table.columns]
-    cells = [[_text(v) for v in row] for row in table.itertuples(index=False, name=None)]
-    # Width from the longest text per column (about 0.065 in per character at 7 pt).
-    widths = [max(len(line) for text in [h, *col] for line in text.split("\n")) for h, col in zip(headers, zip(*cells))]
-    fig = Figure(figsize=(max(6.0, 0.065 * sum(widths) + 0.5), 0.9 + 0.25 * (len(cells) + 2)))
-    ax = fig.add_subplot()
-    ax.axis("off")
-    grid = ax.table(cellText=cells, colLabels=headers, loc="center", cellLoc="center")
-    grid.auto_set_font_size(False)
-    grid.set_fontsize(7)
-    grid.auto_set_column_width(list(range(len(headers))))
-    for (row, _), cell in grid.get_celld().items():
-        if row == 0:
-            cell.set_height(cell.get_height() * 2)  # two-line headers
-    ax.set_title(textwrap.fill(title, width=int(fig.get_figwidth() * 14)), fontsize=8)
-    save_figure(fig, out_pdf)
+def ablation_blocks(df: pd.DataFrame, *, prune_epoch: int | None = None) -> list[Block]:
+    """Beyond the paper; its values are repeated under each schedule (the paper does not state its own)."""
+    return _blocks(_rows(df, "ablation_schedule", prune_epoch), "Schedule after pruning (beyond the paper)",
+                   ablation_schedule, prune_epoch)  # fmt: skip

@@ -15,12 +15,14 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from advprune.report.figures import REFERENCE_COLOR, STRATEGY_COLORS, _suptitle, save_figure
+from advprune.report.figures import _suptitle, save_figure
+from advprune.report.style import REFERENCE_COLOR, STRATEGY_COLORS, STRATEGY_MARKERS
 from advprune.report.labels import KEEP_LABEL, STRATEGY_LABELS, ordered_strategies
-from advprune.report.tables import write_table_files
+from advprune.report.tablefiles import Block, write_table_files
 from advprune.toy import CLASSIFIERS, ToyParameters
 
 SHARE_LABEL = "fragile-set share of the kept points"
+CLASSIFIER_COLORS = ["0.15", "0.6"]  # robust, standard: greys, so no strategy's colour stands for a classifier
 CLASSIFIER_FACTS = {"clean_acc": "clean acc", "robust_acc": "robust acc (at eps)",
                     "x1_weight_share": "|w1| / ||w||₁"}  # fmt: skip
 
@@ -45,8 +47,9 @@ def _share_panel(ax: Axes, runs: pd.DataFrame, classifier: str, params: ToyParam
     palette = {STRATEGY_LABELS[s]: STRATEGY_COLORS[s] for s in strategies}
     sns.lineplot(
         data=rows.assign(pruning=rows["strategy"].map(STRATEGY_LABELS)), x="keep", y="fragile_share", hue="pruning",
-        hue_order=list(palette), palette=palette, errorbar="sd", err_style="bars", marker="o", markersize=4,
-        linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
+        hue_order=list(palette), palette=palette, style="pruning", style_order=list(palette),
+        markers={STRATEGY_LABELS[s]: STRATEGY_MARKERS[s] for s in strategies}, dashes=False, errorbar="sd",
+        err_style="bars", markersize=5, linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
     )  # fmt: skip
     expected = rows.dropna(subset=["expected_fragile_share"]).drop_duplicates(["strategy", "keep"])
     for strategy in strategies:
@@ -67,17 +70,17 @@ def build_toy(runs: pd.DataFrame, params: ToyParameters) -> Figure:
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[:2]:
         ax.get_legend().remove()
-    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7, title=_settings_text(params, runs),
+               title_fontsize=7)  # fmt: skip
     facts = runs.drop_duplicates(["seed", "classifier"]).melt(
         id_vars=["seed", "classifier"], value_vars=list(CLASSIFIER_FACTS), var_name="quantity", value_name="value"
     )
     facts["quantity"] = facts["quantity"].map(CLASSIFIER_FACTS)
     sns.barplot(data=facts, x="quantity", y="value", hue="classifier", hue_order=list(CLASSIFIERS),
-                palette=[STRATEGY_COLORS["high"], REFERENCE_COLOR], errorbar="sd", capsize=0.1, ax=axes[2])  # fmt: skip
+                palette=CLASSIFIER_COLORS, errorbar="sd", capsize=0.1, ax=axes[2])  # fmt: skip
     axes[2].set(title="(c) the two classifiers (test set)", xlabel="", ylabel="fraction", ylim=(0, 1.05))
     axes[2].legend(fontsize=7, title="classifier", title_fontsize=7)
-    _suptitle(fig, f"Toy model of section 5.2: pruning by squared loss |w'x - y|², w scaled to ||w||₁ = 1\n"
-                   f"{_settings_text(params, runs)}")  # fmt: skip
+    _suptitle(fig, "Toy model of section 5.2: pruning by the squared loss |w'x - y|², ||w||₁ = 1")
     return fig
 
 
@@ -117,4 +120,4 @@ def toy_caption(runs: pd.DataFrame, params: ToyParameters) -> str:
 def draw_toy(runs: pd.DataFrame, params: ToyParameters, pdf: Path) -> None:
     """`pdf` (the figure) and, beside it, the table as .csv, .tex and .md."""
     save_figure(build_toy(runs, params), pdf)
-    write_table_files(toy_table(runs), Path(pdf).with_suffix(""), toy_caption(runs, params))
+    write_table_files([Block(toy_table(runs), toy_caption(runs, params))], Path(pdf).with_suffix(""))
