@@ -71,7 +71,8 @@ echo "python: $python"
   > "$out/machine.txt" 2>&1
 
 # 2. GPU tests (on a CPU they skip, and say so).
-step pytest-gpu "$python" -m pytest -m gpu tests/test_gpu.py -p no:cacheprovider -rA -s --junitxml "$out/pytest-gpu.xml"
+# In this process, whatever pyproject's addopts say: the GPU tests share one device, and the wheel set has no xdist.
+step pytest-gpu "$python" -m pytest -o addopts="" -m gpu tests/test_gpu.py -p no:cacheprovider -rA -s --junitxml "$out/pytest-gpu.xml"
 
 # 3. Two real models through the workflow: MNIST on a GPU (offline copy --mnist), the digits on a CPU with --tiny.
 workflow=$out/workflow

@@ -12,7 +12,7 @@ import torch
 from hypothesis import settings as hypothesis_settings
 
 from workflow_helpers import (
-    cluster_last,
+    demo_and_cluster_first,
     copy_workflow,
     hypothesis_profile,
     snakemake,
@@ -56,12 +56,16 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
-    """The cluster test (tests/cluster) runs last, whatever order collection, deselection or a random-order plugin
-    chose (a wrapper: this runs after every other plugin's reordering): while it installs Slurm, and before its
-    daemons answer, every `snakemake` start waits on the Slurm executor plugin, which asks `scontrol show config` at
-    import whenever `sacct` is on the PATH and retries while no controller answers (about 9 s)."""
+    """The two longest parts start first, whatever order collection, deselection or a random-order plugin chose (a
+    wrapper: this runs after every other plugin's reordering; with xdist, `--no-loadscope-reorder` keeps this order,
+    so the first worker takes the demo and the second the cluster test). The shared demo keeps two cores busy for
+    minutes; the Slurm test mostly waits on the scheduler, and other tests fill that wait. Starting Snakemake while
+    Slurm is being installed costs about 9 s (the Slurm executor plugin asks `scontrol show config` at import whenever
+    `sacct` is on the PATH, and retries while no controller answers), so the demo's Snakemake starts before the
+    install, and its jobs, which are not Snakemake processes, do not pay it; once the daemons answer, nobody does.
+    The tests pass in any order: this order is only faster."""
     result = yield
-    items[:] = cluster_last(items)
+    items[:] = demo_and_cluster_first(items)
     return result
 
 

@@ -91,12 +91,15 @@ def xdist_group(nodeid: str, fixturenames: Iterable[str]) -> str:
     return "demo" if "demo" in fixturenames else nodeid.split("::")[0]
 
 
-def cluster_last(items: list) -> list:
-    """Test items in the same order, but those marked `cluster` moved to the end."""
-    def clustered(item) -> bool:
-        return item.get_closest_marker("cluster") is not None
+def demo_and_cluster_first(items: list) -> list:
+    """Test items in the same order, except that those reading the shared demo come first and those marked `cluster`
+    second (tests/conftest.py says why)."""
+    def rank(item) -> int:
+        if "demo" in getattr(item, "fixturenames", ()):
+            return 0
+        return 1 if item.get_closest_marker("cluster") is not None else 2
 
-    return [item for item in items if not clustered(item)] + [item for item in items if clustered(item)]
+    return sorted(items, key=rank)  # stable: the order within each part is kept
 
 
 def snakemake(

@@ -1,4 +1,4 @@
-"""When the Slurm test runs, skips or fails (it must never vanish from CI), that it runs after every other test and
+"""When the Slurm test runs, skips or fails (it must never vanish from CI), that it starts early (after the demo) and
 its daemons stop once, at the session's end, and how tests are grouped on pytest-xdist's workers. Fast: nothing here
 starts Slurm."""
 
@@ -30,11 +30,15 @@ def test_the_cluster_test_skips_only_outside_ci(environ: dict, euid: int, decisi
         assert "root" in reason and ("ADVPRUNE_SLURM_TEST" in reason or "CI" in reason)
 
 
-def test_the_cluster_test_runs_last(request: pytest.FixtureRequest) -> None:
-    """In this very session's order (tests/conftest.py moves it): while Slurm is being installed, before its daemons
-    answer, each `snakemake` start waits about 9 s on the Slurm plugin, so the install comes after the other tests."""
-    clustered = [item.get_closest_marker("cluster") is not None for item in request.session.items]
-    assert clustered == sorted(clustered), "a test runs after the cluster test"
+def test_the_demo_and_then_the_cluster_test_start_first(request: pytest.FixtureRequest) -> None:
+    """In this very session's order (tests/conftest.py sets it): the demo's readers, then the cluster test, then the
+    rest, each part in collection order."""
+    def part(item) -> int:
+        return 0 if "demo" in item.fixturenames else 1 if item.get_closest_marker("cluster") is not None else 2
+
+    parts = [part(item) for item in request.session.items]
+    assert parts == sorted(parts), "the demo's readers, then the cluster test, then the rest"
+    assert request.config.getoption("loadscopereorder", default=False) is False, "xdist would reorder the groups"
 
 
 def test_the_test_slurm_stops_once_and_only_if_started(tmp_path) -> None:

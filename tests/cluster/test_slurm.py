@@ -4,7 +4,7 @@ the plan and against a local run of the same target.
 
 Root only (it installs packages and starts daemons), and only on CI or with ADVPRUNE_SLURM_TEST=1: otherwise it
 skips, saying why in the summary; on CI (CI=true, which .ci/run sets) it never skips: not being root fails it, and so does a cluster that cannot be
-installed or does not come up. It is ordered after every other test (tests/conftest.py), and its daemons keep running
+installed or does not come up. It starts early, beside the demo (tests/conftest.py), and its daemons keep running
 until the whole session ends (tests/conftest.py's pytest_sessionfinish, which runs slurm-down.sh: daemons stopped by
 PID whatever happened): from the stop on, every `snakemake` start would wait about 9 s on the Slurm plugin's
 `scontrol` retries, and with pytest-xdist another worker may still be starting Snakemake.
