@@ -12,6 +12,7 @@ import torch
 from hypothesis import settings as hypothesis_settings
 
 from workflow_helpers import (
+    SESSION_OWNER,
     demo_and_cluster_first,
     copy_workflow,
     hypothesis_profile,
@@ -41,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     also gives the in-process and the subprocess runs the same kernels, which the bit-for-bit comparisons need."""
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+    os.environ.setdefault(SESSION_OWNER, str(os.getpid()))  # the outermost session's process (workflow_helpers)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -74,7 +76,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     session (with xdist, the controller, once every worker is done). Not earlier: from the stop on, each `snakemake`
     start would wait about 9 s (above), and with several workers another test may still be running."""
     if not hasattr(session.config, "workerinput"):
-        stop_test_slurm()
+        stop_test_slurm(owner=str(os.getpid()))  # only the session that owns it: not a pytest a test started
 
 
 @pytest.fixture(scope="session")

@@ -70,14 +70,18 @@ def tree_state(directory: Path) -> dict[str, tuple[int, int]]:
     return state
 
 
-SLURM_STARTED = Path("/run/advprune-test-slurm")  # tests/cluster writes it before it starts Slurm
+SLURM_STARTED = Path("/run/advprune-test-slurm")  # tests/cluster writes its session's owner there before starting Slurm
 SLURM_DOWN = REPO / "tests/cluster/slurm-down.sh"
+# The PID of the process that runs the outermost pytest session (with xdist, the controller): set by the first
+# pytest_configure and inherited by xdist's workers and by every process a test starts, a pytest run by a test
+# included (tests/test_device_check.py), so such an inner session knows it does not own the test Slurm.
+SESSION_OWNER = "ADVPRUNE_TEST_SESSION"
 
 
-def stop_test_slurm(started: Path = SLURM_STARTED, down: Path = SLURM_DOWN) -> bool:
-    """Stop the single-node Slurm the cluster test started (its daemons by PID, state purged), if it started one;
-    True if it did."""
-    if not started.exists():
+def stop_test_slurm(owner: str, started: Path = SLURM_STARTED, down: Path = SLURM_DOWN) -> bool:
+    """Stop the single-node Slurm the cluster test started (its daemons by PID, state purged), if the session `owner`
+    started one; True if it did."""
+    if not started.exists() or started.read_text().strip() != owner:
         return False
     result = subprocess.run(["timeout", "-k", "10", "120", "bash", str(down)], capture_output=True, text=True,
                             timeout=150, env={**os.environ, "PURGE": "1"})

@@ -4,6 +4,8 @@ starts Slurm."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from test_slurm import cluster_gate
@@ -41,17 +43,27 @@ def test_the_demo_and_then_the_cluster_test_start_first(request: pytest.FixtureR
     assert request.config.getoption("loadscopereorder", default=False) is False, "xdist would reorder the groups"
 
 
-def test_the_test_slurm_stops_once_and_only_if_started(tmp_path) -> None:
+def test_the_test_slurm_stops_once_and_only_in_the_session_that_started_it(tmp_path) -> None:
     """tests/conftest.py's pytest_sessionfinish calls this at the session's end: the stop script runs only when the
-    cluster test left its flag (so a session without it stops nothing), once, with PURGE=1."""
+    cluster test left its flag, only in the session that owns it (a pytest that a test starts, as the device check
+    does, ends first and must not stop it under the other tests), once, with PURGE=1."""
     from workflow_helpers import stop_test_slurm
 
     flag, down, ran = tmp_path / "started", tmp_path / "down.sh", tmp_path / "ran"
     down.write_text(f'echo "PURGE=$PURGE" >> {ran}\n')
-    assert stop_test_slurm(flag, down) is False and not ran.exists()
-    flag.write_text("1\n")
-    assert stop_test_slurm(flag, down) is True and ran.read_text() == "PURGE=1\n"
-    assert not flag.exists() and stop_test_slurm(flag, down) is False and ran.read_text() == "PURGE=1\n"
+    assert stop_test_slurm("41", flag, down) is False and not ran.exists()
+    flag.write_text("41\n")
+    assert stop_test_slurm("42", flag, down) is False and not ran.exists() and flag.exists()  # an inner session
+    assert stop_test_slurm("41", flag, down) is True and ran.read_text() == "PURGE=1\n"
+    assert not flag.exists() and stop_test_slurm("41", flag, down) is False and ran.read_text() == "PURGE=1\n"
+
+
+def test_every_process_of_this_session_knows_its_owner() -> None:
+    """Set once by the outermost session (the controller under xdist) and inherited: a worker is not its owner."""
+    from workflow_helpers import SESSION_OWNER
+
+    owner = int(os.environ[SESSION_OWNER])
+    assert owner == os.getpid() if os.environ.get("PYTEST_XDIST_WORKER") is None else owner == os.getppid()
 
 
 def test_demo_readers_share_one_worker_and_modules_stay_whole(request: pytest.FixtureRequest) -> None:

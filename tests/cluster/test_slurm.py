@@ -29,7 +29,7 @@ import pytest
 import torch
 import yaml
 
-from workflow_helpers import SLURM_STARTED, copy_workflow, in_ci, planned_jobs, write_config_overlay
+from workflow_helpers import SESSION_OWNER, SLURM_STARTED, copy_workflow, in_ci, planned_jobs, write_config_overlay
 
 pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow]
 
@@ -86,7 +86,7 @@ def slurm():
     if decision == "fail":
         pytest.fail(reason, pytrace=False)
     start = time.monotonic()
-    SLURM_STARTED.write_text(f"{os.getpid()}\n")  # before anything starts: the session's end stops what did
+    SLURM_STARTED.write_text(f"{os.environ[SESSION_OWNER]}\n")  # before anything starts: its session's end stops it
     up = _run(["timeout", "-k", "10", "300", "bash", str(HERE / "slurm-up.sh")], timeout=330,
               env={**os.environ, "SLURM_ACCOUNT": ACCOUNT, "SLURM_FAKE_GPU": "1", "SLURM_WITH_DBD": "1"})
     assert up.returncode == 0, f"Slurm did not come up:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
