@@ -52,6 +52,15 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
 _SEED = _integer(0, 2**32 - 1)  # what every random generator the seed reaches accepts
 
 
+def _add_device_options(p: argparse.ArgumentParser) -> None:
+    """Where `train` and `evaluate` run, and the GPU slot they claim there (advprune.gpu_slots)."""
+    p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
+    p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
+    p.add_argument("--jobs-per-gpu", type=_integer(1, 64),
+                   help="with --device cuda: claim one of this many slots per visible GPU (default: "
+                   "$ADVPRUNE_JOBS_PER_GPU, which the workflow sets, else 1; docs/gpu.md)")
+
+
 def _add_prepare(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("prepare", help="download (checksummed) and convert a dataset into its canonical .npz")
     p.add_argument("--dataset", required=True, help="digits-mnist | digits-cifar | mnist | cifar10 (or a plugin's)")
@@ -77,11 +86,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set epochs=3 --set monitor.pgd_steps=5 (repeatable)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
-    p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
-    p.add_argument("--jobs-per-gpu", type=_integer(1, 64),
-                   help="with --device cuda: claim one of this many slots per visible GPU (default: "
-                   "$ADVPRUNE_JOBS_PER_GPU, which the workflow sets, else 1; docs/gpu.md)")
+    _add_device_options(p)
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: one timestamped log line per epoch instead (always so when stderr is "
                    "not a terminal)")
@@ -99,11 +104,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
     p.add_argument("--batch-size", type=_integer(1), default=1000, help="points per forward pass and attack batch")
     p.add_argument("--seed", type=_SEED, default=0, help="AutoAttack's seed")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
-    p.add_argument("--jobs-on-device", type=_integer(1), default=1, help="how many jobs share this device (recorded)")
-    p.add_argument("--jobs-per-gpu", type=_integer(1, 64),
-                   help="with --device cuda: claim one of this many slots per visible GPU (default: "
-                   "$ADVPRUNE_JOBS_PER_GPU, which the workflow sets, else 1; docs/gpu.md)")
+    _add_device_options(p)
     p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)
 
