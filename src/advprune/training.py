@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -239,11 +240,12 @@ class Trainer:
             record["epoch"], epochs, record["lr"], record["train_loss"], record["train_acc"], record["pgd_acc"],
             record["n_points"], record["seconds"],
         )
-        history, drop = self.state["history"], self.settings["monitor"]["collapse_drop"]
-        if len(history) >= 2 and history[-2]["pgd_acc"] - history[-1]["pgd_acc"] > drop:
+        last_two = [row["pgd_acc"] for row in self.state["history"][-2:]]
+        drop = self.settings["monitor"]["collapse_drop"]
+        if detect_collapse(last_two, drop=drop, floor=-math.inf) is not None:  # the drop rule alone
             _log.warning(
                 "collapse: PGD accuracy fell from %.3f to %.3f at epoch %d (by more than %g): catastrophic overfitting",
-                history[-2]["pgd_acc"], history[-1]["pgd_acc"], record["epoch"], drop,
+                *last_two, record["epoch"], drop,
             )
 
     def _train_epoch(self, epoch: int, active: torch.Tensor, full_batches: int) -> dict[str, Any]:
