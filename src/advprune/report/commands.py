@@ -28,10 +28,15 @@ TABLES = ("table1", "ablation_schedule")
 TABLE_SUFFIXES = (".pdf", ".png", ".csv", ".tex", ".md")
 
 
+def _figure_files(pdf: Path) -> list[Path]:
+    """A figure's files: the PDF and the PNG that figures.save_figure writes beside it."""
+    return [Path(pdf), Path(pdf).with_suffix(".png")]
+
+
 def _table_files(stem: Path, pdf: Path | None = None) -> list[Path]:
     """A table's files: `pdf` (default `stem`.pdf) with its PNG, and `stem`.csv/.tex/.md."""
-    pdf = Path(pdf) if pdf is not None else stem.with_suffix(".pdf")
-    return [pdf, pdf.with_suffix(".png"), *(stem.with_suffix(suffix) for suffix in TABLE_SUFFIXES[2:])]
+    return [*_figure_files(pdf if pdf is not None else stem.with_suffix(".pdf")),
+            *(stem.with_suffix(suffix) for suffix in TABLE_SUFFIXES[2:])]
 
 
 def _trained_model(run_dir: Path) -> dict:
@@ -66,7 +71,7 @@ def run_figure(
     df = select(runs, schedule=schedule, precision=precision, seeds=seeds)
     FIGURES[name](df, out, prune_epoch=prune_epoch)
     provenance.write_artefact_record(
-        out, name, outputs=[out, Path(out).with_suffix(".png")], inputs=[table_csv], models=runs.to_dict("records"),
+        out, name, outputs=_figure_files(out), inputs=[table_csv], models=runs.to_dict("records"),
         parameters={"schedule": schedule, "precision": precision, "seeds": seeds, "prune_epoch": prune_epoch},
     )
 
@@ -156,7 +161,7 @@ def run_fig8(variants: list[tuple[str, Path, Path | None]], out: Path, *, n: int
         x, y = subsample(*load_variant(canonical, pruning), n=n, seed=seed)
         panels.append((name, tsne_embedding(x, seed), y))
     draw_fig8(panels, out)
-    _embedding_provenance("fig8", variants, [out, Path(out).with_suffix(".png")], {"n_points": n, "seed": seed})
+    _embedding_provenance("fig8", variants, _figure_files(out), {"n_points": n, "seed": seed})
 
 
 def run_table2(variants: list[tuple[str, Path, Path | None]], stem: Path, pdf: Path, *, cut: float = 0.01) -> None:
