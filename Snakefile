@@ -8,7 +8,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-report: "report/workflow.rst"
+report: "captions/workflow.rst"
 
 
 # Jobs find `python -m advprune` through PATH (rules/common.smk puts this interpreter first).
@@ -21,10 +21,10 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset=r"[a-z0-9][a-z0-9-]*",
     precision=r"fp32|bf16",
-    run=plan.run_pattern(),
+    run=run_pattern(),
     seed=r"\d+",
     n=r"\d+",
-    artefact="|".join(plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS),
+    artefact="|".join(artefacts.names(MODEL_GRID)),
 
 
 include: "rules/data.smk"
@@ -32,7 +32,6 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 include: "rules/artefacts.smk"
-include: "rules/claims.smk"
 include: "rules/targets.smk"
 
 

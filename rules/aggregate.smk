@@ -4,7 +4,7 @@
 rule artefact_table:
     input:
         unpack(lambda w: table_inputs(artefact_models(w.artefact))),
-        code=report_code("aggregate"),
+        code=code_files("advprune.report.aggregate"),
     output:
         "results/artefacts/{artefact}.csv",
     params:
@@ -21,7 +21,7 @@ rule artefact_table:
 rule models_table:
     input:
         unpack(lambda w: table_inputs(finished(plan.all_models(config)))),
-        code=report_code("aggregate"),
+        code=code_files("advprune.report.aggregate"),
     output:
         "results/models.csv",
     params:

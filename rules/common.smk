@@ -7,12 +7,16 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from advprune import METHOD_VERSION, plugins
+from advprune import METHOD_VERSION, artefacts, plan, plugins
+from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
 from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
-from advprune import workflow as plan
+from advprune.identity import EVALUATION_FILE, MODEL_DIRECTORY, ModelKey, run_pattern
+from advprune.imports import module_files
 from advprune.report.captions import caption_facts
 from advprune.report.claims import load_claims
 
+# A registry entry's default_config is its grid where config.yaml has none (a new figure needs no config edit).
+config["artefacts"] = artefacts.with_default_configs(config.get("artefacts", {}))
 validate(config, "../schemas/config.schema.yaml")
 try:
     # Plugins first: they add the strategies and datasets the config may name (advprune.plugins).
@@ -57,8 +61,8 @@ shell.prefix(
     f"export {JOBS_PER_GPU_VARIABLE}={int(config['jobs_per_gpu'])}; "
 )
 
-# Path templates: a model's directory names every setting that changes its weights (see advprune.workflow).
-MODEL_DIR = "results/models/{dataset}/{precision}/{run}/seed{seed}"
+# Path templates: a model's directory names every setting that changes its weights (advprune.identity).
+MODEL_DIR = MODEL_DIRECTORY
 DATA_FILE = str(Path(config["data_root"], "{dataset}.npz"))
 
 
@@ -73,10 +77,13 @@ def workflow_file(*parts):
     return os.path.relpath(Path(workflow.basedir, *parts))
 
 
-def report_code(*modules):
-    """Source files of advprune.report that a job depends on; editing one reruns exactly the jobs that use it
-    (Snakemake does not follow Python imports, so they are listed as inputs)."""
-    return [workflow_file("src/advprune/report", f"{module}.py") for module in modules]
+def code_files(*modules):
+    """The package's source files that importing `modules` loads (advprune.imports, read from the imports at DAG
+    build): a job depends on exactly the code it runs, so editing a module reruns those jobs and no others.
+    The registry is left out: each rule's own entry is its params.entry, so editing one entry reruns one artefact."""
+    src = Path(workflow.basedir, "src")
+    registry = Path(src, *artefacts.__name__.split(".")).with_suffix(".py")
+    return [workflow_file(path) for path in module_files(src, modules) if path != registry]
 
 
 def quoted(*words):
@@ -85,7 +92,7 @@ def quoted(*words):
 
 
 def evaluation_file(key):
-    return f"{key.directory}/autoattack-n{config['n_examples']}.json"
+    return key.evaluation_file(config["n_examples"])
 
 
 def finished(keys):
@@ -102,16 +109,17 @@ def artefact_models(name):
     return finished(plan.artefact_models(config, name))
 
 
-# Every artefact's files, by name: `snakemake <name>` builds one (rules/targets.smk), `all` builds them all.
-PDF_ARTEFACTS = plan.MODEL_ARTEFACTS + plan.DATA_ARTEFACTS + plan.SIMULATED_ARTEFACTS
+# Every artefact's files, by name: `snakemake <name>` builds one (rules/targets.smk), `all` builds them all. The
+# named targets are the PDF, a table's .csv/.tex/.md, the claims' .csv/.md (a figure's PNG comes with its PDF).
 ARTEFACT_FILES = {
-    **{name: [f"figures/{name}.pdf"] for name in PDF_ARTEFACTS},
-    **{name: [f"figures/{name}.{ext}" for ext in ("pdf", "csv", "tex", "md")] for name in plan.TABLES},
-    "claims": ["figures/claims.csv", "figures/claims.md"],
+    artefact.name: [path for suffix, path in artefact.paths.items() if suffix != "png"]
+    for artefact in artefacts.ARTEFACTS
 }
 # `all` builds the artefacts of the configured roles (config `roles`); the toy model needs none.
-BUILT_ARTEFACTS = plan.built_artefacts(config) + ["claims"]
+BUILT_ARTEFACTS = plan.built_artefacts(config) + list(artefacts.names(CLAIMS))
 ARTEFACT_TARGETS = [path for name in BUILT_ARTEFACTS for path in ARTEFACT_FILES[name]]
+# The claims' artefacts this configuration builds; claims on the others are reported as not measured.
+CLAIM_ARTEFACTS = sorted({claim.artefact for claim in load_claims()} & set(plan.built_artefacts(config)))
 
 
 def provenance_file(name):
@@ -153,16 +161,8 @@ def job_resource(rule_name, resource):
 
 
 def training_arguments(w):
-    run = plan.parse_run(w.run)
-    words = [
-        "--dataset", w.dataset, "--strategy", run["strategy"], "--keep", run["keep"], "--seed", w.seed,
-        "--precision", w.precision, "--device", config["device"], "--data-root", config["data_root"],
-    ]
-    if run["prune_epoch"] is not None:
-        words += ["--prune-epoch", run["prune_epoch"], "--schedule-after-pruning", run["schedule"]]
-    for override in config["training_overrides"].get(w.dataset, []):
-        words += ["--set", override]
-    return quoted(*words)
+    key = ModelKey.from_run_name(w.dataset, w.precision, w.run, w.seed)
+    return quoted(*plan.training_words(key, config))
 
 
 # -- tables and artefacts --------------------------------------------------------------------------------
@@ -174,30 +174,7 @@ def table_inputs(keys):
     }
 
 
-FIGURE_CODE = report_code("figures", "style", "paper", "stats", "labels", "selection", "commands")
-TABLE_CODE = report_code("tables", "tablefiles", "style", "paper", "stats", "labels", "selection", "commands")
-EMBEDDING_CODE = report_code("embedding", "tablefiles", "figures", "style", "paper", "labels", "commands")
-# The toy model's simulation and the pruning it reuses are inputs too: editing either reruns it.
-TOY_CODE = [
-    *report_code("toy", "figures", "style", "tablefiles", "labels", "commands"),
-    *(workflow_file("src/advprune", f"{module}.py") for module in ("toy", "pruning")),
-]
-
-
-def toy_options():
-    """`python -m advprune toy` options from artefacts.toy (a parameter: editing the config reruns the toy)."""
-    spec = config["artefacts"]["toy"]
-    words = []
-    for key in ("d", "p_R", "p_robust", "p_fragile", "n", "eps_over_eta", "steps", "lr"):
-        words += [f"--{key.replace('_', '-')}", spec[key]]
-    words += ["--keep", *spec["keep"], "--strategies", *spec["strategies"], "--seeds", *plan.seeds_of(spec["seeds"])]
-    return quoted(*words)
-
-
-def single_prune_epoch(name):
-    """The --prune-epoch option of artefacts drawn at one pruning epoch (fig1 varies it)."""
-    epoch = config["artefacts"][name]["prune_epoch"]
-    return quoted("--prune-epoch", epoch) if isinstance(epoch, int) else ""
+# -- an artefact's rule, by its kind (advprune.artefacts): inputs, and the `python -m advprune` command -------------
 
 
 def embedding_inputs(name):
@@ -220,6 +197,52 @@ def embedding_variants(name):
         words += ["--variant", f"{dataset}={data}"]
         if dataset == pruned.dataset:
             words += ["--variant", f"{dataset} pruned={data}:{pruned.directory}/pruning.npz"]
-    return quoted(*words)
+    return words
 
 
+def option_words(artefact):
+    """The entry's options from config artefacts.<name>, as `--n-points 500` (a list gives several values; `seeds`
+    as a count means 0..n-1)."""
+    spec, words = config["artefacts"][artefact.name], []
+    for key in artefact.options:
+        value = plan.seeds_of(spec[key]) if key == "seeds" else spec[key]
+        words += [f"--{key.replace('_', '-')}", *(value if isinstance(value, list) else [value])]
+    return words
+
+
+def selection_words():
+    return ["--schedule", config["schedule_after_pruning"], "--precision", config["precision"]]
+
+
+ARTEFACT_INPUTS = {
+    MODEL_GRID: lambda name: {"table": f"results/artefacts/{name}.csv"},
+    DATA: embedding_inputs,
+    SIMULATION: lambda name: {},
+    CLAIMS: lambda name: {"tables": [f"results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS]},
+}
+# (entry, its inputs, its outputs) -> the `python -m advprune` words, all known when the Snakefile is read: a params
+# value Snakemake records, so a config edit that changes an artefact's command reruns it.
+ARTEFACT_COMMANDS = {
+    MODEL_GRID: lambda a, inputs, outputs: ["render", a.name, "--table", inputs["table"], *selection_words()],
+    DATA: lambda a, inputs, outputs: ["embed", a.name, *embedding_variants(a.name), *option_words(a)],
+    SIMULATION: lambda a, inputs, outputs: ["toy", *option_words(a), "--runs", outputs["runs"]],
+    CLAIMS: lambda a, inputs, outputs: [
+        "claims", *(f"--table={name}=results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS),
+        *(f"--role={role}={config['datasets'][role]}" for role in config["roles"]), *selection_words(),
+    ],
+}
+
+
+def artefact_inputs(artefact):
+    """Its kind's inputs, and its code: the modules its builder imports and the package data it reads."""
+    code = code_files(*artefact.code_modules)
+    code += [workflow_file("src/advprune", name) for name in artefact.package_data]
+    return lambda w: {**ARTEFACT_INPUTS[artefact.kind](artefact.name), "code": code}
+
+
+def artefact_command(artefact):
+    """`python -m advprune ...` of the entry's kind, writing its first file (the PDF, or the claims' CSV)."""
+    inputs = ARTEFACT_INPUTS[artefact.kind](artefact.name)
+    outputs = {**artefact.paths, **artefact.extra_outputs}
+    words = ARTEFACT_COMMANDS[artefact.kind](artefact, inputs, outputs)
+    return quoted(*words, "--out", artefact.paths[artefact.files[0]])

@@ -5,7 +5,7 @@ rule evaluate_model:
         checkpoint=model_file("model.pt"),
         data=DATA_FILE,
     output:
-        model_file("autoattack-n{n}.json"),
+        model_file(EVALUATION_FILE),
     params:
         arguments=lambda w: quoted(
             "--dataset", w.dataset, "--device", config["device"], "--data-root", config["data_root"]

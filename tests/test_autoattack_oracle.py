@@ -34,7 +34,8 @@ import torch
 from advprune import autoattack_eval, datasets, settings
 from advprune.autoattack_eval import STANDARD_ATTACKS, run_autoattack
 from advprune.evaluation import _to_tensors
-from advprune.training import Run, Trainer
+from advprune.identity import ModelKey
+from advprune.training import Trainer
 from pyautoattack import AutoAttack
 from pyautoattack.state import EvaluationState
 
@@ -52,7 +53,7 @@ def points(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("oracle")
     arrays = datasets.load_canonical(datasets.prepare(DATASET, root / "data"), datasets.get_dataset(DATASET))
     resolved = settings.resolve(DATASET, overrides=["epochs=1", "monitor.n_points=64"])
-    run = Run.create(DATASET, "random", 1.0, None, SEED, resolved["epochs"])
+    run = ModelKey.from_settings(DATASET, "random", 1.0, None, SEED, resolved)
     trainer = Trainer(run, resolved, arrays.x_train, arrays.y_train, out_dir=root / "run", device=CPU,
                       dataset_sha256="-", show_progress=False)
     trainer.fit()

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from advprune import cli, datasets, settings
-from advprune import workflow as plan
+from advprune import plan
 from advprune.checkpoint import FORMAT
 
 REPO = Path(__file__).resolve().parents[1]

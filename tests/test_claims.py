@@ -14,7 +14,7 @@ from test_report import make_runs
 from advprune import cli
 from advprune.report import claims
 from advprune.report.aggregate import COLUMNS, write_table
-from advprune.workflow import MODEL_ARTEFACTS
+from advprune.artefacts import MODEL_GRID, names
 
 R, NR, INC, NM = claims.REPRODUCED, claims.NOT_REPRODUCED, claims.INCONCLUSIVE, claims.NOT_MEASURED
 
@@ -23,7 +23,7 @@ def test_packaged_claims_are_well_formed():
     loaded = claims.load_claims()
     assert len({c.id for c in loaded}) == len(loaded) >= 10
     for claim in loaded:
-        assert claim.artefact in MODEL_ARTEFACTS and claim.role in ("mnist", "cifar10")
+        assert claim.artefact in names(MODEL_GRID) and claim.role in ("mnist", "cifar10")
         metric = claim.measure["metric"]
         assert metric in COLUMNS or metric == "collapse_pct", claim.id
         cells = [c for name in ("a", "b") if name in claim.measure for c in np.atleast_1d(claim.measure[name])]

@@ -20,7 +20,8 @@ import torch
 
 from advprune import datasets, settings
 from advprune.monitor import detect_collapse
-from advprune.training import Run, Trainer
+from advprune.identity import ModelKey
+from advprune.training import Trainer
 
 DATASET = "digits-mnist"
 SEEDS = (0, 1, 2)
@@ -37,7 +38,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _train(digits: dict[str, Any], out: Path, seed: int, overrides: tuple[str, ...]) -> dict[str, Any]:
     resolved = settings.resolve(DATASET, overrides=list(overrides))
-    run = Run.create(DATASET, "random", 1.0, None, seed, resolved["epochs"])
+    run = ModelKey.from_settings(DATASET, "random", 1.0, None, seed, resolved)
     trainer = Trainer(
         run, resolved, digits["arrays"].x_train, digits["arrays"].y_train, out_dir=out,
         device=torch.device("cpu"), dataset_sha256=digits["sha256"], show_progress=False,

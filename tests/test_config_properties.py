@@ -2,7 +2,7 @@
 the key, or is still valid and plans; never another exception (KeyError, TypeError, ... tracebacks in Snakemake).
 
 Validation runs in-process exactly as rules/common.smk does it: the JSON schema through Snakemake, then
-advprune.workflow.check_config.
+advprune.plan.check_config.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 from snakemake.utils import validate as snakemake_validate
 
-from advprune import workflow as plan
+from advprune import plan
+from advprune.artefacts import DATA, MODEL_GRID, names
+from advprune.identity import MODEL_ROOT
 from workflow_helpers import hypothesis_profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +111,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
         config["training_overrides"] = {dataset: [value]}
         return base, config, ("training_overrides", dataset, 0), f"override {value!r}"
     if kind == "prune_epoch":
-        name = draw(st.sampled_from(list(plan.MODEL_ARTEFACTS) + ["fig8.pruned_model", "table2.pruned_model"]))
+        name = draw(st.sampled_from(list(names(MODEL_GRID)) + ["fig8.pruned_model", "table2.pruned_model"]))
         where = name.split(".")
         spec = _get(config, ("artefacts", *where))
         epoch = draw(st.sampled_from([-1, 10, 15, 16, 100]))
@@ -126,7 +128,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
             spec["prune_epoch"] = {"mnist": [1], "cifar10": [1], "imagenet": [1]}
         return base, config, ("artefacts", *where, "prune_epoch"), f"prune_epoch {shape} {epoch}"
     if kind == "seeds":
-        name = draw(st.sampled_from(list(plan.MODEL_ARTEFACTS)))
+        name = draw(st.sampled_from(list(names(MODEL_GRID))))
         value = draw(st.sampled_from([[0, 1, 1], [3, 3], [-1], [0, -2], -2, 0, [], [0.5], "5"]))
         config["artefacts"][name]["seeds"] = value
         return base, config, ("artefacts", name, "seeds"), f"seeds {value!r}"
@@ -138,11 +140,11 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
             config["datasets"][role] = value
             return base, config, ("datasets", role), f"dataset {value!r}"
         if choice.startswith("pruned"):
-            name = draw(st.sampled_from(list(plan.DATA_ARTEFACTS)))
+            name = draw(st.sampled_from(list(names(DATA))))
             key = "role" if choice == "pruned_role" else "strategy"
             config["artefacts"][name]["pruned_model"][key] = value
             return base, config, ("artefacts", name, "pruned_model", key), f"{key} {value!r}"
-        name = draw(st.sampled_from(list(plan.MODEL_ARTEFACTS)))
+        name = draw(st.sampled_from(list(names(MODEL_GRID))))
         config["artefacts"][name][choice].append(value)
         return base, config, ("artefacts", name, choice), f"{choice} + {value!r}"
     if kind == "extra_key":
@@ -188,7 +190,7 @@ def test_mutated_config_is_refused_naming_the_key_or_plans(case: tuple[str, dict
         return
     # Valid: it must plan without error, and every model of the plan is well formed.
     for key in plan.all_models(config):
-        assert key.directory.startswith(plan.MODEL_ROOT)
+        assert key.directory.startswith(MODEL_ROOT)
 
 
 def test_ci_draws_the_same_examples_on_every_run() -> None:

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from advprune.costs import estimate
-from advprune.workflow import ModelKey
+from advprune.identity import ModelKey
 
 REPO = Path(__file__).resolve().parents[1]
 TIMINGS = {"device": "test", "datasets": {"cifar10": {"epoch_seconds": 10.0, "autoattack_seconds_per_1000": 100.0}}}
 
 
 def test_pruned_run_costs_its_share_of_a_full_one():
-    full = ModelKey.create("cifar10", "fp32", "random", 1.0, None, None, 0)
-    pruned = ModelKey.create("cifar10", "fp32", "random", 0.4, 3, "rescale", 0)
+    full = ModelKey.create("cifar10", "random", 1.0, None, 0)
+    pruned = ModelKey.create("cifar10", "random", 0.4, 3, 0)
     cost = estimate([full, pruned], TIMINGS, n_examples=500)
     # 15 epochs x 10 s = 150 s full; pruned after 3: (3 + 12 * 0.4) / 15 = 0.52 of it = 78 s -> 228 s.
     assert cost.training_hours == pytest.approx(228 / 3600)
@@ -27,7 +27,7 @@ def test_pruned_run_costs_its_share_of_a_full_one():
 
 
 def test_unknown_dataset_is_refused():
-    key = ModelKey.create("mnist", "fp32", "random", 1.0, None, None, 0)
+    key = ModelKey.create("mnist", "random", 1.0, None, 0)
     with pytest.raises(ValueError, match="no timings for dataset 'mnist'"):
         estimate([key], TIMINGS, n_examples=1000)
 

@@ -189,14 +189,16 @@ def test_a_collapse_is_logged_when_the_pgd_check_flags_it(data_root: Path, tmp_p
     """The drop rule cannot be provoked on the digits (tests/test_collapse.py), so the PGD check is scripted:
     0.60 then 0.30 is a fall of 30 points, more than the 20 the rule allows."""
     from advprune import datasets, settings
-    from advprune.training import Run, Trainer
+    from advprune.identity import ModelKey
+    from advprune.training import Trainer
 
     accuracies = iter([0.6, 0.3])
     monkeypatch.setattr("advprune.training.pgd_accuracy", lambda *a, **k: torch.tensor(next(accuracies)))
     resolved = settings.resolve("digits-mnist", overrides=["epochs=2", "monitor.n_points=16"])
     path = datasets.canonical_path(data_root, "digits-mnist")
     arrays = datasets.load_canonical(path)
-    trainer = Trainer(Run.create("digits-mnist", "random", 0.5, 1, 0, 2), resolved, arrays.x_train, arrays.y_train,
+    key = ModelKey.from_settings("digits-mnist", "random", 0.5, 1, 0, resolved)
+    trainer = Trainer(key, resolved, arrays.x_train, arrays.y_train,
                       out_dir=tmp_path / "run", device=torch.device("cpu"), dataset_sha256=datasets.file_sha256(path),
                       show_progress=False)
     with caplog.at_level("INFO", logger="advprune"):

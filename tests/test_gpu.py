@@ -24,7 +24,8 @@ import torch
 from advprune import datasets
 from advprune.bench import synthetic
 from advprune.settings import resolve
-from advprune.training import Run, Trainer
+from advprune.identity import ModelKey
+from advprune.training import Trainer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -50,7 +51,7 @@ def gpu_data_root(tmp_path_factory) -> Path:
 def train(shape: str, out: Path, device: str = "cuda") -> dict:
     settings = resolve(shape, overrides=TINY)
     x, y = synthetic(shape, SHAPES[shape], seed=0)
-    trainer = Trainer(Run.create(shape, "random", 0.5, 1, 0, settings["epochs"]), settings, x, y, out_dir=out,
+    trainer = Trainer(ModelKey.from_settings(shape, "random", 0.5, 1, 0, settings), settings, x, y, out_dir=out,
                       device=torch.device(device), dataset_sha256="synthetic", show_progress=False)
     return trainer.fit()
 

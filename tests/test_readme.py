@@ -15,7 +15,8 @@ import torch
 
 from advprune import cli, datasets, settings
 from advprune.evaluation import evaluate_checkpoint
-from advprune.training import Run, Trainer
+from advprune.identity import ModelKey
+from advprune.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -46,7 +47,7 @@ def outputs(tmp_path_factory):
     data_file = datasets.prepare("digits-mnist", root / "data")
     arrays = datasets.load_canonical(data_file)
     resolved = settings.resolve("digits-mnist", overrides=["epochs=2"])
-    run = Run.create("digits-mnist", "low+high", 0.5, 1, 0, resolved["epochs"])
+    run = ModelKey.from_settings("digits-mnist", "low+high", 0.5, 1, 0, resolved)
     trainer = Trainer(run, resolved, arrays.x_train, arrays.y_train, out_dir=root / "run",
                       device=torch.device("cpu"), dataset_sha256=datasets.file_sha256(data_file), show_progress=False)
     summary = trainer.fit()

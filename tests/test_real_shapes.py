@@ -34,8 +34,9 @@ import torch
 
 from advprune import METHOD_VERSION, datasets, settings
 from advprune.autoattack_eval import STANDARD_ATTACKS
-from advprune.pruning import select
-from advprune.training import Run, Trainer
+from advprune.pruning import kept_indices
+from advprune.identity import ModelKey
+from advprune.training import Trainer
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def _probe(dataset: str, precision: str, x_train: np.ndarray, y_train: np.ndarray, out: Path) -> Trainer:
     """The run the command line will make, trained in-process (training never looks at the test set)."""
     resolved = settings.resolve(dataset, overrides=SIZES, precision=precision)
-    run = Run.create(dataset, STRATEGY, KEEP, PRUNE_EPOCH, SEED, resolved["epochs"])
+    run = ModelKey.from_settings(dataset, STRATEGY, KEEP, PRUNE_EPOCH, SEED, resolved)
     trainer = Trainer(run, resolved, x_train, y_train, out_dir=out, device=CPU, dataset_sha256="probe",
                       show_progress=False)
     trainer.fit()
@@ -208,7 +209,7 @@ def test_train_prunes_at_epoch_1_with_the_real_settings(which: str, request: pyt
     scores, kept = pruning["scores"], pruning["kept"]
     assert scores.dtype == np.float32 and scores.shape == (N_TRAIN,) and np.isfinite(scores).all()
     assert (scores >= 0).all()  # cross-entropy losses at each point's RS-FGSM perturbation
-    np.testing.assert_array_equal(kept, select(scores, KEEP, STRATEGY, seed=SEED))
+    np.testing.assert_array_equal(kept, kept_indices(scores, KEEP, STRATEGY, seed=SEED))
     assert len(kept) == 32
 
     assert checkpoint["complete"] is True and checkpoint["settings"]["precision"] == precision

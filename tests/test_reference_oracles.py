@@ -18,7 +18,8 @@ from torch import nn
 
 from advprune import settings
 from advprune.models import build_model
-from advprune.training import Run, Trainer
+from advprune.identity import ModelKey
+from advprune.training import Trainer
 
 
 N_TRAIN, BATCH = 64, 16  # 4 updates per full-data epoch
@@ -35,7 +36,7 @@ def _updates(
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(N_TRAIN, *shape), dtype=np.uint8)
     y = np.arange(N_TRAIN) % 10
-    run = Run.create(dataset, "random", keep, prune_epoch, 0, epochs)
+    run = ModelKey.from_settings(dataset, "random", keep, prune_epoch, 0, resolved)
     trainer = Trainer(
         run, resolved, x, y, out_dir=tmp_path, device=torch.device("cpu"), dataset_sha256="0" * 64,
         show_progress=False,

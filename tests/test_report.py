@@ -16,13 +16,24 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from PIL import Image
 
-from advprune.report import commands
+from advprune.artefacts import MODEL_GRID, get, names
 from advprune.report.aggregate import ATTACKS, COLUMNS, DTYPES, RunRecordError, collect, read_table, write_table
-from advprune.report.figures import BUILDERS, FIGURES, fig5_fits
+from advprune.report.figures import fig5_fits
+from advprune.report.output import save_figure
 from advprune.report.paper import TABLE1, TABLE1_CELLS, cell_header
-from advprune.report.selection import expand_full, require_single_setting, select
+from advprune.report.render import render
+from advprune.report.selection import expand_full, require_single_setting, select_rows
 from advprune.report.stats import linear_fit, summarise
 from advprune.report.tables import table_values
+
+# The registry's figures drawn from a tidy table (the tables are test_tables.py's).
+FIGURES = [name for name in names(MODEL_GRID) if not get(name).is_table]
+
+
+def build(name: str, df: pd.DataFrame) -> Figure:
+    """The registry's builder of figure `name`, as `advprune render` calls it."""
+    return get(name, MODEL_GRID).load_builder()(df)
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Synthetic inputs
@@ -216,7 +227,7 @@ def test_summarise_keeps_groups_with_missing_keys() -> None:
 
 
 def test_expand_full_joins_every_strategy_line() -> None:
-    df = select(make_runs(("mnist",), seeds=2), strategies=["low+high", "random"], prune_epochs=[1])
+    df = select_rows(make_runs(("mnist",), seeds=2), strategies=["low+high", "random"], prune_epochs=[1])
     expanded = expand_full(df)
     assert "full" not in set(expanded["strategy"])
     for strategy in ("low+high", "random"):
@@ -226,10 +237,11 @@ def test_expand_full_joins_every_strategy_line() -> None:
 
 def test_select_lets_full_rows_through_strategy_epoch_and_schedule() -> None:
     df = make_runs(("mnist",), seeds=1)
-    chosen = select(df, strategies=["random"], prune_epochs=[1], schedule="rescale", keeps=[0.4, 1.0])
+    chosen = select_rows(df, strategies=["random"], prune_epochs=[1], schedule="rescale", keeps=[0.4, 1.0])
     assert sorted(chosen["strategy"]) == ["full", "random"]
-    assert select(df, strategies=["random"], keeps=[0.4])["strategy"].eq("random").all()
-    assert select(make_runs(), datasets=["cifar10"], seeds=[1])[["dataset", "seed"]].drop_duplicates().shape == (1, 2)
+    assert select_rows(df, strategies=["random"], keeps=[0.4])["strategy"].eq("random").all()
+    chosen = select_rows(make_runs(), datasets=["cifar10"], seeds=[1])
+    assert chosen[["dataset", "seed"]].drop_duplicates().shape == (1, 2)
 
 
 def test_mixed_schedules_are_refused() -> None:
@@ -325,7 +337,8 @@ def check_figure(name: str, fig: Figure, df: pd.DataFrame) -> None:
 def test_every_figure_writes_a_pdf_of_its_paper_grid(tmp_path: Path, name: str) -> None:
     out = tmp_path / "figures" / f"{name}.pdf"
     df = grid_runs(PAPER_GRIDS, name)
-    fig = FIGURES[name](df, out)
+    fig = build(name, df)
+    save_figure(fig, out)
     assert is_pdf(out)
     png = out.with_suffix(".png")
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, png.name])  # no temporary left behind
@@ -338,23 +351,23 @@ def test_every_figure_writes_a_pdf_of_its_paper_grid(tmp_path: Path, name: str) 
 def test_demo_grid_draws_every_artefact_from_its_table(tmp_path: Path) -> None:
     """The demo's reduced grids (fig1: keep 0.4 at e = 1, 3; fig2: keeps 0.4, 1.0; ...) through the CLI's entry
     points: nothing is filtered away, and every plotted point is the mean ± sd of its input rows."""
-    for name in [*FIGURES, *commands.TABLES]:
+    for name in names(MODEL_GRID):
         df = grid_runs(DEMO_GRIDS, name)
         write_table(df, tmp_path / f"{name}.csv")
         pdf = tmp_path / "figures" / f"{name}.pdf"
+        render(name, tmp_path / f"{name}.csv", pdf, schedule="rescale", precision="fp32")
         if name in FIGURES:
-            commands.run_figure(name, tmp_path / f"{name}.csv", pdf, schedule="rescale", precision="fp32")
-            check_figure(name, BUILDERS[name](df), df)
+            check_figure(name, build(name, df), df)
         else:
-            commands.run_table(name, tmp_path / f"{name}.csv", tmp_path / "figures" / name, pdf,
-                               schedule="rescale", precision="fp32", prune_epoch=3)  # fmt: skip
             assert (tmp_path / "figures" / f"{name}.md").is_file()
+        written = {path.name for path in pdf.parent.glob(f"{name}.*")}
+        assert written == {f"{name}.{suffix}" for suffix in [*get(name).files, "provenance.json"]}
         assert is_pdf(pdf)
 
 
 def test_fig1_lines_are_the_keeps_present_with_full_data_as_reference() -> None:
     df = make_runs(("digits-mnist",), seeds=2, strategies=("random",), keeps=(0.4, 0.6, 1.0), epochs=(1, 3))
-    fig = BUILDERS["fig1"](df)
+    fig = build("fig1", df)
     (ax,) = fig.axes
     assert_same_points(ax, expected_lines(df, "digits-mnist", "aa_acc_pct", "keep", [0.4, 0.6], "prune_epoch"))
     full = df.loc[df["strategy"] == "full", "aa_acc_pct"]
@@ -368,9 +381,9 @@ def test_fig1_lines_are_the_keeps_present_with_full_data_as_reference() -> None:
 
 def test_prune_epoch_none_plots_every_epoch_and_an_epoch_selects() -> None:
     df = make_runs(("mnist",), seeds=2, strategies=("random", "low+high"), keeps=(0.4, 1.0), epochs=(1, 3))
-    labels = [t.get_text() for t in BUILDERS["fig7"](df).legends[0].get_texts()]
+    labels = [t.get_text() for t in build("fig7", df).legends[0].get_texts()]
     assert labels == ["low+high loss, e = 1", "low+high loss, e = 3", "random, e = 1", "random, e = 3"]
-    fig = BUILDERS["fig7"](df, prune_epoch=3)
+    fig = build("fig7", select_rows(df, prune_epochs=[3]))
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["low+high loss", "random"]
     at_three = df[df["prune_epoch"].isna() | (df["prune_epoch"] == 3)]
     assert_same_points(fig.axes[0], expected_lines(at_three, "mnist", "aa_acc_pct", "strategy",
@@ -380,14 +393,16 @@ def test_prune_epoch_none_plots_every_epoch_and_an_epoch_selects() -> None:
 def test_unequal_n_is_labelled_per_point() -> None:
     df = make_runs(("cifar10",), seeds=3, strategies=("random",), keeps=(0.4, 1.0), epochs=(1,), collapse_first=False)
     df = df.drop(df.index[(df["strategy"] == "random") & (df["seed"] == 0)])
-    fig = BUILDERS["fig2"](df)
+    fig = build("fig2", df)
     assert {"n=2", "n=3"} <= {t.get_text() for t in fig.axes[0].texts}
     assert "n per point as labelled" in fig.legends[0].get_title().get_text().replace("\n", " ")
 
 
 def test_figures_refuse_an_empty_selection(tmp_path: Path) -> None:
+    write_table(grid_runs(PAPER_GRIDS, "fig3"), tmp_path / "fig3.csv")
     with pytest.raises(ValueError, match="no rows"):
-        FIGURES["fig3"](grid_runs(PAPER_GRIDS, "fig3"), tmp_path / "x.pdf", prune_epoch=99)
+        render("fig3", tmp_path / "fig3.csv", tmp_path / "x.pdf", prune_epoch=99)
+    assert not (tmp_path / "x.pdf").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -429,14 +444,14 @@ def test_commands_go_from_json_files_to_artefacts(tmp_path: Path) -> None:
                 schedule_after_pruning=None if full else "rescale", train_seconds=60.0 * keep + seed,
             )  # fmt: skip
             pairs.append(write_pair(tmp_path / "runs", f"{strategy}-{keep}-{seed}", train, metrics_record()))
-    commands.run_aggregate(pairs, tmp_path / "runs.csv")
-    commands.run_table("table1", tmp_path / "runs.csv", tmp_path / "tables" / "table1", tmp_path / "table1.pdf")
-    commands.run_figure("fig5", tmp_path / "runs.csv", tmp_path / "fig5.pdf")
-    assert is_pdf(tmp_path / "table1.pdf") and is_pdf(tmp_path / "fig5.pdf")
+    write_table(collect(pairs), tmp_path / "runs.csv")
+    render("table1", tmp_path / "runs.csv", tmp_path / "tables" / "table1.pdf")
+    render("fig5", tmp_path / "runs.csv", tmp_path / "fig5.pdf")
+    assert is_pdf(tmp_path / "tables" / "table1.pdf") and is_pdf(tmp_path / "fig5.pdf")
     assert "jobs per GPU: 1" in (tmp_path / "tables" / "table1.md").read_text()
-    assert is_pdf(tmp_path / "fig5.pdf") and (tmp_path / "fig5.png").is_file() and (tmp_path / "table1.png").is_file()
-    with pytest.raises(ValueError, match="unknown figure"):
-        commands.run_figure("fig6", tmp_path / "runs.csv", tmp_path / "fig6.pdf")
+    assert (tmp_path / "fig5.png").is_file() and (tmp_path / "tables" / "table1.png").is_file()
+    with pytest.raises(ValueError, match="unknown artefact 'fig6'; known: fig1, fig2, table1"):
+        render("fig6", tmp_path / "runs.csv", tmp_path / "fig6.pdf")
 
 
 def test_tables_report_statistics_with_and_without_collapsed_runs() -> None:
@@ -480,7 +495,7 @@ def test_a_strategy_looks_the_same_in_every_figure(name: str) -> None:
     from advprune.report.labels import STRATEGY_LABELS
     from advprune.report.style import STRATEGY_COLORS, STRATEGY_MARKERS
 
-    fig = BUILDERS[name](grid_runs(PAPER_GRIDS, name))
+    fig = build(name, grid_runs(PAPER_GRIDS, name))
     legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
     seen = set()
     for legend in legends:
@@ -503,11 +518,11 @@ def paper_marks(ax: Axes) -> set[tuple[float, float]]:
 def test_the_papers_values_are_drawn_where_it_gives_numbers() -> None:
     """fig3: Table 1's MNIST cells (SPEC's values, typed here) at their keeps; fig2: CIFAR-10's full-data AutoAttack
     accuracy and the abstract's 8- and 14-point drops below it (keep 0.6 and 0.2); none where the paper has none."""
-    fig3 = BUILDERS["fig3"](grid_runs(PAPER_GRIDS, "fig3"))
+    fig3 = build("fig3", grid_runs(PAPER_GRIDS, "fig3"))
     clean, robust = fig3.axes[:2]
     assert paper_marks(clean) == {(0.4, 94.60), (0.8, 94.10), (0.4, 98.01), (0.8, 97.78), (1.0, 97.67)}
     assert paper_marks(robust) == {(0.4, 70.11), (0.8, 67.43), (0.4, 65.50), (0.8, 60.77), (1.0, 70.05)}
-    fig2 = BUILDERS["fig2"](grid_runs(PAPER_GRIDS, "fig2"))
+    fig2 = build("fig2", grid_runs(PAPER_GRIDS, "fig2"))
     mnist, cifar = fig2.axes[:2]
     assert paper_marks(mnist) == set()
     assert paper_marks(cifar) == {(1.0, 44.59), (0.6, 36.59), (0.2, 30.59)}

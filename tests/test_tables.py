@@ -15,7 +15,7 @@ import pytest
 from matplotlib.image import imread
 
 from advprune.report.paper import TABLE1, TABLE1_CELLS, cell_header
-from advprune.report.tablefiles import draw_pdf, write_table_files
+from advprune.report.output import draw_pdf, write_table_files
 from advprune.report.tables import ablation_blocks, ablation_schedule, table1, table1_blocks, table_values
 from test_report import DEMO_GRIDS, PAPER_GRIDS, grid_runs, make_runs
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from advprune.cli import main
-from advprune.pruning import select
+from advprune.pruning import kept_indices
 from advprune.toy import (
     ToyParameters,
     accuracy,
@@ -60,7 +60,7 @@ def test_paper_classifier_matches_the_analytic_expectation(strategy, keep):
     data = draw(params, 100_000, np.random.default_rng(1))
     w = np.zeros(params.d + 1)
     w[0] = 1.0
-    kept = select(squared_loss(w, data), keep, strategy, seed=0)
+    kept = kept_indices(squared_loss(w, data), keep, strategy, seed=0)
     share = data.from_fragile_set[kept].mean()
     expected = expected_fragile_share(params, strategy, keep)
     assert abs(share - expected) < 4 * math.sqrt(expected * (1 - expected) / len(kept))
@@ -178,3 +178,20 @@ def test_snakemake_builds_the_toy_artefact(demo):
     assert {"method_version", "versions", "commit", "dirty"} <= set(provenance["built_with"])
     assert "numpy" in provenance["built_with"]["versions"] and provenance["artefact"] == "toy"
     assert "figures/toy.md" in provenance["outputs"] and provenance["models"] == []
+
+
+def test_the_toy_rule_passes_the_configs_values_on(demo, tmp_path):
+    """Every key of artefacts.toy reaches `advprune toy` (the registry entry's options): a changed value reruns
+    the toy alone, with that value on its command line."""
+    from workflow_helpers import planned_jobs, snakemake, write_config_overlay
+
+    directory, _ = demo
+    overlay = write_config_overlay(tmp_path, {"artefacts": {"toy": {"steps": 7, "keep": [0.5, 1.0], "seeds": 2}}})
+    args = ("--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml", str(overlay))
+    assert planned_jobs(directory, *args) == {"simulate_toy": 1, "all": 1}
+    result = snakemake(directory, "-n", "-p", *args, "toy")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (command,) = [line for line in (result.stdout + result.stderr).splitlines() if "python -m advprune toy" in line]
+    spec = yaml.safe_load((REPO / "config.yaml").read_text())["artefacts"]["toy"]
+    assert f"--d {spec['d']} --p-R {spec['p_R']} " in command
+    assert "--steps 7 " in command and "--keep 0.5 1.0 " in command and "--seeds 0 1 " in command

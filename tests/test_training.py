@@ -28,8 +28,9 @@ from advprune import METHOD_VERSION, datasets, settings
 from advprune.checkpoint import load_checkpoint, model_from_checkpoint
 from advprune.monitor import detect_collapse
 from advprune.perturbations import pgd_correct
-from advprune.pruning import n_kept, select
-from advprune.training import FULL, Run, Trainer
+from advprune.pruning import kept_indices, n_kept
+from advprune.identity import FULL, SCHEDULES, ModelKey
+from advprune.training import Trainer
 
 DATASET = "digits-mnist"
 CPU = torch.device("cpu")
@@ -84,7 +85,7 @@ def train(
     seed: int = SEED, overrides: tuple[str, ...] = (), **explicit: Any,
 ) -> Trained:
     resolved = settings.resolve(DATASET, overrides=list(overrides), **explicit)
-    run = Run.create(DATASET, strategy, keep, prune_epoch, seed, resolved["epochs"])
+    run = ModelKey.from_settings(DATASET, strategy, keep, prune_epoch, seed, resolved)
     trainer = Trainer(
         run, resolved, digits["arrays"].x_train, digits["arrays"].y_train, out_dir=out, device=CPU,
         dataset_sha256=digits["sha256"], show_progress=False,
@@ -204,7 +205,7 @@ def test_low_high_run_keeps_the_right_points(low_high: Trained, digits: dict[str
     assert (scores >= 0).all(), "cross-entropy losses"
     assert kept.dtype == np.int64 and len(kept) == 862
     assert np.all(np.diff(kept) > 0) and kept.min() >= 0 and kept.max() < n
-    np.testing.assert_array_equal(kept, select(scores, 0.6, "low+high", seed=SEED))
+    np.testing.assert_array_equal(kept, kept_indices(scores, 0.6, "low+high", seed=SEED))
     # One full-data epoch, then the kept set.
     assert [r["n_points"] for r in summary["history"]] == [n, 862, 862]
     assert summary["scoring_seconds"] > 0
@@ -220,7 +221,7 @@ def test_random_run_scores_nothing(random_rescale: Trained, digits: dict[str, An
     assert np.isnan(pruning["scores"]).all() and pruning["scores"].shape == (n,)
     assert summary["scoring_seconds"] == 0
     assert summary["n_kept"] == n_kept(n, 0.5) == 719  # 718.5 rounds half up
-    np.testing.assert_array_equal(pruning["kept"], select(np.full(n, np.nan), 0.5, "random", seed=SEED))
+    np.testing.assert_array_equal(pruning["kept"], kept_indices(np.full(n, np.nan), 0.5, "random", seed=SEED))
     assert [r["n_points"] for r in summary["history"]] == [n, 719]
 
 
@@ -255,8 +256,11 @@ def test_keep_one_is_the_full_data_run(full_from_low: Trained, digits: dict[str,
 
 @pytest.mark.parametrize("strategy", ["random", "low", "high", "low+high", "mean-distance", "anything"])
 @pytest.mark.parametrize("prune_epoch", [None, 0, 1, 99])
-def test_run_create_maps_keep_one_onto_full(strategy: str, prune_epoch: int | None) -> None:
-    assert Run.create(DATASET, strategy, 1.0, prune_epoch, 3, 10) == Run(DATASET, FULL, 1.0, None, 3)
+def test_model_key_maps_keep_one_onto_full(strategy: str, prune_epoch: int | None) -> None:
+    for schedule in SCHEDULES:
+        key = ModelKey.create(DATASET, strategy, 1.0, prune_epoch, 3, schedule=schedule, epochs=10)
+        assert key == ModelKey(DATASET, "fp32", FULL, 1.0, None, None, 3)
+        assert key.directory == f"results/models/{DATASET}/fp32/full/seed3"
 
 
 @pytest.mark.parametrize(
@@ -267,9 +271,9 @@ def test_run_create_maps_keep_one_onto_full(strategy: str, prune_epoch: int | No
         ("random", 0.5, -1, "--prune-epoch"),
     ],
 )
-def test_run_create_refuses_bad_requests(strategy: str, keep: float, prune_epoch: int | None, message: str) -> None:
+def test_model_key_refuses_bad_requests(strategy: str, keep: float, prune_epoch: int | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Run.create(DATASET, strategy, keep, prune_epoch, 0, 10)
+        ModelKey.create(DATASET, strategy, keep, prune_epoch, 0, epochs=10)
 
 
 # -- (c) determinism --------------------------------------------------------------------------------------------------

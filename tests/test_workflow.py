@@ -26,7 +26,7 @@ from workflow_helpers import (
     write_config_overlay,
 )
 
-from advprune import METHOD_VERSION
+from advprune import METHOD_VERSION, artefacts
 from advprune.report.claims import load_claims
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -265,11 +265,109 @@ def test_editing_plotting_code_reruns_only_figures(demo):
         # A real edit: Snakemake 9 ignores a newer modification time when the content's checksum is unchanged.
         figures_code.write_text(figures_code.read_text() + "\n# an edit to the plotting code\n")
         jobs = planned_jobs(directory, "--profile", "profiles/demo")
-    # Every job whose code imports figures.py is redrawn: the figures, and the toy and fig8/table2, which save
-    # through its save_figure (report/toy.py, report/embedding.py); the tables, which do not import it, are not.
-    figures = {f"draw_{name}": 1 for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7", "fig8")}
-    assert jobs == figures | {"tabulate_table2": 1, "simulate_toy": 1, "all": 1}
+    # The code inputs are the modules each rule's builder imports (advprune.imports): figures.py is the figures'
+    # alone; the tables, fig8/table2, the toy and the claims do not import it.
+    assert jobs == {f"draw_{name}": 1 for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7")} | {"all": 1}
     assert planned_jobs(directory, "--profile", "profiles/demo") == {}  # restored: nothing to do again
+
+
+@pytest.mark.slow
+def test_editing_the_shared_output_code_redraws_every_figure_and_table_and_no_model(demo):
+    """save_figure lives in report/output.py, which every figure and table imports: editing it replans them all
+    (the claims, written by pandas alone, and every training and evaluation stay done)."""
+    directory, _ = demo
+    output_code = directory / "src/advprune/report/output.py"
+    with restored(output_code):
+        text = output_code.read_text()
+        assert "def save_figure(" in text
+        output_code.write_text(text.replace("def save_figure(", "def save_figure(  # an edit\n", 1))
+        jobs = planned_jobs(directory, "--profile", "profiles/demo")
+    drawn = {artefact.rule: 1 for artefact in artefacts.ARTEFACTS if artefact.kind != artefacts.CLAIMS}
+    assert jobs == drawn | {"all": 1}
+    assert planned_jobs(directory, "--profile", "profiles/demo") == {}
+
+
+@pytest.mark.slow
+def test_editing_one_registry_entry_reruns_that_artefact_only(demo):
+    """The registry is no code input (or every edit of it would redraw everything); each rule's own entry is its
+    params.entry. A comment in the registry changes nothing; a changed entry reruns its artefact."""
+    directory, _ = demo
+    registry = directory / "src/advprune/artefacts.py"
+    env = {"PYTHONPATH": str(directory / "src")}  # Snakemake itself reads the copy's registry
+    with restored(registry):
+        registry.write_text(registry.read_text() + "\n# an edit beside the entries\n")
+        assert planned_jobs(directory, "--profile", "profiles/demo", env=env) == {}
+        entry = '_figure("fig5", "build_fig5")'
+        assert entry in registry.read_text()
+        registry.write_text(registry.read_text().replace(entry, '_figure("fig5", "build_fig5", one_schedule=False)'))
+        assert planned_jobs(directory, "--profile", "profiles/demo", env=env) == {"draw_fig5": 1, "all": 1}
+
+
+NEW_FIGURE = {
+    # 1. the registry entry, with its grid: the demo's mnist models of fig2, so nothing trains
+    "src/advprune/artefacts.py": ('    _figure("fig7", "build_fig7"),\n', '    _figure("fig7", "build_fig7"),\n'
+        '    _figure("fig_time", "build_fig_time", default_config={"roles": ["mnist"], "strategies": ["random"],\n'
+        '            "keep": [0.4, 1.0], "prune_epoch": 1, "seeds": 2}),\n'),
+    # 2. its drawing function
+    "src/advprune/report/figures.py": ("", "\n\ndef build_fig_time(df: pd.DataFrame) -> Figure:\n"
+        '    return _strategy_figure(_drawn_rows(df, "fig_time"), ["time_minutes"], "Time vs keep")\n'),
+    # 3. its caption
+    "captions/fig_time.rst": (None, "Training time vs keep on {{ snakemake.params.caption.datasets }}.\n"),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_new_figure_is_three_files_and_builds_from_finished_models(demo, tmp_path):
+    """docs/extending.md's recipe, followed in a copy of the finished demo: the entry, its drawing function and its
+    caption, and `snakemake fig_time` draws it from the models already there."""
+    import shutil
+
+    source, _ = demo
+    directory = tmp_path / "demo"
+    shutil.copytree(source, directory, symlinks=True)  # the shared demo is left as it is
+    for name, (old, new) in NEW_FIGURE.items():
+        path = directory / name
+        if old is None:
+            path.write_text(new)
+        elif old:
+            assert old in path.read_text(), name
+            path.write_text(path.read_text().replace(old, new, 1))
+        else:
+            path.write_text(path.read_text() + new)
+    env = {"PYTHONPATH": str(directory / "src")}
+    assert planned_jobs(directory, "--profile", "profiles/demo", "fig_time", env=env) == {
+        "artefact_table": 1, "draw_fig_time": 1, "fig_time": 1}
+    result = snakemake(directory, "--profile", "profiles/demo", "fig_time", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (directory / "figures/fig_time.pdf").read_bytes().startswith(b"%PDF")
+    record = json.loads((directory / "figures/fig_time.provenance.json").read_text())
+    assert len(record["models"]) == 4  # random keep 0.4 (e = 1) and the full model, 2 seeds, on digits-mnist
+
+
+@pytest.mark.slow
+def test_the_paper_plan_trains_and_evaluates_with_the_commands_of_before_the_registry(paper_workflow, tmp_path):
+    """The registry and one model identity changed how commands are built, not what they are: every training and
+    evaluation of the paper's plan has the shell command (its params) of commit 7fd08b2, so finished models, such as
+    the MNIST record's, are not replanned."""
+    import subprocess
+
+    before = tmp_path / "before"
+    before.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "7fd08b2"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip("commit 7fd08b2 is not in this clone (shallow?): nothing to compare with")
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
+
+    def commands(directory, env=None):
+        result = snakemake(directory, "-n", "-p", "all", env=env)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        lines = [line.removeprefix("Shell command: ") for line in (result.stdout + result.stderr).splitlines()]
+        return sorted(line for line in lines
+                      if line.startswith(("python -m advprune train", "python -m advprune evaluate")))  # fmt: skip
+
+    old = commands(before, env={"PYTHONPATH": str(before / "src")})
+    assert len(old) > 1000  # every model of the paper, trained and evaluated
+    assert commands(paper_workflow) == old
 
 
 @pytest.mark.slow
@@ -315,7 +413,7 @@ def test_html_report_holds_every_artefact(demo, tmp_path):
     html = " ".join((tmp_path / "report.html").read_text().replace("\\n", " ").split())
     for name in ARTEFACT_NAMES:
         assert f"{name}.pdf" in html and f"{name}.provenance.json" in html, name
-    assert "Beyond the paper" in html  # a caption (report/ablation_schedule.rst) made it in
+    assert "Beyond the paper" in html  # a caption (captions/ablation_schedule.rst) made it in
     assert "claims.csv" in html and "rules were fixed in" in html  # the claims table and its caption
     # Captions are filled from the demo's config by Snakemake itself: its 20 models, fig8's 500-point subsamples.
     assert "This run: 20 models on digits (MNIST settings) and digits (CIFAR-10 settings)" in html

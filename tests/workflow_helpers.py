@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Mapping
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "rules", "schemas", "report", "profiles", "envs", "config.yaml", "src")
+WORKFLOW_FILES = ("Snakefile", "rules", "schemas", "captions", "profiles", "envs", "config.yaml", "src")
 
 
 def in_ci(environ: Mapping[str, str] = os.environ) -> bool:

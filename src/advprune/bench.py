@@ -179,11 +179,12 @@ def _report(i: int, function, args: tuple, results) -> None:
 def _project_job(shape: str, points: int, settings: dict, device: str, out: Path, seed: int, barrier) -> float:
     import torch
 
-    from advprune.training import Run, Trainer
+    from advprune.identity import ModelKey
+    from advprune.training import Trainer
 
     torch.set_num_threads(1)
     x, y = synthetic(shape, points, seed)
-    run = Run.create(shape, "random", 1.0, None, seed, settings["epochs"])
+    run = ModelKey.from_settings(shape, "random", 1.0, None, seed, settings)
     trainer = Trainer(run, settings, x, y, out_dir=out, device=torch.device(device), dataset_sha256="synthetic",
                       show_progress=False)
     barrier.wait()

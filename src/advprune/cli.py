@@ -127,24 +127,29 @@ def _add_collect(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_render(commands: argparse._SubParsersAction) -> None:
+    from advprune.artefacts import MODEL_GRID, names
+
     p = commands.add_parser("render", help="draw a figure or table from an artefact's tidy CSV")
-    p.add_argument("name", help="fig1 fig2 fig3 fig4 fig5 fig7 | table1 ablation_schedule")
+    p.add_argument("name", choices=names(MODEL_GRID), help=" | ".join(names(MODEL_GRID)))
     p.add_argument("--table", type=Path, required=True, help="tidy CSV from `collect`")
     p.add_argument("--out", type=Path, required=True, help="PDF; tables also write .csv/.tex/.md beside it")
-    p.add_argument("--prune-epoch", type=int, help="only pruned runs of this epoch (default: every row of the table)")
+    p.add_argument("--prune-epoch", type=int, help="only pruned runs of this epoch, for a subset drawn by hand "
+                   "(default: every row of the table, as the workflow draws it)")
     p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"], help="pruned runs of this schedule")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
     p.set_defaults(handler=_render)
 
 
 def _add_embed(commands: argparse._SubParsersAction) -> None:
+    from advprune.artefacts import DATA, names
+
     p = commands.add_parser("embed", help="fig8 (t-SNE) or table2 (class density and separation) from datasets")
-    p.add_argument("name", choices=["fig8", "table2"], help="fig8 | table2")
+    p.add_argument("name", choices=names(DATA), help=" | ".join(names(DATA)))
     p.add_argument("--variant", action="append", required=True, metavar="NAME=DATA[:PRUNING]",
                    help="a panel/row: '<dataset>=<canonical.npz>' or '<dataset> pruned=<canonical.npz>:<pruning.npz>'")
     p.add_argument("--out", type=Path, required=True, help="PDF; table2 also writes .csv/.tex/.md beside it")
-    p.add_argument("--n-points", type=int, default=5000, help="fig8: seeded subsample per panel")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subsample and of t-SNE")
+    p.add_argument("--n-points", type=int, help="fig8: seeded subsample per panel (default 5000)")
+    p.add_argument("--seed", type=int, help="fig8: seed of the subsample and of t-SNE (default 0)")
     p.set_defaults(handler=_embed)
 
 
@@ -237,14 +242,14 @@ def _train(args: argparse.Namespace) -> int:
 
     from advprune import datasets, gpu_slots
     from advprune.runtime import check_writable_directory, choose_device
-    from advprune.training import Run
+    from advprune.identity import ModelKey
 
     # Every argument and the data are checked before anything is written, and the output before any work.
     resolved = settings_module.resolve(
         args.dataset, args.config, args.overrides,
         schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
     )
-    run = Run.create(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, resolved["epochs"])
+    run = ModelKey.from_settings(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, resolved)
     device = choose_device(args.device)
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
@@ -320,21 +325,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from advprune.report.commands import run_aggregate
+    from advprune.identity import EVALUATION_FILE
+    from advprune.report.aggregate import collect, write_table
 
-    pairs = [(d / "train.json", d / f"autoattack-n{args.n_examples}.json") for d in args.run_dirs]
-    run_aggregate(pairs, args.out)
+    pairs = [(d / "train.json", d / EVALUATION_FILE.format(n=args.n_examples)) for d in args.run_dirs]
+    write_table(collect(pairs), args.out)
     return 0
 
 
 def _render(args: argparse.Namespace) -> int:
-    from advprune.report.commands import TABLES, run_figure, run_table
+    from advprune.report.render import render
 
-    options = {"schedule": args.schedule, "precision": args.precision, "prune_epoch": args.prune_epoch}
-    if args.name in TABLES:
-        run_table(args.name, args.table, args.out.with_suffix(""), args.out, **options)
-    else:
-        run_figure(args.name, args.table, args.out, **options)
+    render(args.name, args.table, args.out, schedule=args.schedule, precision=args.precision,
+           prune_epoch=args.prune_epoch)  # fmt: skip
     return 0
 
 
@@ -347,13 +350,15 @@ def _parse_variant(text: str) -> tuple[str, Path, Path | None]:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from advprune.report.commands import run_fig8, run_table2
+    from advprune.artefacts import DATA, get
 
+    artefact = get(args.name, DATA)
     variants = [_parse_variant(text) for text in args.variant]
-    if args.name == "fig8":
-        run_fig8(variants, args.out, n=args.n_points, seed=args.seed)
-    else:
-        run_table2(variants, args.out.with_suffix(""), args.out)
+    given = {key: getattr(args, key) for key in ("n_points", "seed") if getattr(args, key) is not None}
+    unused = sorted(set(given) - set(artefact.options))
+    if unused:
+        raise ValueError(f"{args.name} takes no {', '.join('--' + key.replace('_', '-') for key in unused)}")
+    artefact.load_builder()(variants, args.out, **given)
     return 0
 
 
@@ -368,7 +373,7 @@ def _pairs(texts: list[str], option: str) -> dict[str, str]:
 
 
 def _claims(args: argparse.Namespace) -> int:
-    from advprune.report.commands import run_claims
+    from advprune.report.claims import run_claims
 
     if args.resamples < 100:
         raise ValueError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
@@ -379,7 +384,7 @@ def _claims(args: argparse.Namespace) -> int:
 
 
 def _toy(args: argparse.Namespace) -> int:
-    from advprune.report.commands import run_toy
+    from advprune.report.toy import run_toy
     from advprune.toy import ToyParameters
 
     params = ToyParameters(
@@ -396,13 +401,14 @@ def _toy(args: argparse.Namespace) -> int:
 def _cost(args: argparse.Namespace) -> int:
     import yaml
 
-    from advprune import workflow
+    from advprune import artefacts, plan
+    from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
     from advprune.costs import estimate, load_timings
     from advprune.report.claims import load_claims
 
     # As with Snakemake's --configfile, targets may follow the files: argparse gives them to --configfile, so a
     # known target name that is not a file is taken back as a target.
-    names = {*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, *workflow.SIMULATED_ARTEFACTS, "claims", "all"}
+    names = {*artefacts.names(), "all"}
     trailing = [path for path in args.configfile if str(path) in names and not path.is_file()]
     configfiles = [path for path in args.configfile if path not in trailing]
     if not configfiles:
@@ -411,26 +417,27 @@ def _cost(args: argparse.Namespace) -> int:
     config: dict = {}
     for path in configfiles:
         settings_module.deep_update(config, yaml.safe_load(path.read_text()) or {})
-    workflow.check_config(config)
+    config["artefacts"] = artefacts.with_default_configs(config.get("artefacts", {}))
+    plan.check_config(config)
     timings = load_timings(args.timings, args.jobs_per_gpu)
     claim_artefacts = {claim.artefact for claim in load_claims()}
 
     def models_of(name: str) -> tuple[list, bool]:
         """(the models a target trains, whether they are evaluated)"""
         if name == "all":
-            return workflow.all_models(config), True
-        if name in workflow.MODEL_ARTEFACTS:
-            return workflow.artefact_models(config, name), True
-        if name in workflow.DATA_ARTEFACTS:
-            return [workflow.pruned_model(config, name)], False
-        if name == "claims":
-            return list({key for a in claim_artefacts for key in workflow.artefact_models(config, a)}), True
-        if name in workflow.SIMULATED_ARTEFACTS:
+            return plan.all_models(config), True
+        kind = artefacts.get(name).kind if name in artefacts.BY_NAME else None
+        if kind == MODEL_GRID:
+            return plan.artefact_models(config, name), True
+        if kind == DATA:
+            return [plan.pruned_model(config, name)], False
+        if kind == CLAIMS:
+            return list({key for a in claim_artefacts for key in plan.artefact_models(config, a)}), True
+        if kind == SIMULATION:
             return [], False  # a CPU simulation of seconds
-        known = ", ".join(workflow.MODEL_ARTEFACTS + workflow.DATA_ARTEFACTS + workflow.SIMULATED_ARTEFACTS)
-        raise ValueError(f"unknown target {name!r}; known: {known}, claims, all")
+        raise ValueError(f"unknown target {name!r}; known: {', '.join(artefacts.names())}, all")
 
-    targets = targets or [*workflow.MODEL_ARTEFACTS, *workflow.DATA_ARTEFACTS, "claims", "all"]
+    targets = targets or [*artefacts.names(MODEL_GRID, DATA, CLAIMS), "all"]
     plans = {name: models_of(name) for name in targets}  # every name checked before anything is printed
     jobs = "one job per GPU" if args.jobs_per_gpu == 1 else f"training at {args.jobs_per_gpu} jobs per GPU"
     print(f"Estimated on: {timings['device']}; {jobs}; AutoAttack on {config['n_examples']} points.")

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import yaml
 
 from advprune.settings import resolve
-from advprune.workflow import FULL, ModelKey
+from advprune.identity import FULL, ModelKey
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,20 @@ def rs_fgsm_delta(
     return project(delta.detach() + alpha * grad.sign(), x, eps)
 
 
+def rs_fgsm_example(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **options: object) -> torch.Tensor:
+    """The training input of RS-FGSM: x + rs_fgsm_delta (options: eps, alpha, clip_random_start, generator)."""
+    return x + rs_fgsm_delta(model, x, y, **options)  # type: ignore[arg-type]
+
+
+def clean_example(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **options: object) -> torch.Tensor:
+    """Standard training's input: x itself (no random draw, so the generator's stream is untouched)."""
+    return x
+
+
+# settings `training_attack` -> the input the weight update is computed on; a new attack is one function here.
+TRAINING_ATTACKS = {"rs-fgsm": rs_fgsm_example, "none": clean_example}
+
+
 def pgd_correct(
     model: nn.Module,
     x: torch.Tensor,

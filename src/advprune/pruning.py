@@ -1,6 +1,6 @@
 """Pruning strategies: pure functions from per-point scores to the indices that are kept.
 
-`select(scores, keep, strategy, seed)` in the spirit of DeepCore's `select()`. A new strategy is one function
+`kept_indices(scores, keep, strategy, seed)`, in the spirit of DeepCore's `select()`. A new strategy is one function
 `(scores, n_drop, rng) -> dropped indices` plus one entry in STRATEGIES, or from outside the package
 `register_strategy` (see advprune.plugins).
 
@@ -85,7 +85,7 @@ def register_strategy(name: str, drop_rule: DropRule, *, needs_scores: bool) -> 
         NEEDS_SCORES.add(name)
 
 
-def select(scores: np.ndarray, keep: float, strategy: str, seed: int) -> np.ndarray:
+def kept_indices(scores: np.ndarray, keep: float, strategy: str, seed: int) -> np.ndarray:
     """Sorted indices of the points kept out of len(scores)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown pruning strategy {strategy!r}; known: {', '.join(STRATEGIES)}")

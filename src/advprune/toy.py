@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from advprune.pruning import select
+from advprune.pruning import kept_indices
 
 CLASSIFIERS = ("robust", "standard")  # adversarially trained at eps, and its eps = 0 twin
 TOY_STRATEGIES = ("high", "low", "low+high", "random")  # those with a closed-form expectation below
@@ -182,7 +182,7 @@ def simulate_seed(params: ToyParameters, seed: int) -> list[dict]:
         loss = squared_loss(w, train)
         for strategy in params.strategies:
             for keep in params.keep:
-                kept = select(loss, keep, strategy, seed)
+                kept = kept_indices(loss, keep, strategy, seed)
                 rows.append({
                     **facts, "strategy": strategy, "keep": keep, "n_kept": len(kept),
                     "fragile_share_before": float(train.from_fragile_set.mean()),

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +24,19 @@ from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_c
 from advprune.datasets import images_to_device
 from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
-from advprune.perturbations import rs_fgsm_delta
-from advprune.pruning import NEEDS_SCORES, STRATEGIES, select
+from advprune.perturbations import TRAINING_ATTACKS
+from advprune.identity import ModelKey
+from advprune.pruning import NEEDS_SCORES, kept_indices
 from advprune.provenance import run_record
 from advprune.runtime import RunFailure, atomic_path, device_name, library_versions, write_json
 from advprune.schedules import cycled_momentum, progress, schedule_scale
 from advprune.scoring import score_points
 
 _log = logging.getLogger(__name__)
-FULL = "full"  # the strategy name of keep = 1.0 runs: no pruning, whatever strategy or epoch was asked for
 
 
 class TrainingDiverged(RunFailure):
     """The loss or the weights stopped being finite: the run stops, and no model comes of it."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """What identifies a model besides its settings."""
-
-    dataset: str
-    strategy: str
-    keep: float
-    prune_epoch: int | None
-    seed: int
-
-    @classmethod
-    def create(cls, dataset: str, strategy: str, keep: float, prune_epoch: int | None, seed: int, epochs: int) -> "Run":
-        """Validate, and map every keep = 1.0 request onto the one full-data run."""
-        if not 0 < keep <= 1:
-            raise ValueError(f"--keep must be in (0, 1], got {keep}")
-        if seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {seed}")
-        if keep == 1.0:
-            return cls(dataset, FULL, 1.0, None, seed)
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown --strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-        if prune_epoch is None:
-            raise ValueError(
-                f"--keep {keep:g} prunes: pass --prune-epoch E, the full-data epochs before pruning, an integer in "
-                f"[0, {epochs - 1}] (training has {epochs} epochs; the paper's Table 1 uses 3), or --keep 1.0"
-            )
-        if not 0 <= prune_epoch < epochs:
-            raise ValueError(f"--prune-epoch must be in [0, {epochs - 1}] (training has {epochs} epochs), got {prune_epoch}")
-        return cls(dataset, strategy, float(keep), int(prune_epoch), seed)
-
-    @property
-    def prunes(self) -> bool:
-        return self.strategy != FULL
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -81,10 +45,22 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
+def _check_key_matches_settings(key: ModelKey, settings: dict[str, Any]) -> None:
+    """The key names the precision and schedule its directory is for; training other settings into it would give
+    that directory another model."""
+    schedule = settings["schedule_after_pruning"] if key.prunes else None
+    if (key.precision, key.schedule) != (settings["precision"], schedule):
+        raise ValueError(
+            f"model {key.run} ({key.precision}, schedule {key.schedule}) does not match the settings' precision "
+            f"{settings['precision']!r} and schedule_after_pruning {settings['schedule_after_pruning']!r}; build the "
+            "key with ModelKey.from_settings"
+        )
+
+
 class Trainer:
     def __init__(
         self,
-        run: Run,
+        key: ModelKey,
         settings: dict[str, Any],
         x_train: np.ndarray,
         y_train: np.ndarray,
@@ -96,10 +72,11 @@ class Trainer:
         gpu: str | None = None,
         show_progress: bool = True,
     ):
-        if not run.prunes:
+        _check_key_matches_settings(key, settings)
+        if not key.prunes:
             # Without pruning both schedule policies give the same schedule; one name keeps one identity.
             settings = {**settings, "schedule_after_pruning": "rescale"}
-        self.run, self.settings, self.device = run, settings, device
+        self.key, self.settings, self.device = key, settings, device
         self.out_dir = Path(out_dir)
         self.dataset_sha256, self.jobs_on_device, self.show_progress = dataset_sha256, jobs_on_device, show_progress
         self.gpu = gpu
@@ -115,7 +92,7 @@ class Trainer:
         }
         # Model initialisation follows the seed; everything random afterwards draws from `generator`, whose state is
         # checkpointed, so a resumed run continues the same random stream.
-        torch.manual_seed(run.seed)
+        torch.manual_seed(key.seed)
         self.model = build_model(
             self.architecture["name"],
             in_channels=c,
@@ -124,9 +101,9 @@ class Trainer:
             normalization=self.architecture["normalization"],
         ).to(device)
         self.optimizer = self._make_optimizer()
-        self.generator = torch.Generator(device=device).manual_seed(run.seed)
+        self.generator = torch.Generator(device=device).manual_seed(key.seed)
         # The monitoring batch is fixed for the whole run and drawn from the full training set.
-        pick = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed))[: settings["monitor"]["n_points"]]
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(key.seed))[: settings["monitor"]["n_points"]]
         self.monitor_x = self.images[pick.to(device)].float() / 255
         self.monitor_y = self.labels[pick.to(device)]
         self.autocast = autocast_for(settings["precision"], device)
@@ -157,8 +134,8 @@ class Trainer:
     # -- identity of a run: a checkpoint from another run must never be resumed or evaluated as this one --------
     def identity(self) -> dict[str, Any]:
         return {
-            "dataset": self.run.dataset,
-            "run": {**asdict(self.run), "method_version": METHOD_VERSION},
+            "dataset": self.key.dataset,
+            "run": {**self.key.checkpoint_fields(), "method_version": METHOD_VERSION},
             "settings": self.settings,
             "dataset_sha256": self.dataset_sha256,
         }
@@ -203,18 +180,18 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        s, run = self.settings, self.run
+        s, key = self.settings, self.key
         epochs = s["epochs"]
         n_train = len(self.labels)
         full_batches = -(-n_train // s["batch_size"])
         self.model.train()
         bar = tqdm(
-            total=epochs, initial=self.state["epoch"], desc=f"train {run.dataset} seed {run.seed}",
+            total=epochs, initial=self.state["epoch"], desc=f"train {key.dataset} seed {key.seed}",
             unit="epoch", disable=not self.show_progress,
         )
         while self.state["epoch"] < epochs:
             epoch = self.state["epoch"]
-            if run.prunes and epoch == run.prune_epoch and self.state["kept"] is None:
+            if key.prunes and epoch == key.prune_epoch and self.state["kept"] is None:
                 self._prune()
             active = (
                 torch.from_numpy(self.state["kept"]).to(self.device)
@@ -251,6 +228,7 @@ class Trainer:
     def _train_epoch(self, epoch: int, active: torch.Tensor, full_batches: int) -> dict[str, Any]:
         s = self.settings
         batch_size = s["batch_size"]
+        attack = TRAINING_ATTACKS[s["training_attack"]]
         order = active[torch.randperm(len(active), generator=self.generator, device=self.device)]
         batches = -(-len(order) // batch_size)
         loss_sum = torch.zeros((), device=self.device)
@@ -277,11 +255,10 @@ class Trainer:
                 if s["optimizer"] == "sgd":  # Adam keeps its betas, as the MNIST reference does
                     group["momentum"] = cycled_momentum(scale, at_ends=s["momentum"], at_peak=s["momentum_at_peak"])
             with self.autocast:
-                if s["training_attack"] == "rs-fgsm":
-                    x = x + rs_fgsm_delta(
-                        self.model, x, y, eps=s["eps"], alpha=s["alpha"],
-                        clip_random_start=s["clip_random_start"], generator=self.generator,
-                    )
+                x = attack(
+                    self.model, x, y, eps=s["eps"], alpha=s["alpha"], clip_random_start=s["clip_random_start"],
+                    generator=self.generator,
+                )
                 output = self.model(x)
                 loss = F.cross_entropy(output, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -324,11 +301,11 @@ class Trainer:
             )
 
     def _prune(self) -> None:
-        s, run = self.settings, self.run
+        s, key = self.settings, self.key
         n_train = len(self.labels)
         self._sync()
         start = time.perf_counter()
-        if run.strategy in NEEDS_SCORES:
+        if key.strategy in NEEDS_SCORES:
             scores = score_points(
                 self.model, self.images, self.labels, eps=s["eps"], alpha=s["alpha"],
                 clip_random_start=s["clip_random_start"], batch_size=s["score_batch_size"],
@@ -336,21 +313,21 @@ class Trainer:
             ).numpy()
         else:
             scores = np.full(n_train, np.nan, dtype=np.float32)
-        self.state["kept"] = select(scores, run.keep, run.strategy, seed=run.seed)
+        self.state["kept"] = kept_indices(scores, key.keep, key.strategy, seed=key.seed)
         self.state["scores"] = scores.astype(np.float32)
         self._sync()
         seconds = time.perf_counter() - start
-        if run.strategy in NEEDS_SCORES:  # a run that scores nothing (random) has no scoring time
+        if key.strategy in NEEDS_SCORES:  # a run that scores nothing (random) has no scoring time
             self.state["scoring_seconds"] += seconds
         _log.info(
             "pruned after epoch %d: %s keeps %d of %d points (keep %g), %.1f s",
-            self.state["epoch"], run.strategy, len(self.state["kept"]), n_train, run.keep, seconds,
+            self.state["epoch"], key.strategy, len(self.state["kept"]), n_train, key.keep, seconds,
         )
 
     def _monitor(self, epoch: int) -> dict[str, Any]:
         start = time.perf_counter()
         # Its own generator: monitoring must not change the training's random stream.
-        generator = torch.Generator(device=self.device).manual_seed(self.run.seed * 1_000 + epoch)
+        generator = torch.Generator(device=self.device).manual_seed(self.key.seed * 1_000 + epoch)
         with self.autocast:
             accuracy = pgd_accuracy(
                 self.model, self.monitor_x, self.monitor_y, eps=self.settings["eps"],
@@ -365,7 +342,7 @@ class Trainer:
 
     # -- outputs --------------------------------------------------------------------------------------------------
     def _finish(self, n_train: int) -> dict[str, Any]:
-        s, run, state = self.settings, self.run, self.state
+        s, key, state = self.settings, self.key, self.state
         kept = state["kept"] if state["kept"] is not None else np.arange(n_train)
         scores = state["scores"] if state["scores"] is not None else np.full(n_train, np.nan, dtype=np.float32)
         with atomic_path(self.out_dir / "pruning.npz") as tmp:
@@ -377,13 +354,13 @@ class Trainer:
         )
         summary = {
             "schema": "advprune.train/1",
-            "dataset": run.dataset,
+            "dataset": key.dataset,
             "model": s["model"],
-            "strategy": run.strategy,
-            "keep": run.keep,
-            "prune_epoch": run.prune_epoch,
-            "seed": run.seed,
-            "schedule_after_pruning": s["schedule_after_pruning"] if run.prunes else None,
+            "strategy": key.strategy,
+            "keep": key.keep,
+            "prune_epoch": key.prune_epoch,
+            "seed": key.seed,
+            "schedule_after_pruning": s["schedule_after_pruning"] if key.prunes else None,
             "precision": s["precision"],
             "method_version": METHOD_VERSION,
             "n_train": n_train,

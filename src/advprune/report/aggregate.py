@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from advprune import provenance
+from advprune.identity import FULL, normalise_keep
 from advprune.runtime import atomic_path, read_json
 
 ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
@@ -89,8 +90,8 @@ def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
             f"{metrics_path}: key 'dataset' is {metrics['dataset']!r} but {train_path} says {dataset!r}"
         )
     strategy = _get(train, "strategy", (str,), train_path)
-    keep = round(float(_get(train, "keep", NUMBER, train_path)), 6)  # 0.30000000000000004 and 0.3 are one keep
-    if (strategy == "full") != (keep == 1.0):
+    keep = normalise_keep(_get(train, "keep", NUMBER, train_path))  # as the model's directory writes it
+    if (strategy == FULL) != (keep == 1.0):
         raise RunRecordError(f"{train_path}: keys 'strategy' {strategy!r} and 'keep' {keep} disagree (full <=> 1.0)")
 
     history = _get(train, "history", (list,), train_path)

@@ -1,6 +1,6 @@
 """What an artefact's report caption states about the run, read from the config, so a caption cannot contradict it.
 
-`caption_facts` is handed to each rule as `params.caption`; the caption templates (report/*.rst, Jinja) print its
+`caption_facts` is handed to each rule as `params.caption`; the caption templates (captions/*.rst, Jinja) print its
 values. Facts only the data knows (n per point, collapsed runs, devices) are on the artefact itself.
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advprune import workflow as plan
+from advprune import plan
+from advprune.artefacts import BY_NAME, CLAIMS, DATA, MODEL_GRID
 from advprune.report.labels import STRATEGY_LABELS, display_name
 
 
@@ -48,7 +49,8 @@ def caption_facts(config: dict[str, Any], name: str) -> dict[str, Any]:
         "device": config["device"],
     }
     spec = config["artefacts"].get(name, {})
-    if name in plan.MODEL_ARTEFACTS:
+    kind = BY_NAME[name].kind if name in BY_NAME else None  # the report's front page is no artefact
+    if kind == MODEL_GRID:
         facts |= {
             "strategies": _join([STRATEGY_LABELS.get(s, s) for s in spec["strategies"]]),
             "keep": _per_role(config, roles, spec["keep"]),
@@ -56,7 +58,7 @@ def caption_facts(config: dict[str, Any], name: str) -> dict[str, Any]:
             "seeds": _seeds(plan.artefact_seeds(config, spec)),
             "models": len(plan.artefact_models(config, name)),
         }
-    elif name in plan.DATA_ARTEFACTS:
+    elif kind == DATA:
         model = spec["pruned_model"]
         facts |= {
             "n_points": spec.get("n_points", 5000),
@@ -67,7 +69,7 @@ def caption_facts(config: dict[str, Any], name: str) -> dict[str, Any]:
                 f"{model['prune_epoch']} epochs, seed {model['seed']}"
             ),
         }
-    elif name == "claims":
+    elif kind == CLAIMS:
         models = plan.all_models(config)
         facts |= {"models": len(models), "seeds_max": config.get("seeds_max")}
     return facts

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -18,8 +19,12 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from advprune.report.selection import FULL, select
+from advprune import provenance
+from advprune.identity import FULL
+from advprune.report.aggregate import read_table
+from advprune.report.selection import select_rows
 from advprune.report.stats import linear_fit
+from advprune.runtime import atomic_path
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
 MIN_RUNS = 5  # per cell, for a verdict: with fewer, a percentile bootstrap has too few distinct resamples
@@ -136,7 +141,7 @@ def _two_cells(df: pd.DataFrame, measure: Mapping[str, Any]) -> tuple[Groups, st
 
 
 def _per_keep(df: pd.DataFrame, measure: Mapping[str, Any]) -> tuple[Groups, str | None]:
-    rows = select(df, strategies=[measure["strategy"]])
+    rows = select_rows(df, strategies=[measure["strategy"]])
     groups = {
         f"{keep:g}": _metric(part, measure["metric"]).dropna().to_numpy()
         for keep, part in rows.groupby("keep", sort=True)
@@ -264,3 +269,29 @@ def markdown(table: pd.DataFrame, caption: str) -> str:
     verdicts = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)
     lines += ["", "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdicts)]
     return "\n".join(lines) + "\n"
+
+
+def run_claims(
+    tables: dict[str, Path], roles: dict[str, str], out_csv: Path, *, schedule: str = "rescale",
+    precision: str = "fp32", n_resamples: int = 2000, seed: int = 0,
+) -> None:
+    """The registry's builder (`advprune claims`): the claims table (claims.csv and claims.md beside it) from the
+    artefact tables this configuration builds."""
+    runs = {name: read_table(path) for name, path in tables.items()}
+    selected = {name: select_rows(df, schedule=schedule, precision=precision) for name, df in runs.items()}
+    table = claims_table(selected, roles, n_resamples=n_resamples, seed=seed)
+    caption = (
+        "Claims of the paper against this reproduction: our effect with a bootstrap 95% interval over runs "
+        f"({n_resamples} resamples, seed {seed}), the paper's value, and the verdict by the rule fixed in "
+        "advprune/claims.yaml before any result was seen."
+    )
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out_csv.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(table, caption))
+    models = {row["run_dir"]: row for df in runs.values() for row in df.to_dict("records")}
+    provenance.write_artefact_record(
+        out_csv, "claims", outputs=[out_csv, out_csv.with_suffix(".md")], inputs=list(tables.values()),
+        models=list(models.values()), parameters={"roles": dict(roles), "schedule": schedule, "precision": precision,
+                                                  "n_resamples": n_resamples, "seed": seed},
+    )

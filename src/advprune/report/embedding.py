@@ -17,10 +17,13 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from advprune.report.figures import save_figure
+from advprune import provenance
+from advprune.artefacts import FIGURE_FILES, TABLE_FILES
+from advprune.datasets import load_canonical
 from advprune.report.labels import PAPER_DATASET, display_name, parse_variant, variant_label
+from advprune.report.output import Block, files_beside, save_figure, save_table
 from advprune.report.paper import TABLE2
-from advprune.report.tablefiles import Block
+from advprune.runtime import read_json
 
 Variant = tuple[str, np.ndarray, np.ndarray]  # (name, x, y)
 
@@ -184,3 +187,56 @@ def table2_block(table: pd.DataFrame, cut: float = 0.01) -> Block:
     )
     title = "Table 2: class-wise density rho and centroid separation delta, ours above the paper's."
     return Block(table2_layout(table), title, notes, "paper")
+
+
+# -- the registry's builders (advprune.artefacts): `advprune embed fig8|table2` --------------------------------------
+
+# (variant name, canonical .npz, pruning.npz or None): a panel of fig8, a row of table2.
+VariantFiles = tuple[str, Path, "Path | None"]
+
+
+def load_variant(canonical_npz: Path, pruning_npz: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A training set, or with a run's `pruning.npz` the part of it that run kept."""
+    data = load_canonical(canonical_npz)
+    if pruning_npz is None:
+        return data.x_train, data.y_train
+    with np.load(pruning_npz) as pruning:
+        kept = pruning["kept"]
+    if kept.size and (kept.min() < 0 or kept.max() >= len(data.y_train)):
+        raise ValueError(f"{pruning_npz}: kept indices exceed the {len(data.y_train)} points of {canonical_npz}")
+    return data.x_train[kept], data.y_train[kept]
+
+
+def _trained_model(run_dir: Path) -> dict:
+    """An embedding's model, in the fields an artefact's provenance lists (from its train.json)."""
+    record = read_json(run_dir / "train.json")
+    return {
+        "run_dir": str(run_dir), "method_version": record.get("method_version"), "device": record.get("device"),
+        "jobs_on_device": record.get("jobs_on_device"), **provenance.model_fields(record),
+    }
+
+
+def _write_provenance(name: str, variants: list[VariantFiles], outputs: list[Path], parameters: dict) -> None:
+    inputs = [path for _, canonical, pruning in variants for path in (canonical, pruning) if path is not None]
+    models = [_trained_model(pruning.parent) for _, _, pruning in variants if pruning is not None]
+    named = {variant: f"{data}:{pruning}" if pruning else str(data) for variant, data, pruning in variants}
+    provenance.write_artefact_record(
+        outputs[0], name, outputs=outputs, inputs=inputs, models=models, parameters={**parameters, "variants": named}
+    )
+
+
+def run_fig8(variants: list[VariantFiles], pdf: Path, *, n_points: int = 5000, seed: int = 0) -> None:
+    """Figure 8: per variant a seeded subsample of `n_points`, PCA + t-SNE, scatter."""
+    panels = []
+    for name, canonical, pruning in variants:
+        x, y = subsample(*load_variant(canonical, pruning), n=n_points, seed=seed)
+        panels.append((name, tsne_embedding(x, seed), y))
+    draw_fig8(panels, pdf)
+    _write_provenance("fig8", variants, files_beside(pdf, FIGURE_FILES), {"n_points": n_points, "seed": seed})
+
+
+def run_table2(variants: list[VariantFiles], pdf: Path, *, cut: float = 0.01) -> None:
+    """Table 2 over the whole (kept) training sets: its statistics do not depend on the number of points."""
+    table = table2([(name, *load_variant(canonical, pruning)) for name, canonical, pruning in variants], cut=cut)
+    save_table([table2_block(table, cut)], pdf, data=table)
+    _write_provenance("table2", variants, files_beside(pdf, TABLE_FILES), {"cut": cut})

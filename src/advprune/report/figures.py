@@ -1,8 +1,8 @@
 """The paper's figures 1-5 and 7, drawn with seaborn from the tidy table (one panel per dataset present).
 
 A figure plots every row of the table it is given: the workflow builds one table per artefact holding exactly the
-models of that artefact's grid, so lines, keeps and pruning epochs come from the data, never from a built-in grid.
-Only an explicit `prune_epoch` selects rows (full-data runs always stay: they have no pruning epoch).
+models of that artefact's grid (`advprune render` selects its schedule and precision), so lines, keeps and pruning
+epochs come from the data, never from a built-in grid.
 
 seaborn draws each point as the mean ± sd (ddof=1) of the per-run rows. The annotations come from
 `stats.summarise` over the same rows, so n and collapsed runs are known per point: the legend's title states n once
@@ -14,18 +14,16 @@ drawn hollow beside ours. Full-data runs (keep 1.0) are copied into every line (
 lines meet at the same point; in figure 1, whose x axis is the pruning epoch, they are a horizontal reference.
 
 Figures are built on `matplotlib.figure.Figure` and seaborn's `ax=` API rather than pyplot: no GUI backend is ever
-selected (the file is rendered by Agg/PDF from its suffix) and no global figure state is left behind. The output
-format follows `out`'s suffix; the workflow asks for PDF, and a PDF gets a 200-dpi PNG beside it. `build_*`
-functions return the Figure (for tests and notebooks), `draw_*` functions write it.
+selected (the file is rendered by Agg/PDF from its suffix) and no global figure state is left behind. `build_*`
+functions return the Figure, which `advprune render` writes (`output.save_figure`: the PDF and a PNG beside it);
+the artefact registry (advprune.artefacts) names which function builds which figure.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-import textwrap
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,11 +40,12 @@ from advprune.report.labels import (
     ordered_strategies,
     paper_dataset,
 )
+from advprune.identity import FULL
+from advprune.report.output import suptitle, wrap_to_inches
 from advprune.report.paper import ABSTRACT_RANDOM_DROPS, TABLE1
-from advprune.report.selection import FULL, expand_full, require_single_setting, select
+from advprune.report.selection import expand_full, pruning_epochs, require_single_setting
 from advprune.report.stats import linear_fit, summarise
-from advprune.report.style import DASHES, PAPER_MARKER, PNG_DPI, REFERENCE_COLOR, strategy_color, strategy_marker
-from advprune.runtime import atomic_path
+from advprune.report.style import DASHES, PAPER_MARKER, REFERENCE_COLOR, strategy_color, strategy_marker
 
 
 PAPER_TABLE1_LABEL = "paper, Table 1 (hollow: mean, dotted: ± sd)"
@@ -56,38 +55,20 @@ PAPER_ABSTRACT_LABEL = "paper: full data (Table 1), minus the abstract's 8 and 1
 LINE, X_PLOT, IS_FULL = "line", "x_plotted", "is_full"
 
 
-def save_figure(fig: Figure, out: Path) -> None:
-    """Write `out` and, beside a PDF, a PNG at 200 dpi (for READMEs and slides); atomically: a killed job never
-    leaves a half-written file that looks finished."""
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, bbox_inches="tight")
-    if out.suffix == ".pdf":
-        with atomic_path(out.with_suffix(".png")) as tmp:
-            fig.savefig(tmp, bbox_inches="tight", dpi=PNG_DPI, format="png")
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Rows and lines
 
 
-def _rows(df: pd.DataFrame, what: str, prune_epoch: int | None) -> pd.DataFrame:
-    """The figure's rows (all of them, or those at `prune_epoch` plus full data); refused when there are no pruned
-    runs or when they mix settings."""
-    d = df if prune_epoch is None else select(df, prune_epochs=[prune_epoch])
-    if d.empty or (d["strategy"] == FULL).all():  # full-data runs alone match any selection
-        at = "" if prune_epoch is None else f" at pruning epoch {prune_epoch}"
-        raise ValueError(f"{what}: no rows of the run table (beyond full-data runs){at} to draw")
-    require_single_setting(d, what)
-    return d.assign(**{IS_FULL: d["strategy"] == FULL})
+def _drawn_rows(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    """The figure's rows, with IS_FULL; refused when there are no pruned runs or when they mix settings."""
+    if df.empty or (df["strategy"] == FULL).all():  # full-data runs alone match any selection
+        raise ValueError(f"{what}: no rows of the run table (beyond full-data runs) to draw")
+    require_single_setting(df, what)
+    return df.assign(**{IS_FULL: df["strategy"] == FULL})
 
 
 def _pruned(d: pd.DataFrame) -> pd.DataFrame:
     return d[d["strategy"] != FULL]
-
-
-def _epochs(d: pd.DataFrame) -> list[int]:
-    return sorted(int(e) for e in _pruned(d)["prune_epoch"].dropna().unique())
 
 
 def _epoch_text(epochs: Sequence[int]) -> str:
@@ -121,7 +102,7 @@ class Lines:
 
 def strategy_lines(d: pd.DataFrame) -> Lines:
     """One line per strategy present (and per pruning epoch, when the rows hold several), full data in every line."""
-    epochs = _epochs(d)
+    epochs = pruning_epochs(d)
     keys = _pruned(d)[["strategy", "prune_epoch"]].drop_duplicates()
     rank = {s: i for i, s in enumerate(ordered_strategies(keys["strategy"]))}
     keys = sorted(keys.itertuples(index=False, name=None), key=lambda k: (rank[k[0]], -1 if pd.isna(k[1]) else k[1]))
@@ -229,7 +210,7 @@ def _figure_legend(fig: Figure, axes: np.ndarray, note: str) -> None:
         _take_legend(ax)
     fig.legend(
         list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=7,
-        title=_wrapped(note, fig.get_figwidth(), 7), title_fontsize=7,
+        title=wrap_to_inches(note, fig.get_figwidth(), 7), title_fontsize=7,
     )
 
 
@@ -306,7 +287,7 @@ def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str, paper:
             label = f"({'ab'[row]}) " if len(metrics) > 1 else ""
             ax.set(title=f"{label}{display_name(dataset)}", xlabel=KEEP_LABEL, ylabel=METRIC_LABELS[metric])
     _figure_legend(fig, axes, note)
-    _suptitle(fig, f"{title} ({_epoch_text(_epochs(d))})")
+    suptitle(fig, f"{title} ({_epoch_text(pruning_epochs(d))})")
     return fig
 
 
@@ -314,9 +295,9 @@ def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str, paper:
 # The figures
 
 
-def build_fig1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+def build_fig1(df: pd.DataFrame) -> Figure:
     """AutoAttack accuracy vs pruning epoch, one line per keep present; full data (if any) as a reference band."""
-    d = _rows(df, "fig1", prune_epoch)
+    d = _drawn_rows(df, "fig1")
     lines = _dodged(keep_lines(d), "prune_epoch")
     summary = point_summary(lines, "prune_epoch", "aa_acc_pct")
     full = summarise(d[d[IS_FULL]], ["dataset"], "aa_acc_pct")
@@ -337,32 +318,32 @@ def build_fig1(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
                             textcoords="offset points", fontsize=5, color=REFERENCE_COLOR)  # fmt: skip
         ax.set(title=display_name(dataset), xlabel="pruning epoch e", ylabel=METRIC_LABELS["aa_acc_pct"])
     _figure_legend(fig, axes, note)
-    _suptitle(fig, f"AutoAttack accuracy vs pruning epoch ({_strategies_text(d)})")
+    suptitle(fig, f"AutoAttack accuracy vs pruning epoch ({_strategies_text(d)})")
     return fig
 
 
-def build_fig2(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+def build_fig2(df: pd.DataFrame) -> Figure:
     """AutoAttack accuracy vs keep for the (random) pruning present, full data at keep 1.0."""
-    d = _rows(df, "fig2", prune_epoch)
+    d = _drawn_rows(df, "fig2")
     return _strategy_figure(d, ["aa_acc_pct"], f"AutoAttack accuracy vs keep, {_strategies_text(d)}", "abstract")
 
 
-def build_strategy_comparison(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+def build_strategy_comparison(df: pd.DataFrame) -> Figure:
     """(a) clean and (b) AutoAttack accuracy vs keep, one line per strategy present (figures 3 and 4)."""
-    d = _rows(df, "strategy comparison", prune_epoch)
+    d = _drawn_rows(df, "strategy comparison")
     return _strategy_figure(d, ["clean_acc_pct", "aa_acc_pct"], "Accuracy vs keep, by strategy", "table1")
 
 
-def build_fig7(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+def build_fig7(df: pd.DataFrame) -> Figure:
     """AutoAttack accuracy vs keep, one line per strategy present (random and low+high in the paper)."""
-    d = _rows(df, "fig7", prune_epoch)
+    d = _drawn_rows(df, "fig7")
     return _strategy_figure(d, ["aa_acc_pct"], f"AutoAttack accuracy vs keep: {_strategies_text(d, ' vs ')}")
 
 
-def fig5_fits(df: pd.DataFrame, *, prune_epoch: int | None = None) -> pd.DataFrame:
+def fig5_fits(df: pd.DataFrame) -> pd.DataFrame:
     """Per dataset and line, the least-squares line time_minutes = slope * keep + intercept over individual runs
     (full-data runs included in every line)."""
-    lines = strategy_lines(_rows(df, "fig5", prune_epoch))
+    lines = strategy_lines(_drawn_rows(df, "fig5"))
     rows = []
     for dataset in ordered_datasets(lines.runs["dataset"]):
         for line in lines.order:
@@ -376,9 +357,9 @@ def fig5_fits(df: pd.DataFrame, *, prune_epoch: int | None = None) -> pd.DataFra
     return pd.DataFrame(rows, columns=["dataset", LINE, "slope", "intercept", "r2", "n"])
 
 
-def build_fig5(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
+def build_fig5(df: pd.DataFrame) -> Figure:
     """Training + scoring time vs keep, with a linear fit per line and dataset; states jobs per GPU and device."""
-    d = _rows(df, "fig5", prune_epoch)
+    d = _drawn_rows(df, "fig5")
     lines = _dodged(strategy_lines(d), "keep")
     summary = point_summary(lines, "keep", "time_minutes")
     fits = fig5_fits(d)
@@ -402,43 +383,9 @@ def build_fig5(df: pd.DataFrame, *, prune_epoch: int | None = None) -> Figure:
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)  # per panel: the fits differ between datasets
     # Times from a shared device are not the paper's: the device and how many jobs shared it stay on the figure.
-    legend_note = _wrapped(f"{note}; device: {devices}, jobs per GPU: {jobs}", fig.get_figwidth() / len(datasets), 7)
+    legend_note = wrap_to_inches(
+        f"{note}; device: {devices}, jobs per GPU: {jobs}", fig.get_figwidth() / len(datasets), 7
+    )
     axes[0, 0].legend(fontsize=7, title=legend_note, title_fontsize=7)
-    _suptitle(fig, f"Time (training + scoring) vs keep, {_strategies_text(d)} ({_epoch_text(_epochs(d))})")
+    suptitle(fig, f"Time (training + scoring) vs keep, {_strategies_text(d)} ({_epoch_text(pruning_epochs(d))})")
     return fig
-
-
-def _wrapped(text: str, inches: float, size: float) -> str:
-    """`text` wrapped to `inches` (a one-panel figure is narrower than a long line)."""
-    width = max(30, int(inches * 14 * 9 / size))  # about 14 characters per inch at 9 pt
-    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
-
-
-def _suptitle(fig: Figure, text: str) -> None:
-    """A short title; what the figure shows in detail is its caption's job (report/*.rst, the record's page)."""
-    fig.suptitle(_wrapped(text, fig.get_figwidth(), 12), fontsize=12)
-
-
-BUILDERS: dict[str, Callable[..., Figure]] = {
-    "fig1": build_fig1,
-    "fig2": build_fig2,
-    "fig3": build_strategy_comparison,  # MNIST (or its stand-in): the rows the workflow gives it
-    "fig4": build_strategy_comparison,  # CIFAR-10 (or its stand-in)
-    "fig5": build_fig5,
-    "fig7": build_fig7,
-}
-
-
-def _drawer(name: str) -> Callable[..., Figure]:
-    def draw(df: pd.DataFrame, out: Path, *, prune_epoch: int | None = None) -> Figure:
-        fig = BUILDERS[name](df, prune_epoch=prune_epoch)
-        save_figure(fig, out)
-        return fig
-
-    draw.__name__ = f"draw_{name}"
-    draw.__doc__ = f"Write {name} (see `{BUILDERS[name].__name__}`) to `out`; return the Figure."
-    return draw
-
-
-FIGURES: dict[str, Callable[..., Figure]] = {name: _drawer(name) for name in BUILDERS}
-draw_fig1, draw_fig2, draw_fig3, draw_fig4, draw_fig5, draw_fig7 = (FIGURES[n] for n in BUILDERS)

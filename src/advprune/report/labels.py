@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from advprune.identity import FULL
+
 DISPLAY_NAMES = {
     "mnist": "MNIST",
     "cifar10": "CIFAR-10",
@@ -26,7 +28,7 @@ STRATEGY_LABELS = {
     "low+high": "low+high loss",
     "random": "random",
     "mean-distance": "drop nearest mean loss (Alg. 1)",
-    "full": "full data",
+    FULL: "full data",
 }
 
 METRIC_LABELS = {

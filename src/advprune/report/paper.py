@@ -6,12 +6,13 @@ Its CIFAR-10 columns are scrambled in the extracted text; SPEC fixes the assignm
 
 from __future__ import annotations
 
+from advprune.identity import FULL
 from advprune.report.labels import STRATEGY_LABELS
 
 Cell = tuple[str, float]  # (strategy, keep)
 
 # Table 1 column order, as the paper prints it.
-TABLE1_CELLS: tuple[Cell, ...] = (("low+high", 0.4), ("low+high", 0.8), ("random", 0.4), ("random", 0.8), ("full", 1.0))
+TABLE1_CELLS: tuple[Cell, ...] = (("low+high", 0.4), ("low+high", 0.8), ("random", 0.4), ("random", 0.8), (FULL, 1.0))
 TABLE1_METRICS = ("clean_acc_pct", "aa_acc_pct", "time_minutes")
 
 _TABLE1_ROWS = {
@@ -48,7 +49,7 @@ def cell_header(cell: Cell) -> str:
     """Table 1's column header in the paper's terms: 'loss p=0.6' for low+high at keep 0.4, 'full' for keep 1.0;
     strategies the table lacks by their figure labels ('high loss p=0.6')."""
     strategy, keep = cell
-    if strategy == "full":
-        return "full"
+    if strategy == FULL:
+        return FULL
     name = {"low+high": "loss", "random": "random"}.get(strategy) or STRATEGY_LABELS.get(strategy, strategy)
     return f"{name} p={round(1.0 - keep, 6):g}"

@@ -11,13 +11,13 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-FULL = "full"
+from advprune.identity import FULL
 
 # Settings that are part of a model's identity but not an axis of any figure: mixing them in one point is a bug.
 IDENTITY_SETTINGS = ("schedule_after_pruning", "precision", "method_version")
 
 
-def select(
+def select_rows(
     df: pd.DataFrame,
     *,
     datasets: Iterable[str] | None = None,
@@ -51,6 +51,11 @@ def select(
     return df[mask]
 
 
+def pruning_epochs(df: pd.DataFrame) -> list[int]:
+    """The pruning epochs of the pruned rows, ascending (full-data rows have none)."""
+    return sorted(int(e) for e in df.loc[df["strategy"] != FULL, "prune_epoch"].dropna().unique())
+
+
 def expand_full(df: pd.DataFrame, strategies: Iterable[str] | None = None) -> pd.DataFrame:
     """Copy each full-data row into every strategy (default: the pruned strategies present), dropping the original.
 
@@ -71,5 +76,5 @@ def require_single_setting(df: pd.DataFrame, what: str, varying: Iterable[str] =
         values = sorted(df[column].dropna().astype(str).unique())
         if len(values) > 1:
             raise ValueError(
-                f"{what}: rows mix {column} values {values}; select one (advprune.report.selection.select) first"
+                f"{what}: rows mix {column} values {values}; select one (advprune.report.selection.select_rows) first"
             )

@@ -22,7 +22,6 @@ _SPARE_COLORS = ("#E69F00", "#F0E442", "#000000")
 _SPARE_MARKERS = ("P", "X", "h")
 DASHES = ("", (4, 2), (1, 1.5), (6, 2, 1, 2))  # solid, dashed, dotted, dash-dot
 REFERENCE_COLOR = "0.3"  # full data as a reference, and the paper's values
-PNG_DPI = 200  # the PNG beside every PDF, for READMEs and slides
 PAPER_MARKER = {"markerfacecolor": "none", "markeredgewidth": 1.0, "markersize": 6}
 
 

@@ -18,9 +18,10 @@ import pandas as pd
 
 from advprune.report.labels import dataset_label, ordered_datasets, ordered_strategies, paper_dataset
 from advprune.report.paper import TABLE1, TABLE1_METRICS, TABLE1_N, cell_header
-from advprune.report.selection import FULL, require_single_setting, select
+from advprune.identity import FULL
+from advprune.report.output import Block
+from advprune.report.selection import pruning_epochs, require_single_setting
 from advprune.report.stats import summarise
-from advprune.report.tablefiles import Block
 
 TABLE_METRIC_LABELS = {
     "clean_acc_pct": "clean (%)",
@@ -31,16 +32,10 @@ SCHEDULE = "schedule_after_pruning"
 MISSING = "—"  # where the paper has no value for a cell
 
 
-def _rows(df: pd.DataFrame, what: str, prune_epoch: int | None) -> pd.DataFrame:
-    d = df if prune_epoch is None else select(df, prune_epochs=[prune_epoch])
-    if d.empty:
-        at = "" if prune_epoch is None else f" at pruning epoch {prune_epoch}"
-        raise ValueError(f"{what}: no rows of the run table{at} to tabulate")
-    return d
-
-
-def _epochs(d: pd.DataFrame) -> list[int]:
-    return sorted(int(e) for e in d.loc[d["strategy"] != FULL, "prune_epoch"].dropna().unique())
+def _rows(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    if df.empty:
+        raise ValueError(f"{what}: no rows of the run table to tabulate")
+    return df
 
 
 def _epoch_text(epochs: Sequence[int]) -> str:
@@ -59,7 +54,7 @@ def _full_in_every_schedule(d: pd.DataFrame) -> pd.DataFrame:
 def _cells(d: pd.DataFrame) -> list[tuple[str, str, float, int | None]]:
     """(header, strategy, keep, pruning epoch) per cell present: strategies in figure order, full data last, keeps
     ascending; the epoch joins the header only when the rows hold several."""
-    epochs = _epochs(d)
+    epochs = pruning_epochs(d)
     keys = d[["strategy", "keep", "prune_epoch"]].drop_duplicates()
     rank = {s: i for i, s in enumerate([*ordered_strategies(set(keys["strategy"]) - {FULL}), FULL])}
     cells = []
@@ -70,13 +65,12 @@ def _cells(d: pd.DataFrame) -> list[tuple[str, str, float, int | None]]:
     return sorted(set(cells), key=lambda c: (rank[c[1]], -1 if c[3] is None else c[3], c[2]))
 
 
-def table_values(df: pd.DataFrame, *, prune_epoch: int | None = None, by: Sequence[str] = ()) -> pd.DataFrame:
+def table_values(df: pd.DataFrame, *, by: Sequence[str] = ()) -> pd.DataFrame:
     """Long, numeric form: one row per dataset x `by` x metric x cell present with our mean, sd, n, n_failed (over
     all runs), mean_ok, sd_ok, n_ok (over the runs that did not collapse), the paper's mean and sd (NaN where the paper has no such cell), and diff = our mean - the paper's. Cells without runs
     for a dataset have n = 0 and NaN statistics."""
-    d = _rows(df, "table", prune_epoch)
+    d = _rows(df, "table")
     require_single_setting(d, "table", varying=by)
-    d = d.assign(keep=d["keep"].round(6))  # so a cell's keep matches the paper's exactly
     if SCHEDULE in by:
         d = _full_in_every_schedule(d)
     cells = _cells(d)
@@ -159,16 +153,14 @@ def layout(values: pd.DataFrame, by: Sequence[str] = (), *, without_collapsed: b
     return pd.DataFrame.from_dict(rows, orient="index", columns=cells).rename_axis(names)
 
 
-def table1(df: pd.DataFrame, *, prune_epoch: int | None = None, without_collapsed: bool = False) -> pd.DataFrame:
+def table1(df: pd.DataFrame, *, without_collapsed: bool = False) -> pd.DataFrame:
     """Paper Table 1: rows dataset x {clean acc, AutoAttack acc, time} x (ours, paper), one column per cell."""
-    return layout(table_values(df, prune_epoch=prune_epoch), without_collapsed=without_collapsed)
+    return layout(table_values(df), without_collapsed=without_collapsed)
 
 
-def ablation_schedule(
-    df: pd.DataFrame, *, prune_epoch: int | None = None, without_collapsed: bool = False
-) -> pd.DataFrame:
+def ablation_schedule(df: pd.DataFrame, *, without_collapsed: bool = False) -> pd.DataFrame:
     """Table 1's cells present under each `schedule_after_pruning` setting present (full data joins each)."""
-    values = table_values(df, prune_epoch=prune_epoch, by=[SCHEDULE])
+    values = table_values(df, by=[SCHEDULE])
     return layout(values, [SCHEDULE], without_collapsed=without_collapsed)
 
 
@@ -190,7 +182,7 @@ def _notes(d: pd.DataFrame, without_collapsed: bool) -> str:
     )
     stand_ins = any(paper_dataset(x) not in (None, x) for x in d["dataset"].unique())
     return (
-        f"p = fraction pruned (keep = 1 - p); loss = low+high. Pruned after {_epoch_text(_epochs(d))} epochs (the "
+        f"p = fraction pruned (keep = 1 - p); loss = low+high. Pruned after {_epoch_text(pruning_epochs(d))} epochs (the "
         f"paper: e = 3). {collapsed} Paper: mean ± sd over n = {TABLE1_N}; {MISSING}: no such cell. {time_text}."
         + (" Stand-in datasets show the paper's values for the dataset they stand in for: compare orderings, not "
            "digits." if stand_ins else "")
@@ -203,20 +195,30 @@ def _title(what: str, d: pd.DataFrame, without_collapsed: bool) -> str:
     return f"{what}: ours (mean ± sd over {runs}) above the paper's."
 
 
-def _blocks(d: pd.DataFrame, what: str, build: Callable[..., pd.DataFrame], prune_epoch: int | None) -> list[Block]:
+def _blocks(d: pd.DataFrame, what: str, build: Callable[..., pd.DataFrame]) -> list[Block]:
     """The table over all runs; when any run collapsed, a second one without the collapsed runs."""
-    blocks = [Block(build(d, prune_epoch=prune_epoch), _title(what, d, False), _notes(d, False), "paper")]
+    blocks = [Block(build(d), _title(what, d, False), _notes(d, False), "paper")]
     if d["collapsed"].astype(bool).any():
-        blocks.append(Block(build(d, prune_epoch=prune_epoch, without_collapsed=True),
-                            _title(f"{what}, collapsed runs left out", d, True), _notes(d, True), "paper"))  # fmt: skip
+        blocks.append(Block(build(d, without_collapsed=True), _title(f"{what}, collapsed runs left out", d, True),
+                            _notes(d, True), "paper"))  # fmt: skip
     return blocks
 
 
-def table1_blocks(df: pd.DataFrame, *, prune_epoch: int | None = None) -> list[Block]:
-    return _blocks(_rows(df, "table1", prune_epoch), "Table 1", table1, prune_epoch)
+def table1_blocks(df: pd.DataFrame) -> list[Block]:
+    return _blocks(_rows(df, "table1"), "Table 1", table1)
 
 
-def ablation_blocks(df: pd.DataFrame, *, prune_epoch: int | None = None) -> list[Block]:
+def ablation_blocks(df: pd.DataFrame) -> list[Block]:
     """Beyond the paper; its values are repeated under each schedule (the paper does not state its own)."""
-    return _blocks(_rows(df, "ablation_schedule", prune_epoch), "Schedule after pruning (beyond the paper)",
-                   ablation_schedule, prune_epoch)  # fmt: skip
+    return _blocks(_rows(df, "ablation_schedule"), "Schedule after pruning (beyond the paper)", ablation_schedule)
+
+
+# The registry's builders (advprune.artefacts): the rows of the artefact's table -> (blocks, the CSV's values).
+
+
+def tabulate_table1(df: pd.DataFrame) -> tuple[list[Block], pd.DataFrame]:
+    return table1_blocks(df), table_values(df)
+
+
+def tabulate_ablation_schedule(df: pd.DataFrame) -> tuple[list[Block], pd.DataFrame]:
+    return ablation_blocks(df), table_values(df, by=[SCHEDULE])

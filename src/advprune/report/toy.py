@@ -15,11 +15,13 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from advprune.report.figures import _suptitle, save_figure
+from advprune import provenance
+from advprune.artefacts import TABLE_FILES
 from advprune.report.style import REFERENCE_COLOR, STRATEGY_COLORS, STRATEGY_MARKERS
 from advprune.report.labels import KEEP_LABEL, STRATEGY_LABELS, ordered_strategies
-from advprune.report.tablefiles import Block, write_table_files
-from advprune.toy import CLASSIFIERS, ToyParameters
+from advprune.report.aggregate import write_table
+from advprune.report.output import Block, files_beside, save_figure, suptitle, write_table_files
+from advprune.toy import CLASSIFIERS, ToyParameters, simulate
 
 SHARE_LABEL = "fragile-set share of the kept points"
 CLASSIFIER_COLORS = ["0.15", "0.6"]  # robust, standard: greys, so no strategy's colour stands for a classifier
@@ -80,7 +82,7 @@ def build_toy(runs: pd.DataFrame, params: ToyParameters) -> Figure:
                 palette=CLASSIFIER_COLORS, errorbar="sd", capsize=0.1, ax=axes[2])  # fmt: skip
     axes[2].set(title="(c) the two classifiers (test set)", xlabel="", ylabel="fraction", ylim=(0, 1.05))
     axes[2].legend(fontsize=7, title="classifier", title_fontsize=7)
-    _suptitle(fig, "Toy model of section 5.2: pruning by the squared loss |w'x - y|², ||w||₁ = 1")
+    suptitle(fig, "Toy model of section 5.2: pruning by the squared loss |w'x - y|², ||w||₁ = 1")
     return fig
 
 
@@ -121,3 +123,14 @@ def draw_toy(runs: pd.DataFrame, params: ToyParameters, pdf: Path) -> None:
     """`pdf` (the figure) and, beside it, the table as .csv, .tex and .md."""
     save_figure(build_toy(runs, params), pdf)
     write_table_files([Block(toy_table(runs), toy_caption(runs, params))], Path(pdf).with_suffix(""))
+
+
+def run_toy(params: ToyParameters, pdf: Path, runs_csv: Path) -> None:
+    """The registry's builder (`advprune toy`): simulate every seed, write the per-seed rows to `runs_csv`, the
+    figure to `pdf`, the table beside it (.csv/.tex/.md) and `<pdf stem>.provenance.json`."""
+    runs = simulate(params)
+    write_table(runs, runs_csv)
+    draw_toy(runs, params, pdf)
+    provenance.write_artefact_record(
+        pdf, "toy", outputs=[*files_beside(pdf, TABLE_FILES), Path(runs_csv)], parameters=params.as_dict()
+    )

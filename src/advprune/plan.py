@@ -1,80 +1,20 @@
-"""What the Snakemake workflow plans: artefact grids -> model keys -> paths. Pure Python, so it is unit-tested.
+"""What the Snakemake workflow plans: artefact grids -> model keys, and each model's training command.
 
-A model's path holds every setting that changes its weights (dataset, precision, strategy, keep, prune epoch,
-schedule policy, seed). Every keep = 1.0 request maps onto one full-data path, so no model is trained twice.
+Pure Python, so it is unit-tested. The artefacts are those of the registry (advprune.artefacts); a model's key,
+directory and the full-data sentinel are advprune.identity's.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any, Iterable
 
+from advprune import artefacts as registry
+from advprune.artefacts import DATA, MODEL_GRID, SIMULATION
 from advprune.datasets import check_n_examples
+from advprune.identity import ModelKey, sorted_keys
 from advprune.pruning import STRATEGIES
 from advprune.settings import number_problem, resolve
 from advprune.toy import ToyParameters
-
-FULL = "full"
-SCHEDULES = ("rescale", "fixed")
-MODEL_ROOT = "results/models"
-
-# Artefacts drawn from the tidy table of their models, and the two built from data and one model's pruning decision.
-MODEL_ARTEFACTS = ("fig1", "fig2", "table1", "fig3", "fig4", "fig5", "fig7", "ablation_schedule")
-DATA_ARTEFACTS = ("fig8", "table2")
-SIMULATED_ARTEFACTS = ("toy",)  # section 5.2's toy model: no model or dataset, only its config
-TABLES = ("table1", "ablation_schedule", "table2", "toy")
-
-
-@dataclass(frozen=True, order=True)
-class ModelKey:
-    dataset: str
-    precision: str
-    strategy: str
-    keep: float
-    prune_epoch: int | None
-    schedule: str | None
-    seed: int
-
-    @classmethod
-    def create(
-        cls, dataset: str, precision: str, strategy: str, keep: float, prune_epoch: int | None, schedule: str | None,
-        seed: int,
-    ) -> "ModelKey":
-        if keep == 1.0:
-            return cls(dataset, precision, FULL, 1.0, None, None, seed)
-        return cls(dataset, precision, strategy, float(keep), int(prune_epoch), schedule, seed)
-
-    @property
-    def run(self) -> str:
-        if self.strategy == FULL:
-            return FULL
-        return f"{self.strategy}_keep{self.keep:g}_e{self.prune_epoch}_{self.schedule}"
-
-    @property
-    def directory(self) -> str:
-        return f"{MODEL_ROOT}/{self.dataset}/{self.precision}/{self.run}/seed{self.seed}"
-
-
-def run_pattern() -> str:
-    """Regex for the {run} wildcard, built from the strategy registry (a new strategy needs no edit here)."""
-    strategies = "|".join(re.escape(name) for name in STRATEGIES)
-    return rf"{FULL}|(?:{strategies})_keep0?\.\d+_e\d+_(?:{'|'.join(SCHEDULES)})"
-
-
-def parse_run(run: str) -> dict[str, Any]:
-    """The training arguments a {run} wildcard stands for."""
-    if run == FULL:
-        return {"strategy": "random", "keep": 1.0, "prune_epoch": None, "schedule": None}
-    match = re.fullmatch(r"(?P<strategy>.+)_keep(?P<keep>[0-9.]+)_e(?P<epoch>\d+)_(?P<schedule>\w+)", run)
-    if match is None:
-        raise ValueError(f"not a run name: {run!r}")
-    return {
-        "strategy": match["strategy"],
-        "keep": float(match["keep"]),
-        "prune_epoch": int(match["epoch"]),
-        "schedule": match["schedule"],
-    }
 
 
 def seeds_of(value: int | list[int]) -> list[int]:
@@ -94,12 +34,12 @@ def _active_roles(config: dict[str, Any]) -> list[str]:
 def built_artefacts(config: dict[str, Any]) -> list[str]:
     """Artefacts this configuration builds: those left with a role (a data artefact also needs its pruned model's
     role); the simulated ones need no dataset."""
-    names = [name for name in MODEL_ARTEFACTS if artefact_roles(config, name)]
+    names = [name for name in registry.names(MODEL_GRID) if artefact_roles(config, name)]
     names += [
-        name for name in DATA_ARTEFACTS
+        name for name in registry.names(DATA)
         if artefact_roles(config, name) and config["artefacts"][name]["pruned_model"]["role"] in _active_roles(config)
     ]
-    return names + [name for name in SIMULATED_ARTEFACTS if name in config["artefacts"]]
+    return names + [name for name in registry.names(SIMULATION) if name in config["artefacts"]]
 
 
 def artefact_seeds(config: dict[str, Any], spec: dict[str, Any]) -> list[int]:
@@ -128,31 +68,55 @@ def artefact_models(config: dict[str, Any], name: str) -> list[ModelKey]:
                 for epoch in _as_list(_per_role(spec["prune_epoch"], role)):
                     for schedule in spec.get("schedules", [config["schedule_after_pruning"]]):
                         for seed in artefact_seeds(config, spec):
-                            keys.add(ModelKey.create(
-                                dataset, config["precision"], strategy, keep, epoch, schedule, seed
-                            ))
-    return sorted(keys, key=_sort_key)
+                            keys.add(ModelKey.create(dataset, strategy, keep, epoch, seed,
+                                                     precision=config["precision"], schedule=schedule))  # fmt: skip
+    return sorted_keys(keys)
 
 
 def pruned_model(config: dict[str, Any], name: str) -> ModelKey:
     """The one model whose kept set fig8 and table2 show as "pruned"."""
     spec = config["artefacts"][name]["pruned_model"]
     return ModelKey.create(
-        config["datasets"][spec["role"]], config["precision"], spec["strategy"], spec["keep"],
-        spec["prune_epoch"], config["schedule_after_pruning"], spec["seed"],
+        config["datasets"][spec["role"]], spec["strategy"], spec["keep"], spec["prune_epoch"], spec["seed"],
+        precision=config["precision"], schedule=config["schedule_after_pruning"],
     )
 
 
 def all_models(config: dict[str, Any], artefacts: Iterable[str] | None = None) -> list[ModelKey]:
     """Every model of the given artefacts (default: every artefact this configuration builds)."""
     names = built_artefacts(config) if artefacts is None else list(artefacts)
-    keys = {key for name in names if name in MODEL_ARTEFACTS for key in artefact_models(config, name)}
-    keys |= {pruned_model(config, name) for name in names if name in DATA_ARTEFACTS}
-    return sorted(keys, key=_sort_key)
+    keys = {key for name in names if name in registry.names(MODEL_GRID) for key in artefact_models(config, name)}
+    keys |= {pruned_model(config, name) for name in names if name in registry.names(DATA)}
+    return sorted_keys(keys)
 
 
-def _sort_key(key: ModelKey) -> tuple:
-    return (key.dataset, key.precision, key.strategy, key.keep, key.prune_epoch or -1, key.schedule or "", key.seed)
+def training_words(key: ModelKey, config: dict[str, Any]) -> list[str]:
+    """The `advprune train` arguments of a model (besides --out): its key's settings and the config's device, data
+    root and the dataset's overrides. A params value of its rule, so these words must not change for a finished
+    model: the full-data model asks for `--strategy random --keep 1.0`, as it always has."""
+    words = [
+        "--dataset", key.dataset, "--strategy", key.strategy if key.prunes else "random", "--keep", str(key.keep),
+        "--seed", str(key.seed), "--precision", key.precision, "--device", config["device"],
+        "--data-root", config["data_root"],
+    ]  # fmt: skip
+    if key.prunes:
+        words += ["--prune-epoch", str(key.prune_epoch), "--schedule-after-pruning", key.schedule]
+    for override in config["training_overrides"].get(key.dataset, []):
+        words += ["--set", override]
+    return words
+
+
+def _check_artefact_names(config: dict[str, Any]) -> None:
+    """Every artefacts.<name> of the config must be the registry's (the schema lets a new grid in by any name)."""
+    for name in config["artefacts"]:
+        if name not in registry.BY_NAME:
+            raise ValueError(
+                f"artefacts.{name}: no artefact of that name in advprune.artefacts; "
+                f"known: {', '.join(registry.names())}"
+            )
+    missing = [name for name in registry.names(MODEL_GRID, DATA) if name not in config["artefacts"]]
+    if missing:
+        raise ValueError(f"artefacts: no grid for {', '.join(missing)} (config.yaml, or the entry's default_config)")
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -160,6 +124,7 @@ def check_config(config: dict[str, Any]) -> None:
 
     Raises ValueError naming the offending key.
     """
+    _check_artefact_names(config)
     problem = number_problem(config)  # NaN passes every bound of the schema: `keep: [.nan]` planned unmakeable paths
     if problem is not None:
         raise ValueError(problem)
@@ -203,6 +168,11 @@ def check_config(config: dict[str, Any]) -> None:
                 _check_epochs(config, epochs_of, f"artefacts.{name}.prune_epoch", role, _per_role(epochs, role))
         if "pruned_model" in spec:
             model = spec["pruned_model"]
+            if model["strategy"] not in STRATEGIES:
+                raise ValueError(
+                    f"artefacts.{name}.pruned_model.strategy: unknown strategy {model['strategy']!r}; "
+                    f"known: {', '.join(STRATEGIES)}"
+                )
             _check_epochs(
                 config, epochs_of, f"artefacts.{name}.pruned_model.prune_epoch", model["role"], model["prune_epoch"]
             )

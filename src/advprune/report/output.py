@@ -1,4 +1,6 @@
-"""A display table written as Markdown, LaTeX (booktabs, through pandas' Styler) and a page-sized PDF + PNG.
+"""The report's files, written in one place: figures (PDF + PNG), their titles, and display tables as Markdown,
+LaTeX (booktabs, through pandas' Styler) and a page-sized PDF + PNG. Every file is written atomically: a killed job
+never leaves a half-written file that looks finished.
 
 A display table is a DataFrame of strings: its index (one level or several) holds the row labels, its columns the
 headers. Repeated row labels are printed once per group, as a paper prints them. A `Block` is one such table with a
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,9 +24,9 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Affine2D
 
-from advprune.report.style import PNG_DPI
 from advprune.runtime import atomic_path
 
+PNG_DPI = 200  # the PNG beside every PDF (for READMEs and slides)
 FONT_PT = 7.5  # body text
 MIN_FONT_PT = 7.0  # a wider table gets a smaller font down to this, so a page printed at 100% stays readable
 TITLE_PT = 8.5
@@ -274,3 +277,35 @@ def write_table_files(blocks: Sequence[Block], stem: Path, *, data: pd.DataFrame
     labels = [f"tab:{stem.name}"] + [f"tab:{stem.name}-{i + 1}" for i in range(1, len(blocks))]
     with atomic_path(stem.with_suffix(".tex")) as tmp:
         tmp.write_text("\n".join(to_latex(b, label) for b, label in zip(blocks, labels)))
+
+
+def save_table(blocks: Sequence[Block], pdf: Path, *, data: pd.DataFrame | None = None) -> None:
+    """A table's five files: `pdf` and its PNG (`draw_pdf`), and .md, .tex, .csv beside it (`write_table_files`)."""
+    write_table_files(blocks, Path(pdf).with_suffix(""), data=data)
+    draw_pdf(blocks, pdf)
+
+
+def save_figure(fig: Figure, out: Path) -> None:
+    """Write `out` and, beside a PDF, a PNG at PNG_DPI."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
+    if out.suffix == ".pdf":
+        with atomic_path(out.with_suffix(".png")) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", dpi=PNG_DPI, format="png")
+
+
+def files_beside(pdf: Path, suffixes: Iterable[str]) -> list[Path]:
+    """An artefact's files (advprune.artefacts: FIGURE_FILES, TABLE_FILES) named after its PDF."""
+    return [Path(pdf).with_suffix(f".{suffix}") for suffix in suffixes]
+
+
+def wrap_to_inches(text: str, inches: float, size: float) -> str:
+    """`text` wrapped to `inches` at `size` points (a one-panel figure is narrower than a long line)."""
+    width = max(30, int(inches * 14 * 9 / size))  # about 14 characters per inch at 9 pt
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def suptitle(fig: Figure, text: str) -> None:
+    """A figure's one short title; what it shows in detail is its caption's job (captions/*.rst, a record's page)."""
+    fig.suptitle(wrap_to_inches(text, fig.get_figwidth(), 12), fontsize=12)
