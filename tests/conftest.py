@@ -46,12 +46,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Snakemake runs take seconds at least: a `workflow` test is also `slow`, so `-m "not slow"` leaves it out.
+    """Snakemake runs take seconds at least: a `workflow` test, and any test that reads the shared demo (minutes to
+    build), is also `slow`, so `-m "not slow"` leaves it out.
 
     With pytest-xdist (`--dist loadgroup`, pyproject.toml) each test joins a group that one worker runs whole: its
     module, so a module-scoped fixture (a training, a set of dry runs) is built once; or `demo` for every test that
     reads the shared demo, so the demo runs once per session, not once per worker."""
-    if item.get_closest_marker("workflow") is not None and item.get_closest_marker("slow") is None:
+    uses_demo = "demo" in getattr(item, "fixturenames", ())
+    if (item.get_closest_marker("workflow") is not None or uses_demo) and item.get_closest_marker("slow") is None:
         item.add_marker(pytest.mark.slow)
     item.add_marker(pytest.mark.xdist_group(xdist_group(item.nodeid, getattr(item, "fixturenames", ()))))
 

@@ -180,6 +180,7 @@ def test_snakemake_builds_the_toy_artefact(demo):
     assert "figures/toy.md" in provenance["outputs"] and provenance["models"] == []
 
 
+@pytest.mark.workflow
 def test_the_toy_rule_passes_the_configs_values_on(demo, tmp_path):
     """Every key of artefacts.toy reaches `advprune toy` (the registry entry's options): a changed value reruns
     the toy alone, with that value on its command line."""
@@ -189,7 +190,7 @@ def test_the_toy_rule_passes_the_configs_values_on(demo, tmp_path):
     overlay = write_config_overlay(tmp_path, {"artefacts": {"toy": {"steps": 7, "keep": [0.5, 1.0], "seeds": 2}}})
     args = ("--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml", str(overlay))
     assert planned_jobs(directory, *args) == {"simulate_toy": 1, "all": 1}
-    result = snakemake(directory, "-n", "-p", *args, "toy")
+    result = snakemake(directory, "-n", "-p", "toy", *args)  # a target after --configfile would be a file
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (command,) = [line for line in (result.stdout + result.stderr).splitlines() if "python -m advprune toy" in line]
     spec = yaml.safe_load((REPO / "config.yaml").read_text())["artefacts"]["toy"]

@@ -32,7 +32,8 @@ SCHEDULE = "schedule_after_pruning"
 MISSING = "—"  # where the paper has no value for a cell
 
 
-def _rows(df: pd.DataFrame, what: str) -> pd.DataFrame:
+def _tabulated_rows(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    """The table's rows (the workflow's table holds exactly the artefact's grid), refused when there are none."""
     if df.empty:
         raise ValueError(f"{what}: no rows of the run table to tabulate")
     return df
@@ -69,7 +70,7 @@ def table_values(df: pd.DataFrame, *, by: Sequence[str] = ()) -> pd.DataFrame:
     """Long, numeric form: one row per dataset x `by` x metric x cell present with our mean, sd, n, n_failed (over
     all runs), mean_ok, sd_ok, n_ok (over the runs that did not collapse), the paper's mean and sd (NaN where the paper has no such cell), and diff = our mean - the paper's. Cells without runs
     for a dataset have n = 0 and NaN statistics."""
-    d = _rows(df, "table")
+    d = _tabulated_rows(df, "table")
     require_single_setting(d, "table", varying=by)
     if SCHEDULE in by:
         d = _full_in_every_schedule(d)
@@ -205,12 +206,12 @@ def _blocks(d: pd.DataFrame, what: str, build: Callable[..., pd.DataFrame]) -> l
 
 
 def table1_blocks(df: pd.DataFrame) -> list[Block]:
-    return _blocks(_rows(df, "table1"), "Table 1", table1)
+    return _blocks(_tabulated_rows(df, "table1"), "Table 1", table1)
 
 
 def ablation_blocks(df: pd.DataFrame) -> list[Block]:
     """Beyond the paper; its values are repeated under each schedule (the paper does not state its own)."""
-    return _blocks(_rows(df, "ablation_schedule"), "Schedule after pruning (beyond the paper)", ablation_schedule)
+    return _blocks(_tabulated_rows(df, "ablation_schedule"), "Schedule after pruning (beyond the paper)", ablation_schedule)
 
 
 # The registry's builders (advprune.artefacts): the rows of the artefact's table -> (blocks, the CSV's values).
