@@ -39,8 +39,8 @@ class Size:
 
 # A third of MNIST's and a fifth of CIFAR-10's training set (200 and 79 steps per epoch): enough steps to time an
 # epoch, scaled to the full set, in a benchmark that fits the device check's minutes.
-FULL = Size("full", {"mnist": 20000, "cifar10": 10000}, 2, (1, 2, 4, 8), 1000)
-TINY = Size("tiny", {"mnist": 200, "cifar10": 16}, 2, (1, 2), 4, ("monitor.n_points=8", "monitor.pgd_steps=2"))
+FULL_SIZE = Size("full", {"mnist": 20000, "cifar10": 10000}, 2, (1, 2, 4, 8), 1000)
+TINY_SIZE = Size("tiny", {"mnist": 200, "cifar10": 16}, 2, (1, 2), 4, ("monitor.n_points=8", "monitor.pgd_steps=2"))
 
 
 def synthetic(shape: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -323,5 +323,5 @@ def command(tiny: bool, device: str, out: Path, shapes: tuple[str, ...], jobs: t
     if out.is_dir():
         raise ValueError(f"--out {out}: is a directory; --out names the JSON file")
     check_writable_directory(out.parent, "--out", out)
-    return run(TINY if tiny else FULL, device, shapes, jobs, save=lambda record: write_json(out, record),
+    return run(TINY_SIZE if tiny else FULL_SIZE, device, shapes, jobs, save=lambda record: write_json(out, record),
                autoattack_points=autoattack_points, max_seconds=max_seconds)

@@ -211,7 +211,8 @@ def table1_blocks(df: pd.DataFrame) -> list[Block]:
 
 def ablation_blocks(df: pd.DataFrame) -> list[Block]:
     """Beyond the paper; its values are repeated under each schedule (the paper does not state its own)."""
-    return _blocks(_tabulated_rows(df, "ablation_schedule"), "Schedule after pruning (beyond the paper)", ablation_schedule)
+    rows = _tabulated_rows(df, "ablation_schedule")
+    return _blocks(rows, "Schedule after pruning (beyond the paper)", ablation_schedule)
 
 
 # The registry's builders (advprune.artefacts): the rows of the artefact's table -> (blocks, the CSV's values).
