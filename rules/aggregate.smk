@@ -6,7 +6,7 @@ rule artefact_table:
         unpack(lambda w: table_inputs(artefact_models(w.artefact))),
         code=code_files("advprune.report.aggregate"),
     output:
-        "results/artefacts/{artefact}.csv",
+        ARTEFACT_TABLE,
     params:
         directories=lambda w: quoted(*(key.directory for key in artefact_models(w.artefact))),
         n_examples=config["n_examples"],

@@ -61,13 +61,14 @@ shell.prefix(
     f"export {JOBS_PER_GPU_VARIABLE}={int(config['jobs_per_gpu'])}; "
 )
 
-# Path templates: a model's directory names every setting that changes its weights (advprune.identity).
-MODEL_DIR = MODEL_DIRECTORY
+# Path templates: a model's directory names every setting that changes its weights (advprune.identity); an
+# artefact's tidy table holds one row per model of its grid (rules/aggregate.smk).
 DATA_FILE = str(Path(config["data_root"], "{dataset}.npz"))
+ARTEFACT_TABLE = "results/artefacts/{artefact}.csv"
 
 
 def model_file(name):
-    return str(Path(MODEL_DIR, name))
+    return str(Path(MODEL_DIRECTORY, name))
 
 
 def workflow_file(*parts):
@@ -215,10 +216,10 @@ def selection_words():
 
 
 ARTEFACT_INPUTS = {
-    MODEL_GRID: lambda name: {"table": f"results/artefacts/{name}.csv"},
+    MODEL_GRID: lambda name: {"table": ARTEFACT_TABLE.format(artefact=name)},
     DATA: embedding_inputs,
     SIMULATION: lambda name: {},
-    CLAIMS: lambda name: {"tables": [f"results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS]},
+    CLAIMS: lambda name: {"tables": [ARTEFACT_TABLE.format(artefact=name) for name in CLAIM_ARTEFACTS]},
 }
 # (entry, its inputs, its outputs) -> the `python -m advprune` words, all known when the Snakefile is read: a params
 # value Snakemake records, so a config edit that changes an artefact's command reruns it.
@@ -227,7 +228,7 @@ ARTEFACT_COMMANDS = {
     DATA: lambda a, inputs, outputs: ["embed", a.name, *embedding_variants(a.name), *option_words(a)],
     SIMULATION: lambda a, inputs, outputs: ["toy", *option_words(a), "--runs", outputs["runs"]],
     CLAIMS: lambda a, inputs, outputs: [
-        "claims", *(f"--table={name}=results/artefacts/{name}.csv" for name in CLAIM_ARTEFACTS),
+        "claims", *(f"--table={name}={table}" for name, table in zip(CLAIM_ARTEFACTS, inputs["tables"])),
         *(f"--role={role}={config['datasets'][role]}" for role in config["roles"]), *selection_words(),
     ],
 }

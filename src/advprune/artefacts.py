@@ -76,17 +76,16 @@ class Artefact:
 
     @property
     def code_modules(self) -> list[str]:
-        """The modules whose imports (advprune.imports) are the code its rule depends on: this registry, the kind's
-        entry module and the builder's module."""
-        return list(dict.fromkeys([__name__, *filter(None, [_ENTRY_MODULES.get(self.kind)]), self.builder_module]))
+        """The modules whose imports (advprune.imports) are the code its rule depends on: the kind's entry module and
+        the builder's module (loaded by name, so no import statement leads to it)."""
+        return list(dict.fromkeys([*filter(None, [_ENTRY_MODULES.get(self.kind)]), self.builder_module]))
 
     @property
     def builder_module(self) -> str:
         return self.builder.partition(":")[0]
 
     def load_builder(self) -> Callable[..., Any]:
-        module, _, function = self.builder.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return getattr(importlib.import_module(self.builder_module), self.builder.partition(":")[2])
 
 
 def _figure(name: str, builder: str, **more: Any) -> Artefact:

@@ -249,7 +249,7 @@ def _train(args: argparse.Namespace) -> int:
         args.dataset, args.config, args.overrides,
         schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
     )
-    run = ModelKey.from_settings(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, resolved)
+    key = ModelKey.from_settings(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, resolved)
     device = choose_device(args.device)
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
@@ -267,7 +267,7 @@ def _train(args: argparse.Namespace) -> int:
         if not args.overwrite:
             _refuse_finished(args.out)
         with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
-            return _train_locked(args, resolved, run, placement, arrays, datasets.file_sha256(data_file))
+            return _train_locked(args, resolved, key, placement, arrays, datasets.file_sha256(data_file))
 
 
 def _refuse_finished(out: Path) -> None:
@@ -284,11 +284,11 @@ def _refuse_finished(out: Path) -> None:
         raise ValueError(f"{out} holds a finished model ({model} is complete); pass --overwrite to train it again")
 
 
-def _train_locked(args: argparse.Namespace, resolved: dict, run, placement, arrays, dataset_sha256: str) -> int:
+def _train_locked(args: argparse.Namespace, resolved: dict, key, placement, arrays, dataset_sha256: str) -> int:
     from advprune.training import Trainer
 
     trainer = Trainer(
-        run, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=placement.device,
+        key, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=placement.device,
         dataset_sha256=dataset_sha256, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
         show_progress=_progress_bar(args),
     )

@@ -85,8 +85,9 @@ def pruned_model(config: dict[str, Any], name: str) -> ModelKey:
 def all_models(config: dict[str, Any], artefacts: Iterable[str] | None = None) -> list[ModelKey]:
     """Every model of the given artefacts (default: every artefact this configuration builds)."""
     names = built_artefacts(config) if artefacts is None else list(artefacts)
-    keys = {key for name in names if name in registry.names(MODEL_GRID) for key in artefact_models(config, name)}
-    keys |= {pruned_model(config, name) for name in names if name in registry.names(DATA)}
+    grids, data = registry.names(MODEL_GRID), registry.names(DATA)
+    keys = {key for name in names if name in grids for key in artefact_models(config, name)}
+    keys |= {pruned_model(config, name) for name in names if name in data}
     return sorted_keys(keys)
 
 

@@ -22,10 +22,10 @@ from advprune import METHOD_VERSION
 from advprune.augment import augment
 from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint
 from advprune.datasets import images_to_device
+from advprune.identity import ModelKey
 from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
 from advprune.perturbations import TRAINING_ATTACKS
-from advprune.identity import ModelKey
 from advprune.pruning import NEEDS_SCORES, kept_indices
 from advprune.provenance import run_record
 from advprune.runtime import RunFailure, atomic_path, device_name, library_versions, write_json
