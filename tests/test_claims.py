@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from test_report import make_runs
 
 from advprune import cli
@@ -19,11 +20,14 @@ from advprune.artefacts import MODEL_GRID, names
 R, NR, INC, NM = claims.REPRODUCED, claims.NOT_REPRODUCED, claims.INCONCLUSIVE, claims.NOT_MEASURED
 
 
-def test_packaged_claims_are_well_formed():
-    loaded = claims.load_claims()
+@pytest.mark.parametrize("version", list(claims.RULES_FILES))
+def test_packaged_claims_are_well_formed(version):
+    loaded = claims.load_rules(version).claims
     assert len({c.id for c in loaded}) == len(loaded) >= 10
     for claim in loaded:
         assert claim.artefact in names(MODEL_GRID) and claim.role in ("mnist", "cifar10")
+        if claim.measure["kind"] == "all_of":
+            continue
         metric = claim.measure["metric"]
         assert metric in COLUMNS or metric == "collapse_pct", claim.id
         cells = [c for name in ("a", "b") if name in claim.measure for c in np.atleast_1d(claim.measure[name])]
@@ -58,6 +62,10 @@ def test_a_malformed_claim_is_refused_by_name():
         ({"kind": "at_least", "threshold": 0.95}, (0.95, 0.99), R),
         ({"kind": "at_least", "threshold": 0.95}, (0.5, 0.94), NR),
         ({"kind": "at_least", "threshold": 0.95}, (0.9, 0.99), INC),
+        ({"kind": "not_worse", "margin": 4.0}, (-3.9, 5.0), R),
+        ({"kind": "not_worse", "margin": 4.0}, (-9.0, -4.1), NR),
+        ({"kind": "not_worse", "margin": 4.0}, (-4.0, 2.0), INC),  # touching -D is not beyond it
+        ({"kind": "not_worse", "margin": 4.0}, (-12.0, -4.0), INC),
     ],
 )  # fmt: skip
 def test_verdict_rules(test, interval, expected):
@@ -99,18 +107,45 @@ def test_no_difference_with_many_runs_is_not_reproduced_and_with_few_is_inconclu
     assert claims.evaluate(claim(DIFFERENCE, GREATER), noisy, "mnist")["verdict"] == INC
 
 
+V1 = claims.load_rules("v1")
+
+
 def test_too_few_runs_give_an_interval_but_no_verdict():
-    few = runs({("low+high", 0.4): np.array([70.0, 71.0, 72.0]), ("random", 0.4): np.array([60.0, 61.0, 62.0])})
+    few = runs({("low+high", 0.4): 70.0 + np.arange(9.0), ("random", 0.4): 50.0 + np.arange(9.0)})
     row = claims.evaluate(claim(DIFFERENCE, GREATER), few, "mnist")
-    assert row["ci_low"] > 0 and row["verdict"] == INC and "fewer than 5 runs" in row["note"]
+    assert row["ci_low"] > 0 and row["verdict"] == INC and "fewer than 10 runs in a group" in row["note"]
+    assert claims.evaluate(claim(DIFFERENCE, GREATER), few, "mnist", rules=V1)["verdict"] == R  # v1 needed 5
+    ten = runs({("low+high", 0.4): 70.0 + np.arange(10.0), ("random", 0.4): 50.0 + np.arange(10.0)})
+    assert claims.evaluate(claim(DIFFERENCE, GREATER), ten, "mnist")["verdict"] == R
 
 
-def test_the_bootstrap_is_seeded():
+def test_a_pooled_side_needs_five_runs_in_every_cell():
+    pooled = {**DIFFERENCE, "a": [{"strategy": "low+high", "keep": 0.4}, {"strategy": "low+high", "keep": 0.8}]}
+    df = runs({("low+high", 0.4): 70.0 + np.arange(12.0), ("low+high", 0.8): 70.0 + np.arange(4.0),
+               ("random", 0.4): 50.0 + np.arange(16.0)})  # fmt: skip
+    row = claims.evaluate(claim(pooled, GREATER), df, "mnist")
+    assert row["n_runs"] == 32 and row["verdict"] == INC and "fewer than 5 runs in a pooled cell" in row["note"]
+
+
+def test_v2_intervals_are_welch_for_means_and_newcombe_for_rates():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(70, 5, 12), rng.normal(60, 9, 15)
+    row = claims.evaluate(claim(DIFFERENCE, GREATER), runs({("low+high", 0.4): a, ("random", 0.4): b}), "mnist")
+    welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.97)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((welch.low, welch.high))
+    assert row["interval"] == "welch 97%"
+    rate = {**DIFFERENCE, "metric": "aa_acc_pct", "below": 65.0}
+    row = claims.evaluate(claim(rate, GREATER), runs({("low+high", 0.4): a, ("random", 0.4): b}), "mnist")
+    assert row["interval"] == "newcombe 95%"
+    assert row["ours"] == pytest.approx(100 * ((a < 65).mean() - (b < 65).mean()))
+
+
+def test_the_v1_bootstrap_is_seeded():
     rng = np.random.default_rng(3)
     df = runs({("low+high", 0.4): rng.normal(0, 5, 8), ("random", 0.4): rng.normal(0, 5, 8)})
-    first, second = (claims.evaluate(claim(DIFFERENCE, GREATER), df, "mnist", seed=7) for _ in range(2))
+    first, second = (claims.evaluate(claim(DIFFERENCE, GREATER), df, "mnist", seed=7, rules=V1) for _ in range(2))
     assert (first["ci_low"], first["ci_high"]) == (second["ci_low"], second["ci_high"])
-    other = claims.evaluate(claim(DIFFERENCE, GREATER), df, "mnist", seed=8)
+    other = claims.evaluate(claim(DIFFERENCE, GREATER), df, "mnist", seed=8, rules=V1)
     assert (other["ci_low"], other["ci_high"]) != (first["ci_low"], first["ci_high"])
 
 
@@ -132,7 +167,7 @@ def test_linear_time_is_recognised_and_a_curve_is_not():
 
     def times(of_keep) -> pd.DataFrame:
         keeps = (0.2, 0.4, 0.6, 0.8, 1.0)
-        cells = {("random" if k < 1 else "full", k): of_keep(k) + rng.normal(0, 0.1, 5) for k in keeps}
+        cells = {("random" if k < 1 else "full", k): of_keep(k) + rng.normal(0, 0.1, 10) for k in keeps}
         return runs(cells, metric="time_seconds")
 
     assert claims.evaluate(claim(measure, test, "fig5"), times(lambda k: 10 + 100 * k), "mnist")["verdict"] == R
@@ -150,10 +185,10 @@ def test_worst_gap_finds_the_worst_strategy():
     for keep in (0.2, 0.6):
         cells |= {("low", keep): 40 + rng.normal(0, 1, 5), ("high", keep): 50 + rng.normal(0, 1, 5),
                   ("random", keep): 55 + rng.normal(0, 1, 5)}  # fmt: skip
-    row = claims.evaluate(claim(measure, {"kind": "less", "margin": 1.0}, "fig3"), runs(cells), "mnist")
+    row = claims.evaluate(claim(measure, {"kind": "less", "margin": 1.0}, "fig3"), runs(cells), "mnist", rules=V1)
     assert row["verdict"] == R and row["ours"] == pytest.approx(-10.0, abs=1.5)
     only_low = runs({("low", 0.2): np.ones(3), ("full", 1.0): np.ones(3)})
-    assert claims.evaluate(claim(measure, GREATER, "fig3"), only_low, "mnist")["verdict"] == NM
+    assert claims.evaluate(claim(measure, GREATER, "fig3"), only_low, "mnist", rules=V1)["verdict"] == NM
 
 
 def test_failure_rates_pool_cells():
@@ -171,7 +206,7 @@ def test_the_claims_command_writes_table_markdown_and_provenance(tmp_path: Path)
     for name, grid in {"table1": dict(strategies=("low+high", "random"), keeps=(0.4, 0.8, 1.0), epochs=(3,)),
                        "fig5": dict(strategies=("random",), epochs=(3,))}.items():  # fmt: skip
         paths[name] = tmp_path / f"{name}.csv"
-        write_table(make_runs(seeds=claims.MIN_RUNS, **grid), paths[name])
+        write_table(make_runs(seeds=10, **grid), paths[name])
     out = tmp_path / "figures" / "claims.csv"
     args = ["claims", "--out", str(out), "--role", "mnist=mnist", "--role", "cifar10=cifar10", "--resamples", "200"]
     args += [f"--table={name}={path}" for name, path in paths.items()]
@@ -185,7 +220,7 @@ def test_the_claims_command_writes_table_markdown_and_provenance(tmp_path: Path)
     # make_runs' times are linear in keep, so the linearity claims hold
     assert set(table.loc[table.id.str.contains("time-linear"), "verdict"]) == {R}
     markdown = out.with_suffix(".md").read_text()
-    assert "| claim | dataset | ours | 95% CI |" in markdown and "Verdicts:" in markdown
+    assert "| claim | reading | dataset | ours | CI | interval |" in markdown and "Verdicts:" in markdown
     record = json.loads((tmp_path / "figures" / "claims.provenance.json").read_text())
     assert record["artefact"] == "claims" and record["models_summary"]["n_models"] > 0
     assert {Path(i["path"]).name for i in record["inputs"]} == {"table1.csv", "fig5.csv"}

@@ -414,7 +414,7 @@ def test_html_report_holds_every_artefact(demo, tmp_path):
     for name in ARTEFACT_NAMES:
         assert f"{name}.pdf" in html and f"{name}.provenance.json" in html, name
     assert "Beyond the paper" in html  # a caption (captions/ablation_schedule.rst) made it in
-    assert "claims.csv" in html and "rules were fixed in" in html  # the claims table and its caption
+    assert "claims.csv" in html and "rules (v2) were fixed in" in html  # the claims table and its caption
     # Captions are filled from the demo's config by Snakemake itself: its 20 models, fig8's 500-point subsamples.
     assert "This run: 20 models on digits (MNIST settings) and digits (CIFAR-10 settings)" in html
     assert "seeded 500-point subsamples" in html and "Start with the verdicts" in html
@@ -433,7 +433,7 @@ def test_demo_claims_table_has_every_claim_with_a_verdict(demo):
     assert set(measured["dataset"]) == {"digits-mnist", "digits-cifar"}
     # ... but not the low-loss strategy of fig3/fig4, and says so.
     assert claims.set_index("id").loc["mnist-low-loss-hurts-most", "verdict"] == "not measured"
-    assert "| claim | dataset | ours | 95% CI |" in (directory / "figures/claims.md").read_text()
+    assert "| claim | reading | dataset | ours | CI | interval |" in (directory / "figures/claims.md").read_text()
 
 
 @pytest.mark.slow

@@ -162,6 +162,8 @@ def _add_claims(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="claims CSV; the Markdown table is written beside it")
     p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"], help="pruned runs of this schedule")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
+    p.add_argument("--rules", default="v2", choices=["v1", "v2"],
+                   help="the verdict rules: v2 (claims.yaml, the default) or the first rules, v1 (claims-v1.yaml)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(handler=_claims)
@@ -379,7 +381,7 @@ def _claims(args: argparse.Namespace) -> int:
         raise ValueError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
     tables = {name: Path(path) for name, path in _pairs(args.table, "--table").items()}
     run_claims(tables, _pairs(args.role, "--role"), args.out, schedule=args.schedule, precision=args.precision,
-               n_resamples=args.resamples, seed=args.seed)
+               n_resamples=args.resamples, seed=args.seed, rules=args.rules)
     return 0
 
 

@@ -1,9 +1,12 @@
-"""The claims table: each quantitative claim of the paper (claims.yaml), our measured effect with a bootstrap 95%
-interval over runs, and a verdict by the rule claims.yaml fixed before any result was seen.
+"""The claims table: each quantitative claim of the paper, our measured effect with an interval over runs, and a
+verdict by a rule fixed before the results were seen.
 
-The bootstrap (scipy.stats.bootstrap) resamples the runs of each cell independently (with replacement), recomputes the
-measure, and takes the 2.5th and 97.5th percentiles. Collapsed runs count: a claim about the method is about its
-failures too.
+Two sets of rules ship: v2 (claims.yaml, the default) and v1 (claims-v1.yaml, the first rules, kept verbatim so that
+their verdicts can be shown beside v2's). A rules file names the claims and, for v2, the interval per kind of measure
+and its nominal level (advprune.report.intervals: Welch at 97% for differences of means, Newcombe at 95% for
+differences of rates, chosen by the coverage simulation of advprune.report.coverage) and the minimum runs for a verdict. v1 used scipy's percentile bootstrap
+(runs of each group resampled independently) for every measure and 5 runs per group. Collapsed runs count: a claim
+about the method is about its failures too.
 """
 
 from __future__ import annotations
@@ -21,17 +24,24 @@ from scipy import stats
 
 from advprune import provenance
 from advprune.identity import FULL
+from advprune.report import intervals
 from advprune.report.aggregate import read_table
 from advprune.report.selection import select_rows
 from advprune.report.stats import linear_fit
 from advprune.runtime import atomic_path
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
-MIN_RUNS = 5  # per cell, for a verdict: with fewer, a percentile bootstrap has too few distinct resamples
-MEASURES = ("difference", "ratio", "linear_r2", "worst_gap")
-TESTS = {"greater": ("margin",), "less": ("margin",), "about": ("value", "tolerance"), "at_least": ("threshold",)}
+MEASURES = ("difference", "ratio", "linear_r2", "worst_gap", "all_of")
+TESTS = {
+    "greater": ("margin",), "less": ("margin",), "not_worse": ("margin",), "about": ("value", "tolerance"),
+    "at_least": ("threshold",),
+}  # fmt: skip
+RULES_FILES = {"v1": "claims-v1.yaml", "v2": "claims.yaml"}
+PERCENTILE = "percentile bootstrap"
+INTERVALS = {"welch": intervals.welch, "newcombe": intervals.newcombe}  # the others: the percentile bootstrap
 COLUMNS = [
-    "id", "claim", "dataset", "ours", "ci_low", "ci_high", "n_runs", "paper", "verdict", "rule", "source", "note",
+    "id", "claim", "reading", "dataset", "ours", "ci_low", "ci_high", "n_runs", "paper", "verdict", "rule", "interval",
+    "seeds_needed", "source", "note",
 ]  # fmt: skip
 
 Groups = dict[str, np.ndarray]
@@ -47,22 +57,63 @@ class Claim:
     measure: Mapping[str, Any]
     paper: float | None
     test: Mapping[str, Any]
+    reading: str = "as stated"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A rules file: its claims, the interval each kind of measure uses and the runs a verdict needs."""
+
+    version: int
+    claims: list[Claim]
+    min_runs: int  # on each side of a comparison
+    min_runs_per_cell: int  # in every cell a side pools
+    intervals: Mapping[str, str]  # means, rates, other -> an interval's name
+    confidence: Mapping[str, float]  # means, rates, other -> the interval's nominal level
+
+
+# The first rules were a bare list of claims: a percentile bootstrap for everything, 5 runs per group.
+V1_SETTINGS = {"version": 1, "min_runs": 5, "min_runs_per_cell": 1,
+               "intervals": {"means": PERCENTILE, "rates": PERCENTILE, "other": PERCENTILE},
+               "confidence": {"means": 0.95, "rates": 0.95, "other": 0.95}}  # fmt: skip
+
+
+def load_rules(rules: str = "v2", *, text: str | None = None) -> Rules:
+    """A packaged rules file by name (v1, v2), or `text` in either format, checked: a malformed claim fails here,
+    naming it."""
+    if text is None:
+        if rules not in RULES_FILES:
+            raise ValueError(f"unknown claims rules {rules!r}; known: {', '.join(RULES_FILES)}")
+        text = resources.files("advprune").joinpath(RULES_FILES[rules]).read_text()
+    loaded = yaml.safe_load(text)
+    settings = dict(V1_SETTINGS) if isinstance(loaded, list) else {k: v for k, v in loaded.items() if k != "claims"}
+    entries = loaded if isinstance(loaded, list) else loaded["claims"]
+    claims = [_checked(Claim(**entry)) for entry in entries]
+    ids = {claim.id for claim in claims}
+    for claim in claims:
+        missing = set(claim.measure.get("claims", ())) - ids
+        if missing:
+            raise ValueError(f"claim {claim.id}: all_of names unknown claims {sorted(missing)}")
+    unknown = set(settings["intervals"].values()) - set(INTERVALS) - {PERCENTILE}
+    if unknown:
+        raise ValueError(f"unknown interval(s) {sorted(unknown)}; known: {', '.join([*INTERVALS, PERCENTILE])}")
+    if any(settings["confidence"][kind] != 0.95 for kind, name in settings["intervals"].items() if name == PERCENTILE):
+        raise ValueError("the percentile bootstrap is computed at 95% only")
+    return Rules(claims=claims, **settings)
 
 
 def load_claims(text: str | None = None) -> list[Claim]:
-    """The packaged claims.yaml (or `text` in its format), checked: a malformed claim fails here, naming it."""
-    if text is None:
-        text = resources.files("advprune").joinpath("claims.yaml").read_text()
-    claims = []
-    for entry in yaml.safe_load(text):
-        claim = Claim(**entry)
-        kind, test = claim.measure.get("kind"), claim.test.get("kind")
-        if kind not in MEASURES:
-            raise ValueError(f"claim {claim.id}: measure kind {kind!r} is not one of {', '.join(MEASURES)}")
-        if test not in TESTS or any(key not in claim.test for key in TESTS[test]):
-            raise ValueError(f"claim {claim.id}: test {dict(claim.test)} needs kind in {list(TESTS)} and its keys")
-        claims.append(claim)
-    return claims
+    """The claims of the default rules (or of `text` in a rules file's format)."""
+    return load_rules(text=text).claims
+
+
+def _checked(claim: Claim) -> Claim:
+    kind, test = claim.measure.get("kind"), claim.test.get("kind")
+    if kind not in MEASURES:
+        raise ValueError(f"claim {claim.id}: measure kind {kind!r} is not one of {', '.join(MEASURES)}")
+    if test not in TESTS or any(key not in claim.test for key in TESTS[test]):
+        raise ValueError(f"claim {claim.id}: test {dict(claim.test)} needs kind in {list(TESTS)} and its keys")
+    return claim
 
 
 def rule_text(test: Mapping[str, Any]) -> str:
@@ -71,6 +122,8 @@ def rule_text(test: Mapping[str, Any]) -> str:
         return f"> 0 (not reproduced if CI < {test['margin']:g})"
     if kind == "less":
         return f"< 0 (not reproduced if CI > -{test['margin']:g})"
+    if kind == "not_worse":
+        return f"> -{test['margin']:g} (not reproduced if CI < -{test['margin']:g})"
     if kind == "about":
         return f"CI within {test['value']:g} ± {test['tolerance']:g}"
     return f"CI >= {test['threshold']:g}"
@@ -83,6 +136,8 @@ def verdict(test: Mapping[str, Any], low: float, high: float) -> str:
         return REPRODUCED if low > 0 else NOT_REPRODUCED if high < test["margin"] else INCONCLUSIVE
     if kind == "less":
         return REPRODUCED if high < 0 else NOT_REPRODUCED if low > -test["margin"] else INCONCLUSIVE
+    if kind == "not_worse":
+        return REPRODUCED if low > -test["margin"] else NOT_REPRODUCED if high < -test["margin"] else INCONCLUSIVE
     if kind == "about":
         band_low, band_high = test["value"] - test["tolerance"], test["value"] + test["tolerance"]
         if band_low <= low and high <= band_high:
@@ -102,8 +157,8 @@ def bootstrap_interval(
     method: str = "percentile",
 ) -> tuple[float, float]:
     """95% interval of `statistic` with each group's values resampled on their own (scipy.stats.bootstrap over
-    independent samples). Percentile, as claims.yaml's rules were fixed with; "BCa" on request. Each group needs two
-    values or more."""
+    independent samples). Percentile, as rules v1 were fixed with; "BCa" on request. Each group needs two values or
+    more."""
     names = list(groups)
     result = stats.bootstrap(
         [groups[name] for name in names], lambda *samples: statistic(dict(zip(names, samples))),
@@ -114,30 +169,43 @@ def bootstrap_interval(
 
 # -- measures: each turns the runs of one dataset into named groups of values and a statistic of those groups -----
 
-def _metric(df: pd.DataFrame, metric: str) -> pd.Series:
+def _metric(df: pd.DataFrame, metric: str, below: float | None = None) -> pd.Series:
     if metric == "collapse_pct":
         return 100.0 * df["collapsed"].astype(float)
-    return df[metric].astype(float)
+    values = df[metric].astype(float)
+    return 100.0 * (values < below).astype(float) if below is not None else values
 
 
-def _cell_values(df: pd.DataFrame, cells: Mapping | list, metric: str) -> np.ndarray:
-    cells = cells if isinstance(cells, list) else [cells]
+def _cells(cells: Mapping | list) -> list[Mapping]:
+    return cells if isinstance(cells, list) else [cells]
+
+
+def _per_cell(df: pd.DataFrame, cells: Mapping | list, measure: Mapping[str, Any]) -> list[np.ndarray]:
     parts = []
-    for cell in cells:
+    for cell in _cells(cells):
         rows = df[(df["strategy"] == cell["strategy"]) & np.isclose(df["keep"], float(cell["keep"]))]
-        parts.append(_metric(rows, metric).dropna().to_numpy())
+        parts.append(_metric(rows, measure["metric"], measure.get("below")).dropna().to_numpy())
+    return parts
+
+
+def _cell_values(df: pd.DataFrame, cells: Mapping | list, measure: Mapping[str, Any]) -> np.ndarray:
+    parts = _per_cell(df, cells, measure)
     return np.concatenate(parts) if parts else np.empty(0)
 
 
 def _cell_name(cells: Mapping | list) -> str:
-    cells = cells if isinstance(cells, list) else [cells]
-    return " + ".join(FULL if c["strategy"] == FULL else f"{c['strategy']} keep {c['keep']:g}" for c in cells)
+    return " + ".join(FULL if c["strategy"] == FULL else f"{c['strategy']} keep {c['keep']:g}" for c in _cells(cells))
 
 
 def _two_cells(df: pd.DataFrame, measure: Mapping[str, Any]) -> tuple[Groups, str | None]:
-    groups = {name: _cell_values(df, measure[name], measure["metric"]) for name in ("a", "b")}
+    groups = {name: _cell_values(df, measure[name], measure) for name in ("a", "b")}
     missing = [_cell_name(measure[name]) for name in ("a", "b") if len(groups[name]) == 0]
     return groups, (f"no runs for {' and '.join(missing)}" if missing else None)
+
+
+def _smallest_cell(df: pd.DataFrame, measure: Mapping[str, Any]) -> int:
+    """The fewest runs in any one cell that a side of a difference pools."""
+    return min(len(part) for name in ("a", "b") for part in _per_cell(df, measure[name], measure))
 
 
 def _per_keep(df: pd.DataFrame, measure: Mapping[str, Any]) -> tuple[Groups, str | None]:
@@ -199,71 +267,181 @@ def _measure(measure: Mapping[str, Any]) -> tuple[Callable, Callable[[Groups], f
     return _per_strategy_and_keep, _worst_gap(measure["strategy"])
 
 
+def _is_rate(measure: Mapping[str, Any]) -> bool:
+    return measure["metric"] == "collapse_pct" or "below" in measure
+
+
+def _measure_type(measure: Mapping[str, Any]) -> str:
+    """means, rates or other: what the rules choose an interval for."""
+    if measure["kind"] == "difference":
+        return "rates" if _is_rate(measure) else "means"
+    return "other"
+
+
+def _interval_name(measure: Mapping[str, Any], rules: Rules) -> str:
+    kind = _measure_type(measure)
+    return f"{rules.intervals[kind]} {rules.confidence[kind]:.0%}"
+
+
+def _interval(
+    claim: Claim, groups: Groups, statistic: Callable[[Groups], float], rules: Rules, *, n_resamples: int, seed: int
+) -> tuple[float, float]:
+    kind = _measure_type(claim.measure)
+    name = rules.intervals[kind]
+    if name in INTERVALS:
+        return INTERVALS[name](groups["a"], groups["b"], rules.confidence[kind])
+    return bootstrap_interval(statistic, groups, n_resamples=n_resamples, rng=np.random.default_rng(seed))
+
+
+def _spread(values: np.ndarray, rate: bool) -> float:
+    """A group's sd for the power estimate: a rate's from (events + 1) / (runs + 2), so that a group without events
+    still has some spread (Laplace's rule of succession); a mean's the sample sd."""
+    if rate:
+        p = ((values == 100.0).sum() + 1) / (len(values) + 2)
+        return 100.0 * math.sqrt(p * (1 - p))
+    return float(np.std(values, ddof=1))
+
+
+def _boundary(test: Mapping[str, Any], effect: float) -> float | None:
+    """The end of the rule the observed effect points to: the one an interval shrinking onto it would clear."""
+    kind = test["kind"]
+    if kind == "greater":
+        return 0.0 if effect > 0 else test["margin"]
+    if kind == "less":
+        return 0.0 if effect < 0 else -test["margin"]
+    if kind == "not_worse":
+        return -test["margin"]
+    return None  # about, at_least: not estimated
+
+
+def seeds_needed(claim: Claim, groups: Groups, effect: float, rules: Rules) -> float | None:
+    """Seeds per cell at which the observed effect, with the observed spreads, reaches a verdict with 80% power
+    (inf: more than intervals.MAX_SEEDS; None: not estimated for this kind of measure or rule)."""
+    boundary = _boundary(claim.test, effect) if claim.measure["kind"] == "difference" else None
+    if boundary is None:
+        return None
+    rate = _is_rate(claim.measure)
+    return intervals.seeds_for_power(
+        abs(effect - boundary), _spread(groups["a"], rate), _spread(groups["b"], rate),
+        cells_a=len(_cells(claim.measure["a"])), cells_b=len(_cells(claim.measure["b"])),
+        confidence=rules.confidence[_measure_type(claim.measure)],
+    )
+
+
 def evaluate(
-    claim: Claim, runs: pd.DataFrame | None, dataset: str | None, *, n_resamples: int = 2000, seed: int = 0
+    claim: Claim, runs: pd.DataFrame | None, dataset: str | None, *, rules: Rules | None = None,
+    n_resamples: int = 2000, seed: int = 0,
 ) -> dict[str, Any]:
     """One row of the claims table. `runs` is the claim's artefact table for its dataset (None: not configured)."""
+    rules = rules or load_rules()
     row = {
-        "id": claim.id, "claim": claim.claim, "dataset": dataset, "ours": math.nan, "ci_low": math.nan,
-        "ci_high": math.nan, "n_runs": 0, "paper": math.nan if claim.paper is None else float(claim.paper),
-        "verdict": NOT_MEASURED, "rule": rule_text(claim.test), "source": claim.source, "note": "",
+        "id": claim.id, "claim": claim.claim, "reading": claim.reading, "dataset": dataset, "ours": math.nan,
+        "ci_low": math.nan, "ci_high": math.nan, "n_runs": 0,
+        "paper": math.nan if claim.paper is None else float(claim.paper), "verdict": NOT_MEASURED,
+        "rule": rule_text(claim.test), "interval": "", "seeds_needed": math.nan, "source": claim.source, "note": "",
     }  # fmt: skip
     if runs is None or dataset is None:
         row["note"] = f"this configuration does not build {claim.artefact} for {claim.role}"
         return row
     make_groups, statistic = _measure(claim.measure)
-    groups, missing = make_groups(runs[runs["dataset"] == dataset], claim.measure)
+    runs = runs[runs["dataset"] == dataset]
+    groups, missing = make_groups(runs, claim.measure)
     if missing:
         row["note"] = f"{claim.artefact}: {missing}"
         return row
     row["ours"] = float(statistic(groups))
     row["n_runs"] = int(sum(len(v) for v in groups.values()))
+    row["interval"] = _interval_name(claim.measure, rules)
     counts = ", ".join(f"{name}: n={len(v)}" for name, v in groups.items())
     if min(len(v) for v in groups.values()) >= 2:
-        rng = np.random.default_rng(seed)
-        row["ci_low"], row["ci_high"] = bootstrap_interval(statistic, groups, n_resamples=n_resamples, rng=rng)
-    if min(len(v) for v in groups.values()) < MIN_RUNS:
-        row["verdict"], row["note"] = INCONCLUSIVE, f"fewer than {MIN_RUNS} runs in a cell ({counts})"
+        row["ci_low"], row["ci_high"] = _interval(claim, groups, statistic, rules, n_resamples=n_resamples, seed=seed)
+    smallest_cell = _smallest_cell(runs, claim.measure) if claim.measure["kind"] == "difference" else math.inf
+    if min(len(v) for v in groups.values()) < rules.min_runs or smallest_cell < rules.min_runs_per_cell:
+        row["verdict"] = INCONCLUSIVE
+        row["note"] = f"fewer than {rules.min_runs} runs in a {'group' if rules.version > 1 else 'cell'} ({counts})"
+        if smallest_cell < rules.min_runs_per_cell:
+            row["note"] = f"fewer than {rules.min_runs_per_cell} runs in a pooled cell ({counts})"
         return row
     row["verdict"] = verdict(claim.test, row["ci_low"], row["ci_high"])
     row["note"] = counts
+    if rules.version > 1 and row["verdict"] == INCONCLUSIVE:
+        needed = seeds_needed(claim, groups, row["ours"], rules)
+        row["seeds_needed"] = math.nan if needed is None else needed
     return row
+
+
+def all_of(claim: Claim, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of an all_of claim from its parts' rows: reproduced if all are, not reproduced if any is not, not
+    measured if any is not measured; the seeds needed are the most any undecided part needs."""
+    verdicts = [part["verdict"] for part in parts]
+    if NOT_MEASURED in verdicts:
+        verdict_ = NOT_MEASURED
+    elif NOT_REPRODUCED in verdicts:
+        verdict_ = NOT_REPRODUCED
+    elif all(v == REPRODUCED for v in verdicts):
+        verdict_ = REPRODUCED
+    else:
+        verdict_ = INCONCLUSIVE
+    undecided = [part["seeds_needed"] for part in parts if part["verdict"] == INCONCLUSIVE]
+    needed = math.nan if not undecided or any(math.isnan(n) for n in undecided) else max(undecided)  # inf wins
+    return {
+        "id": claim.id, "claim": claim.claim, "reading": claim.reading, "dataset": parts[0]["dataset"],
+        "ours": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_runs": max(p["n_runs"] for p in parts),
+        "paper": math.nan if claim.paper is None else float(claim.paper), "verdict": verdict_,
+        "rule": "all of " + ", ".join(claim.measure["claims"]), "interval": "", "seeds_needed": needed,
+        "source": claim.source, "note": "; ".join(f"{p['id']}: {p['verdict']}" for p in parts),
+    }  # fmt: skip
 
 
 def claims_table(
     tables: Mapping[str, pd.DataFrame],
     roles: Mapping[str, str],
     *,
+    rules: Rules | None = None,
     claims: list[Claim] | None = None,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Every claim against the artefact tables present (`tables`: artefact -> its run table, already restricted to
     the configured schedule and precision); `roles` maps the paper's datasets (mnist, cifar10) to the ones used."""
-    rows = [
-        evaluate(claim, tables.get(claim.artefact), roles.get(claim.role), n_resamples=n_resamples, seed=seed)
-        for claim in (claims if claims is not None else load_claims())
-    ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    rules = rules or load_rules()
+    rows: dict[str, dict[str, Any]] = {}
+    listed = claims if claims is not None else rules.claims
+    for claim in sorted(listed, key=lambda c: c.measure["kind"] == "all_of"):  # the parts before their combination
+        if claim.measure["kind"] == "all_of":
+            rows[claim.id] = all_of(claim, [rows[part] for part in claim.measure["claims"]])
+        else:
+            rows[claim.id] = evaluate(claim, tables.get(claim.artefact), roles.get(claim.role), rules=rules,
+                                      n_resamples=n_resamples, seed=seed)  # fmt: skip
+    return pd.DataFrame([rows[claim.id] for claim in listed], columns=COLUMNS)
 
 
 def _number(value: float) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+def _verdict_text(r: Any) -> str:
+    text = f"**{r.verdict}**"
+    if r.verdict in (NOT_MEASURED, INCONCLUSIVE) and r.note:
+        text += f" ({r.note})"
+    if r.verdict == INCONCLUSIVE and math.isinf(r.seeds_needed):
+        text += f"; 80% power needs more than {intervals.MAX_SEEDS} seeds per cell at this effect"
+    elif r.verdict == INCONCLUSIVE and not math.isnan(r.seeds_needed):
+        text += f"; 80% power at about {int(r.seeds_needed)} seeds per cell"
+    return text
+
+
 def markdown(table: pd.DataFrame, caption: str) -> str:
     lines = [
         caption, "",
-        "| claim | dataset | ours | 95% CI | runs | paper | rule | verdict | source |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| claim | reading | dataset | ours | CI | interval | runs | paper | rule | verdict | source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for r in table.itertuples():
+    for r in table.fillna({"interval": "", "note": "", "reading": ""}).itertuples():
         interval = "—" if math.isnan(r.ci_low) else f"[{_number(r.ci_low)}, {_number(r.ci_high)}]"
-        explained = r.verdict in (NOT_MEASURED, INCONCLUSIVE) and r.note
-        verdict_text = f"**{r.verdict}**" + (f" ({r.note})" if explained else "")
         lines.append(
-            f"| {r.claim} | {r.dataset or '—'} | {_number(r.ours)} | {interval} | {r.n_runs} | {_number(r.paper)} "
-            f"| {r.rule} | {verdict_text} | {r.source} |"
+            f"| {r.claim} | {r.reading} | {r.dataset or '—'} | {_number(r.ours)} | {interval} | {r.interval or '—'} "
+            f"| {r.n_runs} | {_number(r.paper)} | {r.rule} | {_verdict_text(r)} | {r.source} |"
         )
     counts = table["verdict"].value_counts()
     verdicts = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)
@@ -273,17 +451,20 @@ def markdown(table: pd.DataFrame, caption: str) -> str:
 
 def run_claims(
     tables: dict[str, Path], roles: dict[str, str], out_csv: Path, *, schedule: str = "rescale",
-    precision: str = "fp32", n_resamples: int = 2000, seed: int = 0,
+    precision: str = "fp32", n_resamples: int = 2000, seed: int = 0, rules: str = "v2",
 ) -> None:
     """The registry's builder (`advprune claims`): the claims table (claims.csv and claims.md beside it) from the
-    artefact tables this configuration builds."""
+    artefact tables this configuration builds, by the named rules (v2, the default, or v1)."""
+    loaded = load_rules(rules)
     runs = {name: read_table(path) for name, path in tables.items()}
     selected = {name: select_rows(df, schedule=schedule, precision=precision) for name, df in runs.items()}
-    table = claims_table(selected, roles, n_resamples=n_resamples, seed=seed)
+    table = claims_table(selected, roles, rules=loaded, n_resamples=n_resamples, seed=seed)
     caption = (
-        "Claims of the paper against this reproduction: our effect with a bootstrap 95% interval over runs "
-        f"({n_resamples} resamples, seed {seed}), the paper's value, and the verdict by the rule fixed in "
-        "advprune/claims.yaml before any result was seen."
+        f"Claims of the paper against this reproduction, by rules {rules} (advprune/{RULES_FILES[rules]}, fixed "
+        "before the results they judge): our effect with an interval over runs "
+        f"({', '.join(f'{kind}: {name} {loaded.confidence[kind]:.0%}' for kind, name in loaded.intervals.items())}; "
+        f"bootstraps {n_resamples} "
+        f"resamples, seed {seed}), the paper's value, and the verdict."
     )
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
@@ -293,5 +474,5 @@ def run_claims(
     provenance.write_artefact_record(
         out_csv, "claims", outputs=[out_csv, out_csv.with_suffix(".md")], inputs=list(tables.values()),
         models=list(models.values()), parameters={"roles": dict(roles), "schedule": schedule, "precision": precision,
-                                                  "n_resamples": n_resamples, "seed": seed},
+                                                  "n_resamples": n_resamples, "seed": seed, "rules": rules},
     )
