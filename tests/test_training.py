@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from advprune import METHOD_VERSION, datasets, settings
-from advprune.checkpoint import load_checkpoint, model_from_checkpoint
+from advprune.checkpoint import load_checkpoint, model_from_checkpoint, weights_sha256
 from advprune.monitor import detect_collapse
 from advprune.perturbations import pgd_correct
 from advprune.pruning import kept_indices, n_kept
@@ -44,7 +44,7 @@ TRAIN_JSON_KEYS = [
     "final_pgd_acc", "collapsed", "collapse_epoch", "resumed_at_epochs", "history", "device", "jobs_on_device",
     "dataset_sha256", "versions", "settings", "files",
 ]
-HISTORY_KEYS = ["epoch", "train_loss", "train_acc", "lr", "n_points", "seconds", "pgd_acc"]
+HISTORY_KEYS = ["epoch", "train_loss", "train_acc", "lr", "n_points", "seconds", "pgd_acc", "weights_sha256"]
 CHECKPOINT_KEYS = [
     "format", "dataset", "run", "settings", "dataset_sha256", "architecture", "model_state", "optimizer_state", "rng",
     "state", "complete",
@@ -238,6 +238,35 @@ def test_schedule_policies_after_pruning(random_rescale: Trained, random_fixed: 
     assert random_fixed.summary["final_lr"] > 0.3 * lr_max
     # Same kept set: the schedule does not change which points are dropped.
     np.testing.assert_array_equal(random_rescale.pruning["kept"], random_fixed.pruning["kept"])
+
+
+@pytest.mark.slow
+def test_runs_of_one_seed_share_their_weights_until_they_prune(
+    random_rescale: Trained, random_fixed: Trained, full_from_low: Trained
+) -> None:
+    """train.json records each epoch's weights_sha256, so a shared prefix is shown, not assumed: the full-data run and
+    both runs pruned after epoch 1 (same seed) hold the same weights after epoch 1, and part after pruning."""
+    digests = {name: [r["weights_sha256"] for r in trained.summary["history"]] for name, trained in
+               {"rescale": random_rescale, "fixed": random_fixed, "full": full_from_low}.items()}  # fmt: skip
+    assert digests["rescale"][0] == digests["fixed"][0] == digests["full"][0]
+    assert len({digests["rescale"][1], digests["fixed"][1], digests["full"][1]}) == 3
+    # ...and the digest is the final model's: the checkpoint's weights hash to the last epoch's entry.
+    model = model_from_checkpoint(load_checkpoint(random_rescale.out / "model.pt"), CPU)
+    assert weights_sha256(model) == digests["rescale"][-1]
+
+
+def test_weights_sha256_sees_one_ulp_and_the_buffers() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    twin.load_state_dict(model.state_dict())
+    assert weights_sha256(model) == weights_sha256(twin)
+    with torch.no_grad():
+        twin[0].weight.view(-1)[0] = torch.nextafter(twin[0].weight.view(-1)[0], torch.tensor(2.0))
+    assert weights_sha256(model) != weights_sha256(twin)
+    twin.load_state_dict(model.state_dict())
+    twin[1].num_batches_tracked += 1  # a 0-d buffer counts too
+    assert weights_sha256(model) != weights_sha256(twin)
 
 
 @pytest.mark.slow

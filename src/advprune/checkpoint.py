@@ -15,6 +15,20 @@ from advprune.runtime import atomic_path
 
 FORMAT = "advprune.checkpoint/1"
 
+
+def weights_sha256(model: nn.Module) -> str:
+    """sha256 of a model's parameters and buffers (state_dict order, names, dtypes, shapes and bytes): two models with
+    this digest hold the same weights bit for bit. train.json records it after every epoch, so that models which share
+    their first epochs (the same seed, pruned at different points) can be shown to, not assumed to."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
 # What reading a model needs, with its type: checked on load, so a damaged or foreign payload with the right `format`
 # is refused naming the key, not met later as a KeyError or TypeError. (Nested mappings are checked key by key.)
 _INT = "positive integer"

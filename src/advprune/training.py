@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from advprune import METHOD_VERSION
 from advprune.augment import augment
-from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint
+from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint, weights_sha256
 from advprune.datasets import images_to_device
 from advprune.identity import ModelKey
 from advprune.models import build_model
@@ -200,6 +200,7 @@ class Trainer:
             )
             record = self._train_epoch(epoch, active, full_batches)
             record.update(self._monitor(epoch))
+            record["weights_sha256"] = weights_sha256(self.model)
             self.state["history"].append(record)
             self.state["epoch"] = epoch + 1
             save_checkpoint(self.resume_path, self._payload(complete=False))
