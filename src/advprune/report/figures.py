@@ -39,6 +39,7 @@ from advprune.report.labels import (
     ordered_datasets,
     ordered_strategies,
     paper_dataset,
+    time_device_text,
 )
 from advprune.identity import FULL
 from advprune.report.output import suptitle, wrap_to_inches
@@ -364,8 +365,7 @@ def build_fig5(df: pd.DataFrame) -> Figure:
     summary = point_summary(lines, "keep", "time_minutes")
     fits = fig5_fits(d)
     show_n, note = _n_note([summary], d)
-    jobs = ", ".join(str(j) for j in sorted(d["jobs_on_device"].dropna().unique()))
-    devices = ", ".join(sorted(d["device"].dropna().unique()))
+    where = time_device_text(d["device"].dropna(), d["jobs_on_device"].dropna())
     datasets = ordered_datasets(d["dataset"])
     fig, axes = _panel_grid(1, len(datasets))
     for ax, dataset in zip(axes[0], datasets):
@@ -384,7 +384,7 @@ def build_fig5(df: pd.DataFrame) -> Figure:
         ax.legend(fontsize=7)  # per panel: the fits differ between datasets
     # Times from a shared device are not the paper's: the device and how many jobs shared it stay on the figure.
     legend_note = wrap_to_inches(
-        f"{note}; device: {devices}, jobs per GPU: {jobs}", fig.get_figwidth() / len(datasets), 7
+        f"{note}; {where}", fig.get_figwidth() / len(datasets), 7
     )
     axes[0, 0].legend(fontsize=7, title=legend_note, title_fontsize=7)
     suptitle(fig, f"Time (training + scoring) vs keep, {_strategies_text(d)} ({_epoch_text(pruning_epochs(d))})")

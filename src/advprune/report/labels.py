@@ -86,3 +86,14 @@ def parse_variant(name: str) -> tuple[str, bool]:
 def variant_label(name: str) -> str:
     dataset, pruned = parse_variant(name)
     return display_name(dataset) + (", pruned" if pruned else "")
+
+
+def time_device_text(devices: Iterable[str], jobs_on_device: Iterable[int]) -> str:
+    """Where times were measured and how many jobs shared the device, as a figure or table states it. A GPU job counts
+    the jobs that shared its GPU; a CPU job does not count its neighbours, so for CPU times the record of the run
+    must say how many ran at once."""
+    devices = sorted(set(devices))
+    if devices and all(device.startswith("cpu") for device in devices):
+        return f"device: {', '.join(devices)} (jobs sharing the CPU not recorded; not comparable with the paper's GPU)"
+    jobs = ", ".join(str(j) for j in sorted(set(jobs_on_device)))
+    return f"device: {', '.join(devices)}, jobs per GPU: {jobs}"

@@ -16,7 +16,9 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from advprune.report.labels import dataset_label, ordered_datasets, ordered_strategies, paper_dataset
+from advprune.report.labels import (
+    dataset_label, ordered_datasets, ordered_strategies, paper_dataset, time_device_text,
+)
 from advprune.report.paper import TABLE1, TABLE1_METRICS, TABLE1_N, cell_header
 from advprune.identity import FULL
 from advprune.report.output import Block
@@ -167,11 +169,10 @@ def ablation_schedule(df: pd.DataFrame, *, without_collapsed: bool = False) -> p
 
 def _run_facts(d: pd.DataFrame) -> tuple[str, str]:
     """("n = 10" runs per cell, the sentence on time: device and jobs per GPU)."""
-    jobs = ", ".join(str(j) for j in sorted(d["jobs_on_device"].dropna().unique()))
     ns = sorted(d.groupby(["dataset", "strategy", "keep", "prune_epoch", SCHEDULE], dropna=False).size().unique())
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
-    devices = ", ".join(sorted(d["device"].dropna().unique()))
-    return n_text, f"Time = training + scoring on {devices}; jobs per GPU: {jobs} (the paper's: one)"
+    where = time_device_text(d["device"].dropna(), d["jobs_on_device"].dropna())
+    return n_text, f"Time = training + scoring; {where} (the paper's: one job per GPU)"
 
 
 def _notes(d: pd.DataFrame, without_collapsed: bool) -> str:
