@@ -169,6 +169,25 @@ def _add_claims(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_claims)
 
 
+def _add_publish(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("publish", help="add a run's finished models to a reproduction record (docs/results/...) "
+                            "and redraw its artefacts, claims and facts; published rows never change")
+    p.add_argument("run_dir", type=Path, help="the checkout the workflow ran in (its results/ and benchmarks/)")
+    p.add_argument("record", type=Path, help="the record's folder, e.g. docs/results/mnist-cpu")
+    p.add_argument("--configfile", type=Path, nargs="+", required=True,
+                   help="the run's workflow config files, as Snakemake layered them (e.g. config.yaml "
+                   "profiles/cpu/cpu.yaml): they give each artefact's grid and the AutoAttack sample size")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override as the run's --config gave it, e.g. seeds_max=30 (YAML value; repeatable)")
+    p.add_argument("--artefact", action="append", required=True, metavar="NAME",
+                   help="a model-grid artefact to publish, e.g. table1 (repeatable)")
+    p.add_argument("--role", action="append", default=[], metavar="ROLE=DATASET",
+                   help="the dataset standing in for the paper's, e.g. mnist=mnist (repeatable)")
+    p.add_argument("--log", action="append", type=Path, default=[],
+                   help="a Snakemake console log of one sitting of the run (repeatable; kept in facts.json)")
+    p.set_defaults(handler=_publish)
+
+
 def _add_toy(commands: argparse._SubParsersAction) -> None:
     from advprune.toy import TOY_STRATEGIES, ToyParameters
 
@@ -385,6 +404,20 @@ def _claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    import yaml
+
+    from advprune import plan
+    from advprune.report.record import publish
+
+    overrides = {key: yaml.safe_load(value) for key, value in _pairs(args.set, "--set").items()}
+    config = plan.load_config(args.configfile, overrides)
+    facts = publish(args.run_dir, args.record, config, args.artefact, _pairs(args.role, "--role"), args.log)
+    per_artefact = ", ".join(f"{name}: {n}" for name, n in facts["models_per_artefact"].items())
+    print(f"{args.record}: {facts['models']} models ({per_artefact})")
+    return 0
+
+
 def _toy(args: argparse.Namespace) -> int:
     from advprune.report.toy import run_toy
     from advprune.toy import ToyParameters
@@ -401,8 +434,6 @@ def _toy(args: argparse.Namespace) -> int:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    import yaml
-
     from advprune import artefacts, plan
     from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
     from advprune.costs import estimate, load_timings
@@ -416,11 +447,7 @@ def _cost(args: argparse.Namespace) -> int:
     if not configfiles:
         raise ValueError(f"--configfile names no file, only targets ({', '.join(map(str, trailing))})")
     targets = [str(path) for path in trailing] + args.targets
-    config: dict = {}
-    for path in configfiles:
-        settings_module.deep_update(config, yaml.safe_load(path.read_text()) or {})
-    config["artefacts"] = artefacts.with_default_configs(config.get("artefacts", {}))
-    plan.check_config(config)
+    config = plan.load_config(configfiles)
     timings = load_timings(args.timings, args.jobs_per_gpu)
     claim_artefacts = {claim.artefact for claim in load_claims()}
 
@@ -462,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_toy,
-        _add_cost, _add_settings, _add_bench,
+        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_publish,
+        _add_toy, _add_cost, _add_settings, _add_bench,
     ):
         add(commands)
     return parser

@@ -6,14 +6,15 @@ directory and the full-data sentinel are advprune.identity's.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 from advprune import artefacts as registry
 from advprune.artefacts import DATA, MODEL_GRID, SIMULATION
 from advprune.datasets import check_n_examples
 from advprune.identity import ModelKey, sorted_keys
 from advprune.pruning import STRATEGIES
-from advprune.settings import number_problem, resolve
+from advprune.settings import deep_update, number_problem, resolve
 from advprune.toy import ToyParameters
 
 
@@ -118,6 +119,21 @@ def _check_artefact_names(config: dict[str, Any]) -> None:
     missing = [name for name in registry.names(MODEL_GRID, DATA) if name not in config["artefacts"]]
     if missing:
         raise ValueError(f"artefacts: no grid for {', '.join(missing)} (config.yaml, or the entry's default_config)")
+
+
+def load_config(configfiles: Iterable[Path], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A workflow configuration as `snakemake --configfile A B --config K=V` layers it (later files and then the
+    overrides win), with the artefacts' default grids filled in and checked (check_config). The Snakefile validates
+    its config against schemas/config.schema.yaml besides; commands that read a config use this."""
+    import yaml
+
+    config: dict[str, Any] = {}
+    for path in configfiles:
+        deep_update(config, yaml.safe_load(Path(path).read_text()) or {})
+    deep_update(config, dict(overrides or {}))
+    config["artefacts"] = registry.with_default_configs(config.get("artefacts", {}))
+    check_config(config)
+    return config
 
 
 def check_config(config: dict[str, Any]) -> None:

@@ -1,0 +1,285 @@
+"""`advprune publish`: a finished (or partly finished) run of the workflow as a reproduction record, small files a
+reader can check, under docs/results/<name>.
+
+A record grows by model identity. Its `models.csv` holds one tidy row per model (advprune.report.aggregate's
+columns); publishing again appends the rows of models finished since, and never changes a row already there: a model
+already in the record is never trained again (the run's targets leave it out), and a model found again with other
+numbers is refused. So a run may span sittings on different machines: each sitting publishes what it finished.
+
+What `publish` writes into the record folder, all from `models.csv` and the run's own files:
+- `models.csv` (append-only) and `runs.csv` (per model: wall times from Snakemake's benchmark files, the collapse
+  epoch, when training finished, and per epoch the monitor's PGD accuracy and the weights' sha256);
+- `artefacts/<name>.csv`: the rows of each published artefact's grid (from the configuration, so no grid is written
+  here), and the artefact drawn from them (`<name>.pdf/.png`, tables also `.csv/.md/.tex`);
+- `claims.csv/.md` by rules v2, `claims-v1.csv/.md` by rules v1, and `claims-apgd.csv/.md`: the same v2 claims on the
+  accuracy after APGD-CE and APGD-T only (the paper names "the strongest Auto-PGD based attacker"; a sensitivity,
+  not a verdict on the paper);
+- `cells.csv` and `cells.pdf/.png`: per cell of the tables, ours (all runs, and without collapsed runs) beside the
+  paper's, with the APGD-only accuracy;
+- `facts.json`: counts, times and the run's sittings (from its Snakemake console logs, appended).
+The README.md of a record is written by hand, from these files; tests/test_record.py recomputes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from advprune import plan
+from advprune.artefacts import MODEL_GRID, get
+from advprune.identity import EVALUATION_FILE, MODEL_ROOT
+from advprune.report import claims as claims_module
+from advprune.report.aggregate import collect, read_table, write_table
+from advprune.report.render import render
+from advprune.report.tables import table_values
+from advprune.runtime import atomic_path
+
+# A row's identity and the numbers that must never change once published.
+IDENTITY = "run_dir"
+FIXED_NUMBERS = ["clean_acc_pct", "aa_acc_pct", "time_seconds", "n_kept"]
+APGD_ONLY = "aa_after_apgd_t_pct"  # accuracy after APGD-CE and APGD-T: AutoAttack's Auto-PGD part
+RUNS_COLUMNS = [
+    "run_dir", "strategy", "keep", "seed", "train_wall_s", "train_plus_scoring_s", "eval_wall_s", "autoattack_s",
+    "collapsed", "collapse_epoch", "aa_acc_pct", "trained_utc", "pgd_acc_by_epoch", "weights_sha256_by_epoch",
+]  # fmt: skip
+
+
+def finished_models(run: Path, n_examples: int) -> list[Path]:
+    """Model directories under the run's results/models with both train.json and the evaluation at n_examples."""
+    root = run / MODEL_ROOT
+    return sorted(
+        path.parent for path in root.glob("*/*/*/seed*/train.json")
+        if (path.parent / EVALUATION_FILE.format(n=n_examples)).is_file()
+    )
+
+
+def merge(published: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
+    """The record's rows, then the rows of models it does not have yet. A model already published must come back
+    with the same numbers: otherwise it was retrained or re-evaluated, and the record refuses it."""
+    both = published.merge(found, on=IDENTITY, suffixes=("", "_found"))
+    for column in FIXED_NUMBERS:
+        changed = both[~np.isclose(both[column].astype(float), both[f"{column}_found"].astype(float), equal_nan=True)]
+        if len(changed):
+            raise ValueError(
+                f"{changed[IDENTITY].iloc[0]}: {column} is {changed[f'{column}_found'].iloc[0]} in the run but "
+                f"{changed[column].iloc[0]} in the record; a published model is never retrained or re-evaluated "
+                "(leave it out of the run's targets)"
+            )
+    new = found[~found[IDENTITY].isin(published[IDENTITY])]
+    return pd.concat([published, new], ignore_index=True) if len(published) else new.reset_index(drop=True)
+
+
+def _benchmark_seconds(run: Path, rule: str, run_dir: str, suffix: str) -> float:
+    relative = Path(run_dir).relative_to(MODEL_ROOT)
+    path = run / "benchmarks" / rule / relative.parent / f"{relative.name}{suffix}.tsv"
+    return float(pd.read_csv(path, sep="\t")["s"].iloc[-1]) if path.exists() else float("nan")
+
+
+def run_row(run: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """runs.csv's row of one model of this run (its train.json and Snakemake's benchmark files)."""
+    train = json.loads((run / row["run_dir"] / "train.json").read_text())
+    history = train["history"]
+    return {
+        "run_dir": row["run_dir"], "strategy": row["strategy"], "keep": row["keep"], "seed": row["seed"],
+        "train_wall_s": round(_benchmark_seconds(run, "train_model", row["run_dir"], ""), 1),
+        "train_plus_scoring_s": round(row["time_seconds"], 1),
+        "eval_wall_s": round(_benchmark_seconds(run, "evaluate_model", row["run_dir"], f"-n{row['n_examples']}"), 1),
+        "autoattack_s": round(row["eval_seconds"], 1), "collapsed": bool(row["collapsed"]),
+        "collapse_epoch": row["collapse_epoch"], "aa_acc_pct": row["aa_acc_pct"],
+        "trained_utc": (train.get("provenance") or {}).get("created_utc"),
+        "pgd_acc_by_epoch": " ".join(f"{r['pgd_acc']:.6f}" for r in history),
+        "weights_sha256_by_epoch": " ".join(r.get("weights_sha256", "") for r in history).strip(),
+    }  # fmt: skip
+
+
+def run_sittings(logs: Iterable[Path]) -> list[dict[str, Any]]:
+    """Per Snakemake console log (one sitting of the run), its first and last job timestamps and the seconds between
+    them. A run stopped and resumed later spans several logs; the gaps between them are not run time."""
+    sittings = []
+    for log in logs:
+        stamps = []
+        for line in log.read_text().splitlines():
+            match = re.fullmatch(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", line.strip())
+            if match:
+                stamps.append(datetime.strptime(match[1], "%a %b %d %H:%M:%S %Y"))
+        if not stamps:
+            raise ValueError(f"{log}: no job timestamps; is it a Snakemake console log?")
+        first, last = min(stamps), max(stamps)
+        sittings.append({"log": log.name, "first_job": first.isoformat(), "last_job": last.isoformat(),
+                         "wall_s": (last - first).total_seconds()})  # fmt: skip
+    return sittings
+
+
+def cell_statistics(rows: pd.DataFrame) -> pd.DataFrame:
+    """Long form: one row per metric x cell of Table 1's layout, ours (all runs and without collapsed ones) and the
+    paper's; the APGD-only accuracy as one more metric (the paper has no such row)."""
+    values = table_values(rows)
+    apgd = table_values(rows.assign(aa_acc_pct=rows[APGD_ONLY]))
+    apgd = apgd[apgd["metric"] == "aa_acc_pct"].assign(metric=APGD_ONLY, paper_mean=np.nan, paper_sd=np.nan,
+                                                        diff=np.nan)  # fmt: skip
+    columns = ["dataset", "metric", "cell", "strategy", "keep", "n", "n_failed", "mean", "sd", "n_ok", "mean_ok",
+               "sd_ok", "paper_mean", "paper_sd", "diff"]  # fmt: skip
+    return pd.concat([values, apgd], ignore_index=True)[columns]
+
+
+def draw_cells(rows: pd.DataFrame, cells: pd.DataFrame, out: Path, title: str) -> None:
+    """Per cell: every run as a dot, our mean ± sd, and the paper's mean ± sd beside it (clean and AutoAttack)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from advprune.report.labels import METRIC_LABELS
+
+    order = list(dict.fromkeys(cells["cell"]))
+    header = {(c.strategy, c.keep): c.cell for c in cells.drop_duplicates("cell").itertuples()}
+    runs = rows.assign(cell=[header[(s, k)] for s, k in zip(rows["strategy"], rows["keep"])])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    for ax, metric in zip(axes, ["clean_acc_pct", "aa_acc_pct"]):
+        for i, cell in enumerate(order):
+            values = runs.loc[runs["cell"] == cell, metric]
+            c = cells[(cells["metric"] == metric) & (cells["cell"] == cell)].iloc[0]
+            ax.scatter([i - 0.12] * len(values), values, s=10, color="#0072B2", alpha=0.5,
+                       label="our runs" if i == 0 else None)  # fmt: skip
+            ax.errorbar(i - 0.12, c["mean"], yerr=c["sd"], fmt="o", color="#0072B2", capsize=3,
+                        label="ours: mean ± sd" if i == 0 else None)  # fmt: skip
+            ax.errorbar(i + 0.12, c["paper_mean"], yerr=c["paper_sd"], fmt="s", color="#D55E00", capsize=3,
+                        label="paper: mean ± sd (n = 30)" if i == 0 else None)  # fmt: skip
+        ax.set_xticks(range(len(order)), [f"{cell}\nn = {(runs['cell'] == cell).sum()}" for cell in order],
+                      rotation=0, fontsize=7)  # fmt: skip
+        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(out.with_suffix(".pdf"))
+    fig.savefig(out.with_suffix(".png"), dpi=200)
+    plt.close(fig)
+
+
+def min_sd_with_collapses(paper_mean: float, n: int, k: int, collapsed_value: float) -> float:
+    """The smallest sample sd n runs with mean `paper_mean` can have if k of them sit at `collapsed_value`: the other
+    n - k all equal (what is left of the mean), which is the least spread possible."""
+    rest = (paper_mean * n - k * collapsed_value) / (n - k)
+    values = np.array([collapsed_value] * k + [rest] * (n - k))
+    return float(values.std(ddof=1))
+
+
+def _collapse_facts(table1: pd.DataFrame, cells: pd.DataFrame) -> dict[str, float]:
+    """Could the paper's full-data sd hold a collapsed run? The least sd of 30 runs with its mean if one scored what
+    our collapsed full-data runs score (a collapse flagged in a pruned run can recover after pruning changes the
+    schedule, so those are not the question's; without any, 0% as in SPEC's H100 seeds)."""
+    full = cells[(cells["metric"] == "aa_acc_pct") & (cells["strategy"] == "full")].iloc[0]
+    collapsed = table1.loc[table1["collapsed"] & (table1["strategy"] == "full"), "aa_acc_pct"]
+    value = float(collapsed.mean()) if len(collapsed) else 0.0
+    return {"paper_full_aa_min_sd_if_one_of_30_collapsed": min_sd_with_collapses(float(full["paper_mean"]), 30, 1,
+                                                                                 value),
+            "collapsed_value_used": value}  # fmt: skip
+
+
+def _apgd_rules() -> claims_module.Rules:
+    """Rules v2 with every AutoAttack-accuracy difference of means read on the APGD-only accuracy instead."""
+    rules = claims_module.load_rules("v2")
+    swapped = [
+        claims_module.Claim(**{**c.__dict__, "id": f"{c.id}-apgd", "reading": f"{c.reading}; APGD-CE + APGD-T only",
+                               "measure": {**c.measure, "metric": APGD_ONLY}})  # fmt: skip
+        for c in rules.claims
+        if c.measure["kind"] == "difference" and c.measure.get("metric") == "aa_acc_pct" and "below" not in c.measure
+    ]
+    return claims_module.Rules(**{**rules.__dict__, "claims": swapped})
+
+
+def _write_claims(tables: dict[str, Path], roles: dict[str, str], out: Path, rules: claims_module.Rules,
+                  caption: str) -> None:  # fmt: skip
+    frames = {name: read_table(path) for name, path in tables.items()}
+    table = claims_module.claims_table(frames, roles, rules=rules)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(claims_module.markdown(table, caption))
+
+
+def publish(
+    run: Path, record: Path, config: dict[str, Any], artefacts: list[str], roles: dict[str, str],
+    logs: Iterable[Path] = (),
+) -> dict[str, Any]:
+    """Add the run's finished models to the record and rewrite every derived file; returns facts.json's content."""
+    unknown = [name for name in artefacts if name not in config["artefacts"]]
+    if unknown:
+        raise ValueError(f"--artefact {unknown[0]!r} is not an artefact of this configuration")
+    for name in artefacts:
+        get(name, MODEL_GRID)  # refuses a name that is not a model-grid artefact, naming the known ones
+    record.mkdir(parents=True, exist_ok=True)
+    n_examples = int(config["n_examples"])
+    models_csv, runs_csv = record / "models.csv", record / "runs.csv"
+    published = read_table(models_csv) if models_csv.exists() else None
+    dirs = finished_models(run, n_examples)
+    found = collect([(d / "train.json", d / EVALUATION_FILE.format(n=n_examples)) for d in dirs])
+    found = found.assign(run_dir=[str(d.relative_to(run)) for d in dirs]) if len(dirs) else found
+    models = merge(published, found) if published is not None else found
+    if models["n_examples"].nunique() > 1:
+        raise ValueError(f"the record mixes AutoAttack sample sizes {sorted(models['n_examples'].unique())}")
+    write_table(models, models_csv)
+
+    runs = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame(columns=RUNS_COLUMNS)
+    runs = runs.reindex(columns=RUNS_COLUMNS)
+    new = pd.DataFrame([run_row(run, row) for row in models[~models[IDENTITY].isin(runs[IDENTITY])].to_dict("records")],
+                       columns=RUNS_COLUMNS)  # fmt: skip
+    runs = pd.concat([frame for frame in (runs, new) if len(frame)], ignore_index=True) if len(runs) else new
+    with atomic_path(runs_csv) as tmp:
+        runs.to_csv(tmp, index=False)
+
+    (record / "artefacts").mkdir(exist_ok=True)
+    tables = {}
+    for name in artefacts:
+        grid = {key.directory for key in plan.artefact_models(config, name)}
+        rows = models[models[IDENTITY].isin(grid)]
+        tables[name] = record / "artefacts" / f"{name}.csv"
+        write_table(rows, tables[name])
+        render(name, tables[name], record / f"{name}.pdf", schedule=config["schedule_after_pruning"],
+               precision=config["precision"])  # fmt: skip
+
+    _write_claims(tables, roles, record / "claims.csv", claims_module.load_rules("v2"),
+                  "Claims by rules v2 (src/advprune/claims.yaml; docs/claims.md): Welch 97% for differences of means, "
+                  "Newcombe 95% for differences of rates.")
+    _write_claims(tables, roles, record / "claims-v1.csv", claims_module.load_rules("v1"),
+                  "Claims by rules v1 (src/advprune/claims-v1.yaml), the first rules, on the same runs: percentile "
+                  "bootstrap 95% (2000 resamples, seed 0), 5 runs per group.")
+    _write_claims(tables, roles, record / "claims-apgd.csv", _apgd_rules(),
+                  "Sensitivity: the v2 claims on AutoAttack accuracy, read on the accuracy after APGD-CE and APGD-T "
+                  "only (the paper may have reported Auto-PGD alone). Not a verdict on the paper.")
+    if "table1" in tables:
+        table1 = read_table(tables["table1"])
+        cells = cell_statistics(table1)
+        cells.to_csv(record / "cells.csv", index=False)
+        dataset = ", ".join(sorted(table1["dataset"].unique()))
+        draw_cells(table1, cells, record / "cells",
+                   f"Table 1, {dataset}: ours beside the paper's (loss = low+high, p = fraction pruned)")
+
+    facts_path = record / "facts.json"
+    old = json.loads(facts_path.read_text()) if facts_path.exists() else {}
+    sittings = {s["log"]: s for s in old.get("run_sittings", [])}
+    sittings.update({s["log"]: s for s in run_sittings(logs)})
+    facts = {
+        "models": len(models),
+        "models_per_artefact": {name: int(len(read_table(path))) for name, path in tables.items()},
+        "seeds_per_cell": {name: sorted(read_table(path).groupby(["strategy", "keep"]).size().unique().tolist())
+                           for name, path in tables.items()},  # fmt: skip
+        "n_examples": sorted(models["n_examples"].unique().tolist()),
+        "device": sorted(models["device"].unique().tolist()),
+        "train_wall_s_median": float(runs["train_wall_s"].median()),
+        "eval_wall_s_median": float(runs["eval_wall_s"].median()),
+        "collapsed_runs": int(models["collapsed"].sum()),
+        "run_sittings": sorted(sittings.values(), key=lambda s: s["first_job"]),
+    }
+    facts["run_wall_s"] = sum(s["wall_s"] for s in facts["run_sittings"])
+    if "table1" in tables:
+        facts.update(_collapse_facts(read_table(tables["table1"]), cells))
+    with atomic_path(facts_path) as tmp:
+        tmp.write_text(json.dumps(facts, indent=1) + "\n")
+    return facts

@@ -1,0 +1,119 @@
+"""`advprune publish`: a run's finished models join a reproduction record by identity, published rows never change,
+each artefact's rows come from the configuration's grid, and every derived file is written from the record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_report import metrics_record, train_record
+
+from advprune import cli
+from advprune.identity import EVALUATION_FILE, ModelKey
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 100  # AutoAttack points of the fake run
+
+
+def finish(run: Path, key: ModelKey, aa: float, *, collapsed: bool = False) -> None:
+    """A model directory as the workflow leaves it: train.json and its evaluation."""
+    directory = run / key.directory
+    directory.mkdir(parents=True)
+    history = [{"epoch": e, "train_loss": 1.0, "train_acc": 0.5, "pgd_acc": 0.5, "lr": 0.1, "n_points": 100,
+                "seconds": 1.0, "weights_sha256": f"{key.seed}-{e}" if e <= 3 or not key.prunes else f"{key}-{e}"}
+               for e in range(1, 11)]  # fmt: skip
+    train = train_record(
+        dataset=key.dataset, strategy=key.strategy, keep=key.keep, prune_epoch=key.prune_epoch, seed=key.seed,
+        schedule_after_pruning=key.schedule, method_version=2, n_kept=int(100 * key.keep), history=history,
+        collapsed=collapsed, collapse_epoch=9 if collapsed else None,
+        provenance={"commit": "abc", "dirty": False, "created_utc": "2026-12-06T09:00:00+00:00"},
+    )  # fmt: skip
+    acc = {"apgd-ce": aa + 3, "apgd-t": aa + 2, "fab-t": aa + 1, "square": aa}
+    metrics = metrics_record(dataset=key.dataset, n_examples=N, autoattack_acc=aa / 100,
+                             robust_acc_after={k: v / 100 for k, v in acc.items()})  # fmt: skip
+    (directory / "train.json").write_text(json.dumps(train))
+    (directory / EVALUATION_FILE.format(n=N)).write_text(json.dumps(metrics))
+
+
+TABLE1_CELLS = [("full", 1.0), ("random", 0.4), ("low+high", 0.4), ("random", 0.8), ("low+high", 0.8)]
+
+
+def table1_key(strategy: str, keep: float, seed: int) -> ModelKey:
+    return ModelKey.create("mnist", strategy, keep, 3, seed)
+
+
+def publish(run: Path, record: Path, seeds_max: int, *extra: str) -> int:
+    return cli.main([
+        "publish", str(run), str(record), "--configfile", str(ROOT / "config.yaml"), str(ROOT / "profiles/cpu/cpu.yaml"),
+        "--set", f"seeds_max={seeds_max}", "--set", f"n_examples={N}", "--artefact", "table1", "--role", "mnist=mnist",
+        *extra,
+    ])  # fmt: skip
+
+
+def test_a_record_grows_by_model_identity_and_never_changes_a_row(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    first, record = tmp_path / "sitting1", tmp_path / "record"
+    for seed in range(2):
+        for strategy, keep in TABLE1_CELLS:
+            finish(first, table1_key(strategy, keep, seed), float(rng.uniform(40, 80)))
+    assert publish(first, record, 2) == 0
+    published = pd.read_csv(record / "models.csv")
+    assert len(published) == 10 and set(published["seed"]) == {0, 1}
+
+    # A later sitting, on another machine: only seed 2's models are there. They are appended; seeds 0-1 stay as
+    # published, although their files are gone.
+    second = tmp_path / "sitting2"
+    for strategy, keep in TABLE1_CELLS:
+        finish(second, table1_key(strategy, keep, 2), float(rng.uniform(40, 80)))
+    assert publish(second, record, 3) == 0
+    grown = pd.read_csv(record / "models.csv")
+    assert len(grown) == 15
+    pd.testing.assert_frame_equal(grown.iloc[:10], published)
+    runs = pd.read_csv(record / "runs.csv")
+    assert list(runs["run_dir"]) == list(grown["run_dir"])
+    # Per model, the monitor and the weights per epoch: a seed's models share epochs 1-3 and part after.
+    digests = runs.set_index("run_dir")["weights_sha256_by_epoch"].str.split()
+    full, pruned = (digests[table1_key(s, k, 2).directory] for s, k in (TABLE1_CELLS[0], TABLE1_CELLS[1]))
+    assert full[:3] == pruned[:3] and full[3] != pruned[3]
+    # The derived files: the artefact's rows, its drawing, the claims by both rules and on APGD only, the cells.
+    table1 = pd.read_csv(record / "artefacts" / "table1.csv")
+    assert len(table1) == 15 and (record / "table1.pdf").is_file() and (record / "table1.md").is_file()
+    for name in ("claims.csv", "claims-v1.csv", "claims-apgd.csv"):
+        claims = pd.read_csv(record / name)
+        assert (claims.loc[claims["dataset"] == "mnist", "n_runs"] > 0).any(), name
+    apgd = pd.read_csv(record / "claims-apgd.csv").set_index("id")
+    assert "mnist-loss-beats-random-apgd" in apgd.index
+    cells = pd.read_csv(record / "cells.csv")
+    assert set(cells["metric"]) == {"clean_acc_pct", "aa_acc_pct", "time_minutes", "aa_after_apgd_t_pct"}
+    apgd_full = cells[(cells["metric"] == "aa_after_apgd_t_pct") & (cells["strategy"] == "full")].iloc[0]
+    aa_full = cells[(cells["metric"] == "aa_acc_pct") & (cells["strategy"] == "full")].iloc[0]
+    assert apgd_full["mean"] == pytest.approx(aa_full["mean"] + 2)  # the fake evaluations: APGD-T = AA + 2
+    facts = json.loads((record / "facts.json").read_text())
+    assert facts["models"] == 15 and facts["models_per_artefact"] == {"table1": 15}
+
+
+def test_a_published_model_found_again_with_other_numbers_is_refused(tmp_path: Path, capsys):
+    run, record = tmp_path / "run", tmp_path / "record"
+    for strategy, keep in TABLE1_CELLS:
+        finish(run, table1_key(strategy, keep, 0), 60.0)
+    assert publish(run, record, 1) == 0
+    before = (record / "models.csv").read_bytes()
+    retrained = tmp_path / "retrained"
+    finish(retrained, table1_key("random", 0.4, 0), 20.0)
+    assert publish(retrained, record, 1) == 2
+    err = capsys.readouterr().err
+    assert "random_keep0.4_e3_rescale/seed0: aa_acc_pct is 20.0 in the run but 60.0 in the record" in err
+    assert (record / "models.csv").read_bytes() == before
+
+
+def test_only_the_configured_grid_enters_an_artefact(tmp_path: Path):
+    """A model outside table1's grid (another keep) is in models.csv but not in artefacts/table1.csv."""
+    run, record = tmp_path / "run", tmp_path / "record"
+    for strategy, keep in [*TABLE1_CELLS, ("random", 0.6)]:
+        finish(run, table1_key(strategy, keep, 0), 60.0)
+    assert publish(run, record, 1) == 0
+    assert len(pd.read_csv(record / "models.csv")) == 6
+    assert 0.6 not in set(pd.read_csv(record / "artefacts" / "table1.csv")["keep"])
