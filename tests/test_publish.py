@@ -117,3 +117,23 @@ def test_only_the_configured_grid_enters_an_artefact(tmp_path: Path):
     assert publish(run, record, 1) == 0
     assert len(pd.read_csv(record / "models.csv")) == 6
     assert 0.6 not in set(pd.read_csv(record / "artefacts" / "table1.csv")["keep"])
+
+
+def test_missing_names_what_the_record_lacks_seed_by_seed(tmp_path: Path, capsys):
+    run, record = tmp_path / "run", tmp_path / "record"
+    for strategy, keep in TABLE1_CELLS:
+        finish(run, table1_key(strategy, keep, 0), 60.0)
+    assert publish(run, record, 1) == 0
+    capsys.readouterr()
+    base = ["missing", str(record), "--configfile", str(ROOT / "config.yaml"), str(ROOT / "profiles/cpu/cpu.yaml"),
+            "--set", f"n_examples={N}", "--set", "seeds_max=3", "--artefact", "table1"]  # fmt: skip
+    assert cli.main(base) == 0
+    targets = capsys.readouterr().out.split()
+    expected = [table1_key(s, k, seed).evaluation_file(N) for seed in (1, 2) for s, k in TABLE1_CELLS]
+    assert sorted(targets) == sorted(expected) and len(targets) == 10
+    assert [t.split("/seed")[1][0] for t in targets] == ["1"] * 5 + ["2"] * 5  # seed by seed
+    assert cli.main([*base, "--only", "random=0.4", "--only", "random=0.8"]) == 0
+    assert capsys.readouterr().out.split() == [table1_key("random", k, seed).evaluation_file(N)
+                                               for seed in (1, 2) for k in (0.4, 0.8)]  # fmt: skip
+    assert cli.main([*base, "--only", "random=most"]) == 2
+    assert "--only 'random=most': KEEP must be a number" in capsys.readouterr().err

@@ -188,6 +188,20 @@ def _add_publish(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_publish)
 
 
+def _add_missing(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("missing", help="the Snakemake targets (evaluation files) of artefacts' models that a "
+                            "record does not hold yet, seed by seed: what the next sitting of a run trains")
+    p.add_argument("record", type=Path, help="the record's folder, e.g. docs/results/mnist-cpu")
+    p.add_argument("--configfile", type=Path, nargs="+", required=True,
+                   help="the run's workflow config files, as Snakemake layers them")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override, as the run's --config gives it (YAML value; repeatable)")
+    p.add_argument("--artefact", action="append", required=True, metavar="NAME", help="a model-grid artefact")
+    p.add_argument("--only", action="append", default=[], metavar="STRATEGY=KEEP",
+                   help="only this cell, e.g. random=0.4 or full=1 (repeatable; default: every cell)")
+    p.set_defaults(handler=_missing)
+
+
 def _add_toy(commands: argparse._SubParsersAction) -> None:
     from advprune.toy import TOY_STRATEGIES, ToyParameters
 
@@ -418,6 +432,26 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing(args: argparse.Namespace) -> int:
+    import yaml
+
+    from advprune import plan
+    from advprune.report.record import missing_targets
+
+    overrides = {key: yaml.safe_load(value) for key, value in _pairs(args.set, "--set").items()}
+    config = plan.load_config(args.configfile, overrides)
+    only = []
+    for text in args.only:
+        (strategy, keep), = _pairs([text], "--only").items()
+        try:
+            only.append((strategy, float(keep)))
+        except ValueError:
+            raise ValueError(f"--only {text!r}: KEEP must be a number, e.g. random=0.4") from None
+    for target in missing_targets(args.record, config, args.artefact, only):
+        print(target)
+    return 0
+
+
 def _toy(args: argparse.Namespace) -> int:
     from advprune.report.toy import run_toy
     from advprune.toy import ToyParameters
@@ -489,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_publish,
+        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_publish, _add_missing,
         _add_toy, _add_cost, _add_settings, _add_bench,
     ):
         add(commands)

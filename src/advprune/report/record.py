@@ -36,6 +36,7 @@ from advprune.artefacts import MODEL_GRID, get
 from advprune.identity import EVALUATION_FILE, MODEL_ROOT
 from advprune.report import claims as claims_module
 from advprune.report.aggregate import collect, read_table, write_table
+from advprune.report.labels import display_name
 from advprune.report.render import render
 from advprune.report.tables import table_values
 from advprune.runtime import atomic_path
@@ -244,12 +245,8 @@ def publish(
         render(name, tables[name], record / f"{name}.pdf", schedule=config["schedule_after_pruning"],
                precision=config["precision"])  # fmt: skip
 
-    _write_claims(tables, roles, record / "claims.csv", claims_module.load_rules("v2"),
-                  "Claims by rules v2 (src/advprune/claims.yaml; docs/claims.md): Welch 97% for differences of means, "
-                  "Newcombe 95% for differences of rates.")
-    _write_claims(tables, roles, record / "claims-v1.csv", claims_module.load_rules("v1"),
-                  "Claims by rules v1 (src/advprune/claims-v1.yaml), the first rules, on the same runs: percentile "
-                  "bootstrap 95% (2000 resamples, seed 0), 5 runs per group.")
+    claims_module.run_claims(tables, roles, record / "claims.csv", rules="v2")
+    claims_module.run_claims(tables, roles, record / "claims-v1.csv", rules="v1")
     _write_claims(tables, roles, record / "claims-apgd.csv", _apgd_rules(),
                   "Sensitivity: the v2 claims on AutoAttack accuracy, read on the accuracy after APGD-CE and APGD-T "
                   "only (the paper may have reported Auto-PGD alone). Not a verdict on the paper.")
@@ -257,7 +254,7 @@ def publish(
         table1 = read_table(tables["table1"])
         cells = cell_statistics(table1)
         cells.to_csv(record / "cells.csv", index=False)
-        dataset = ", ".join(sorted(table1["dataset"].unique()))
+        dataset = ", ".join(display_name(d) for d in sorted(table1["dataset"].unique()))
         draw_cells(table1, cells, record / "cells",
                    f"Table 1, {dataset}: ours beside the paper's (loss = low+high, p = fraction pruned)")
 
@@ -283,3 +280,18 @@ def publish(
     with atomic_path(facts_path) as tmp:
         tmp.write_text(json.dumps(facts, indent=1) + "\n")
     return facts
+
+
+def missing_targets(
+    record: Path, config: dict[str, Any], artefacts: list[str], only: Iterable[tuple[str, float]] = ()
+) -> list[str]:
+    """The evaluation files (Snakemake targets) of the artefacts' models that the record does not hold yet, seed by
+    seed (so that an interrupted run leaves every cell with about as many seeds), each model once; `only` keeps the
+    cells (strategy, keep) named."""
+    models_csv = record / "models.csv"
+    published = set(read_table(models_csv)[IDENTITY]) if models_csv.exists() else set()
+    cells = {(strategy, float(keep)) for strategy, keep in only}
+    keys = {key for name in artefacts for key in plan.artefact_models(config, name)}
+    wanted = [key for key in keys if not cells or (key.strategy, key.keep) in cells]
+    missing = [key for key in wanted if key.directory not in published]
+    return [key.evaluation_file(int(config["n_examples"])) for key in sorted(missing, key=lambda k: (k.seed, k))]
