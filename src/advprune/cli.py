@@ -231,7 +231,8 @@ def _add_cost(commands: argparse._SubParsersAction) -> None:
                    help="workflow config files, later ones layered on earlier ones; a target name after them "
                    "(`--configfile A B fig4`) is a target, not a file")
     p.add_argument("--timings", type=Path, help="seconds per epoch and per 1000 AutoAttack points, per dataset "
-                   "(default: SPEC's measured facts, advprune/timings.yaml), or the JSON of `advprune bench`")
+                   "(default: the measured facts of docs/method.md, advprune/timings.yaml), or the JSON of "
+                   "`advprune bench`")
     p.add_argument("--jobs-per-gpu", type=_integer(1, 64), default=1,
                    help="with a bench JSON: training at this many jobs per GPU, as measured (default 1)")
     p.set_defaults(handler=_cost)

@@ -2,7 +2,7 @@
 
 Every step after `prepare` reads one canonical file per dataset, `<root>/<name>.npz`, holding
 `x_train` uint8 [N, H, W, C] (HWC; a 3-D [N, H, W] array is read as C = 1), `y_train` integer [N],
-`x_test` and `y_test` likewise. `../shared/data/cifar10.npz` is such a file as it stands.
+`x_test` and `y_test` likewise; an offline copy of CIFAR-10 saved in that layout drops in as it is.
 
 A new dataset joins with one `prepare(root, source) -> Path` function (ending in `write_canonical`) and one
 `DATASETS` entry, or from outside the package through `register_dataset` (see advprune.plugins).
@@ -234,7 +234,7 @@ def _prepare_mnist(root: Path, source: Path | None) -> Path:
     for filename, md5 in MNIST.resources:
         if (raw / filename).exists():
             _check_md5(raw / filename, md5, "delete it to download it again, or pass --source a folder of the "
-                       "original files (e.g. ../shared/data/mnist-raw)")
+                       "original files (train-images-idx3-ubyte.gz and the other three)")
         else:
             _download_mnist_file(raw, filename, md5)
     for filename, _ in MNIST.resources:
@@ -269,7 +269,7 @@ def _download_mnist_file(raw: Path, filename: str, md5: str) -> None:
             errors.append(f"{mirror}: {' '.join(str(error).split())}")
     raise DownloadError(
         f"MNIST's {filename} could not be downloaded into {raw} ({'; '.join(errors)}); without internet, pass "
-        "--source a folder holding the four original gz files (e.g. ../shared/data/mnist-raw)"
+        "--source a folder holding the four original gz files (train-images-idx3-ubyte.gz, ...)"
     )
 
 
@@ -335,7 +335,7 @@ def _prepare_cifar10(root: Path, source: Path | None) -> Path:
         except (OSError, RuntimeError) as error:  # URLError is an OSError
             raise DownloadError(
                 f"CIFAR-10 could not be downloaded from {CIFAR10_URL} into {root} ({' '.join(str(error).split())}); "
-                "without internet, pass --source a canonical .npz (e.g. ../shared/data/cifar10.npz) "
+                "without internet, pass --source a canonical .npz (docs/method.md, Data) "
                 "or the official tarball"
             ) from error
         source = root / CIFAR10_ARCHIVE
