@@ -13,7 +13,7 @@ from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
 from advprune.identity import EVALUATION_FILE, MODEL_DIRECTORY, ModelKey, run_pattern
 from advprune.imports import module_files
 from advprune.report.captions import caption_facts
-from advprune.report.claims import load_claims
+from advprune.report.claim_rules import load_claims
 
 # A registry entry's default_config is its grid where config.yaml has none (a new figure needs no config edit).
 config["artefacts"] = artefacts.with_default_configs(config.get("artefacts", {}))

@@ -472,7 +472,7 @@ def _cost(args: argparse.Namespace) -> int:
     from advprune import artefacts, plan
     from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
     from advprune.costs import estimate, load_timings
-    from advprune.report.claims import load_claims
+    from advprune.report.claim_rules import load_claims
 
     # As with Snakemake's --configfile, targets may follow the files: argparse gives them to --configfile, so a
     # known target name that is not a file is taken back as a target.

@@ -8,6 +8,7 @@ functions too, and each package on the way (`advprune/__init__.py`): a lazy impo
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Iterable
 
@@ -40,6 +41,13 @@ def _imported(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     return names
 
 
+@functools.lru_cache(maxsize=None)
+def _imports_of(path: Path, module: str) -> frozenset[str]:
+    """The modules one file may import, parsed once per process: the Snakefile asks for many rules' files, which
+    share most of their modules (the package does not change while the DAG is built)."""
+    return frozenset(_imported(ast.parse(path.read_text(), str(path)), module, path.name == "__init__.py"))
+
+
 def module_files(src: Path, modules: Iterable[str]) -> list[Path]:
     """Every file of the package under `src` that importing `modules` loads, theirs included, sorted."""
     roots = list(modules)
@@ -56,5 +64,5 @@ def module_files(src: Path, modules: Iterable[str]) -> list[Path]:
         found[module] = path
         parts = module.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # its packages' __init__.py
-        todo += _imported(ast.parse(path.read_text(), str(path)), module, path.name == "__init__.py")
+        todo += _imports_of(path, module)
     return sorted(set(found.values()))
