@@ -60,7 +60,7 @@ def test_a_record_grows_by_model_identity_and_never_changes_a_row(tmp_path: Path
         for strategy, keep in TABLE1_CELLS:
             finish(first, table1_key(strategy, keep, seed), float(rng.uniform(40, 80)))
     assert publish(first, record, 2) == 0
-    published = pd.read_csv(record / "models.csv")
+    published, published_text = pd.read_csv(record / "models.csv"), (record / "models.csv").read_text()
     assert len(published) == 10 and set(published["seed"]) == {0, 1}
 
     # A later sitting, on another machine: only seed 2's models are there. They are appended; seeds 0-1 stay as
@@ -72,6 +72,7 @@ def test_a_record_grows_by_model_identity_and_never_changes_a_row(tmp_path: Path
     grown = pd.read_csv(record / "models.csv")
     assert len(grown) == 15
     pd.testing.assert_frame_equal(grown.iloc[:10], published)
+    assert (record / "models.csv").read_text().startswith(published_text)  # byte for byte: no float reformatted
     runs = pd.read_csv(record / "runs.csv")
     assert list(runs["run_dir"]) == list(grown["run_dir"])
     # Per model, the monitor and the weights per epoch: a seed's models share epochs 1-3 and part after.

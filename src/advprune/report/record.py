@@ -225,13 +225,19 @@ def publish(
     models = merge(published, found) if published is not None else found
     if models["n_examples"].nunique() > 1:
         raise ValueError(f"the record mixes AutoAttack sample sizes {sorted(models['n_examples'].unique())}")
-    write_table(models, models_csv)
+    if published is None:
+        write_table(models, models_csv)
+    else:  # appended as text: the published rows keep their bytes (a CSV round trip may reformat a float)
+        header = models_csv.read_text().splitlines()[0].split(",")
+        if header != list(models.columns):
+            raise ValueError(f"{models_csv}: its columns are not the tidy table's; republish it from its runs")
+        with atomic_path(models_csv) as tmp:
+            tmp.write_text(models_csv.read_text() + models.iloc[len(published):].to_csv(index=False, header=False))
 
     runs = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame(columns=RUNS_COLUMNS)
     runs = runs.reindex(columns=RUNS_COLUMNS)
-    new = pd.DataFrame([run_row(run, row) for row in models[~models[IDENTITY].isin(runs[IDENTITY])].to_dict("records")],
-                       columns=RUNS_COLUMNS)  # fmt: skip
-    runs = pd.concat([frame for frame in (runs, new) if len(frame)], ignore_index=True) if len(runs) else new
+    new = [run_row(run, row) for row in models[~models[IDENTITY].isin(runs[IDENTITY])].to_dict("records")]
+    runs = pd.DataFrame(runs.to_dict("records") + new, columns=RUNS_COLUMNS)
     with atomic_path(runs_csv) as tmp:
         runs.to_csv(tmp, index=False)
 
