@@ -449,7 +449,7 @@ def test_commands_go_from_json_files_to_artefacts(tmp_path: Path) -> None:
     render("fig5", tmp_path / "runs.csv", tmp_path / "fig5.pdf")
     assert is_pdf(tmp_path / "tables" / "table1.pdf") and is_pdf(tmp_path / "fig5.pdf")
     # A CPU job does not count the jobs beside it: the table says so instead of "jobs per GPU: 1".
-    assert "jobs sharing the CPU not recorded" in (tmp_path / "tables" / "table1.md").read_text()
+    assert "how many jobs shared the CPU is not recorded" in (tmp_path / "tables" / "table1.md").read_text()
     assert (tmp_path / "fig5.png").is_file() and (tmp_path / "tables" / "table1.png").is_file()
     with pytest.raises(ValueError, match="unknown artefact 'fig6'; known: fig1, fig2, table1"):
         render("fig6", tmp_path / "runs.csv", tmp_path / "fig6.pdf")
@@ -533,6 +533,7 @@ def test_the_papers_values_are_drawn_where_it_gives_numbers() -> None:
 def test_times_name_their_device_and_its_sharing():
     from advprune.report.labels import time_device_text
 
-    assert time_device_text(["NVIDIA H100 80GB HBM3"], [4, 4]) == "device: NVIDIA H100 80GB HBM3, jobs per GPU: 4"
+    assert time_device_text(["NVIDIA H100 80GB HBM3"], [4, 4]) == (
+        "device: NVIDIA H100 80GB HBM3, jobs per GPU: 4 (the paper's: one)")
     assert "jobs per GPU" not in time_device_text(["cpu (x86_64)"], [1])
     assert "jobs per GPU: 1" in time_device_text(["cpu (x86_64)", "NVIDIA H100"], [1])  # a mix is not all CPU

@@ -94,6 +94,7 @@ def time_device_text(devices: Iterable[str], jobs_on_device: Iterable[int]) -> s
     must say how many ran at once."""
     devices = sorted(set(devices))
     if devices and all(device.startswith("cpu") for device in devices):
-        return f"device: {', '.join(devices)} (jobs sharing the CPU not recorded; not comparable with the paper's GPU)"
+        return (f"device: {', '.join(devices)}; how many jobs shared the CPU is not recorded, and CPU minutes are not "
+                "comparable with the paper's GPU minutes")
     jobs = ", ".join(str(j) for j in sorted(set(jobs_on_device)))
-    return f"device: {', '.join(devices)}, jobs per GPU: {jobs}"
+    return f"device: {', '.join(devices)}, jobs per GPU: {jobs} (the paper's: one)"

@@ -172,7 +172,7 @@ def _run_facts(d: pd.DataFrame) -> tuple[str, str]:
     ns = sorted(d.groupby(["dataset", "strategy", "keep", "prune_epoch", SCHEDULE], dropna=False).size().unique())
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
     where = time_device_text(d["device"].dropna(), d["jobs_on_device"].dropna())
-    return n_text, f"Time = training + scoring; {where} (the paper's: one job per GPU)"
+    return n_text, f"Time = training + scoring; {where}"
 
 
 def _notes(d: pd.DataFrame, without_collapsed: bool) -> str:
