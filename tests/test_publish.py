@@ -47,7 +47,8 @@ def table1_key(strategy: str, keep: float, seed: int) -> ModelKey:
 
 def publish(run: Path, record: Path, seeds_max: int, *extra: str) -> int:
     return cli.main([
-        "publish", str(run), str(record), "--configfile", str(ROOT / "config.yaml"), str(ROOT / "profiles/cpu/cpu.yaml"),
+        "publish", str(run), str(record),
+        "--configfile", str(ROOT / "config.yaml"), str(ROOT / "profiles/cpu/cpu.yaml"),
         "--set", f"seeds_max={seeds_max}", "--set", f"n_examples={N}", "--artefact", "table1", "--role", "mnist=mnist",
         *extra,
     ])  # fmt: skip

@@ -113,7 +113,8 @@ ARTEFACTS: tuple[Artefact, ...] = (
     Artefact("table2", DATA, "advprune.report.embedding:run_table2", TABLE_FILES, resources=_T_SNE),
     Artefact("toy", SIMULATION, "advprune.report.toy:run_toy", TABLE_FILES, options=_TOY_OPTIONS,
              extra_outputs={"runs": "results/artefacts/toy.csv"}),  # fmt: skip
-    Artefact("claims", CLAIMS, "advprune.report.claims:run_claims", CLAIMS_FILES, package_data=("claims.yaml", "claims-v1.yaml")),
+    Artefact("claims", CLAIMS, "advprune.report.claims:run_claims", CLAIMS_FILES,
+             package_data=("claims.yaml", "claims-v1.yaml")),
 )
 BY_NAME: dict[str, Artefact] = {artefact.name: artefact for artefact in ARTEFACTS}
 

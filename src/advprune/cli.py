@@ -524,8 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_publish, _add_missing,
-        _add_toy, _add_cost, _add_settings, _add_bench,
+        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_publish,
+        _add_missing, _add_toy, _add_cost, _add_settings, _add_bench,
     ):
         add(commands)
     return parser

@@ -1,12 +1,13 @@
 """The claims table: each quantitative claim of the paper, our measured effect with an interval over runs, and a
 verdict by a rule fixed before the results were seen.
 
-Two sets of rules ship: v2 (claims.yaml, the default) and v1 (claims-v1.yaml, the first rules, kept verbatim so that
-their verdicts can be shown beside v2's). A rules file names the claims and, for v2, the interval per kind of measure
-and its nominal level (advprune.report.intervals: Welch at 97% for differences of means, Newcombe at 95% for
-differences of rates, chosen by the coverage simulation of advprune.report.coverage) and the minimum runs for a verdict. v1 used scipy's percentile bootstrap
-(runs of each group resampled independently) for every measure and 5 runs per group. Collapsed runs count: a claim
-about the method is about its failures too.
+Two sets of rules ship (advprune.report.claim_rules reads them): v2 (claims.yaml, the default) and v1
+(claims-v1.yaml, the first rules, kept verbatim so that their verdicts can be shown beside v2's). A rules file names
+the claims and, for v2, the interval per kind of measure and its nominal level (advprune.report.intervals: Welch at
+97% for differences of means, Newcombe at 95% for differences of rates, chosen by the coverage simulation of
+advprune.report.coverage) and the minimum runs for a verdict. v1 used scipy's percentile bootstrap (runs of each
+group resampled independently) for every measure and 5 runs per group. Collapsed runs count: a claim about the
+method is about its failures too.
 """
 
 from __future__ import annotations
@@ -364,8 +365,8 @@ def markdown(table: pd.DataFrame, caption: str) -> str:
     for r in table.fillna({"interval": "", "note": "", "reading": ""}).itertuples():
         interval = "—" if math.isnan(r.ci_low) else f"[{_number(r.ci_low)}, {_number(r.ci_high)}]"
         lines.append(
-            f"| {r.claim} | {r.reading} | {r.dataset or '—'} | {_number(r.ours)} | {interval} | {r.interval or '—'} "
-            f"| {r.n_runs} | {_number(r.paper)} | {r.rule} | {_verdict_text(r)} | {r.source} |"
+            f"| {r.claim} | {r.reading} | {r.dataset or '—'} | {_number(r.ours)} | {interval} "
+            f"| {r.interval or '—'} | {r.n_runs} | {_number(r.paper)} | {r.rule} | {_verdict_text(r)} | {r.source} |"
         )
     counts = table["verdict"].value_counts()
     verdicts = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)

@@ -10,6 +10,7 @@ which nominal level, chosen by simulation (advprune.report.coverage, checked by 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -60,6 +61,11 @@ def bootstrap(a: np.ndarray, b: np.ndarray, *, method: str, n_resamples: int, rn
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def _bootstrap_candidate(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, *, method: str,
+                         n_resamples: int) -> Interval:  # fmt: skip
+    return bootstrap(a, b, method=method, n_resamples=n_resamples, rng=rng)
+
+
 Method = Callable[[np.ndarray, np.ndarray, np.random.Generator], Interval]
 
 
@@ -70,9 +76,10 @@ def candidates(rates: bool, *, n_resamples: int = 999) -> dict[str, Method]:
         "welch": lambda a, b, rng: welch(a, b),
         "welch 96%": lambda a, b, rng: welch(a, b, 0.96),
         "welch 97%": lambda a, b, rng: welch(a, b, 0.97),
-        "percentile bootstrap": lambda a, b, rng: bootstrap(a, b, method="percentile", n_resamples=n_resamples, rng=rng),
-        "basic bootstrap": lambda a, b, rng: bootstrap(a, b, method="basic", n_resamples=n_resamples, rng=rng),
-        "BCa bootstrap": lambda a, b, rng: bootstrap(a, b, method="BCa", n_resamples=n_resamples, rng=rng),
+        **{
+            f"{method} bootstrap": functools.partial(_bootstrap_candidate, method=method, n_resamples=n_resamples)
+            for method in ("percentile", "basic", "BCa")
+        },
     }
     if rates:
         methods = {"newcombe": lambda a, b, rng: newcombe(a, b), **methods}
@@ -88,8 +95,9 @@ def seeds_for_power(
     distance: float, sd_a: float, sd_b: float, *, cells_a: int = 1, cells_b: int = 1, power: float = 0.8,
     confidence: float = CONFIDENCE,
 ) -> float:
-    """Seeds per cell at which the near end of a Welch interval at `confidence` clears a boundary `distance` away from the true effect with probability `power`, if the runs spread as sd_a and sd_b (a group that
-    pools several cells has cells_x runs per seed). Computed with scipy's noncentral t; inf if more than MAX_SEEDS
+    """Seeds per cell at which the near end of a Welch interval at `confidence` clears a boundary `distance` away
+    from the true effect with probability `power`, if the runs spread as sd_a and sd_b (a group that pools several
+    cells has cells_x runs per seed). Computed with scipy's noncentral t; inf if more than MAX_SEEDS
     (or the effect sits on the boundary)."""
     if distance <= 0 or not math.isfinite(distance):
         return math.inf
