@@ -38,6 +38,7 @@ from advprune.report import claims as claims_module
 from advprune.report.aggregate import collect, read_table, write_table
 from advprune.report.labels import display_name
 from advprune.report.render import render
+from advprune.report.paper import TABLE1_N as PAPER_RUNS
 from advprune.report.tables import table_values
 from advprune.runtime import atomic_path
 
@@ -125,8 +126,21 @@ def cell_statistics(rows: pd.DataFrame) -> pd.DataFrame:
     apgd = apgd[apgd["metric"] == "aa_acc_pct"].assign(metric=APGD_ONLY, paper_mean=np.nan, paper_sd=np.nan,
                                                         diff=np.nan)  # fmt: skip
     columns = ["dataset", "metric", "cell", "strategy", "keep", "n", "n_failed", "mean", "sd", "n_ok", "mean_ok",
-               "sd_ok", "paper_mean", "paper_sd", "diff"]  # fmt: skip
-    return pd.concat([values, apgd], ignore_index=True)[columns]
+               "sd_ok", "paper_mean", "paper_sd", "diff", "paper_welch_p"]  # fmt: skip
+    cells = pd.concat([values, apgd], ignore_index=True)
+    return cells.assign(paper_welch_p=[_welch_p_against_paper(c) for c in cells.to_dict("records")])[columns]
+
+
+def _welch_p_against_paper(cell: Mapping[str, Any]) -> float:
+    """Two-sided p of Welch's test of our runs' mean against the paper's (its mean and sd over its 30 runs), from
+    the summary statistics (scipy.stats.ttest_ind_from_stats); NaN where the paper has no such cell."""
+    from scipy import stats
+
+    if np.isnan(cell["paper_mean"]) or cell["n"] < 2:
+        return float("nan")
+    result = stats.ttest_ind_from_stats(cell["mean"], cell["sd"], cell["n"], cell["paper_mean"], cell["paper_sd"],
+                                        PAPER_RUNS, equal_var=False)  # fmt: skip
+    return float(result.pvalue)
 
 
 def draw_cells(rows: pd.DataFrame, cells: pd.DataFrame, out: Path, title: str) -> None:
