@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from advprune import settings as settings_module
+from advprune.schedules import SCHEDULES
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -78,7 +79,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prune-epoch", type=int, help="full-data epochs before pruning (needed when keep < 1)")
     p.add_argument("--seed", type=_SEED, required=True, help="seed of initialisation, batches, attacks and pruning")
     p.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train.json, pruning.npz)")
-    p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"],
+    p.add_argument("--schedule-after-pruning", choices=SCHEDULES,
                    help="learning-rate schedule after pruning (default: the dataset's setting, rescale)")
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="fp32, or bf16 autocast (default: the dataset's setting, fp32)")
@@ -135,7 +136,7 @@ def _add_render(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="PDF; tables also write .csv/.tex/.md beside it")
     p.add_argument("--prune-epoch", type=int, help="only pruned runs of this epoch, for a subset drawn by hand "
                    "(default: every row of the table, as the workflow draws it)")
-    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"], help="pruned runs of this schedule")
+    p.add_argument("--schedule", default="rescale", choices=SCHEDULES, help="pruned runs of this schedule")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
     p.set_defaults(handler=_render)
 
@@ -160,7 +161,7 @@ def _add_claims(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--role", action="append", default=[], metavar="ROLE=DATASET",
                    help="the dataset standing in for the paper's, e.g. mnist=digits-mnist (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="claims CSV; the Markdown table is written beside it")
-    p.add_argument("--schedule", default="rescale", choices=["rescale", "fixed"], help="pruned runs of this schedule")
+    p.add_argument("--schedule", default="rescale", choices=SCHEDULES, help="pruned runs of this schedule")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
     p.add_argument("--rules", default="v2", choices=["v1", "v2"],
                    help="the verdict rules: v2 (claims.yaml, the default) or the first rules, v1 (claims-v1.yaml)")

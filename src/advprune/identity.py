@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from advprune.pruning import STRATEGIES
+from advprune.schedules import SCHEDULES
 
 FULL = "full"  # the strategy name of the full-data model, whatever strategy or epoch a keep = 1.0 request named
-SCHEDULES = ("rescale", "fixed")  # schedule_after_pruning
 MODEL_ROOT = "results/models"
 # As Snakemake wildcards and as str.format fields: the workflow's rules and ModelKey.directory use the same text.
 MODEL_DIRECTORY = MODEL_ROOT + "/{dataset}/{precision}/{run}/seed{seed}"

@@ -20,7 +20,7 @@ What differs after pruning is what "training" is measured in (`schedule_after_pr
 
 from __future__ import annotations
 
-POLICIES = ("rescale", "fixed")
+SCHEDULES = ("rescale", "fixed")  # schedule_after_pruning: the one list of its values
 LR_AT = ("step_end", "step_start")
 
 
@@ -64,4 +64,4 @@ def progress(
         return (epoch + (batch + after) / batches_in_epoch) / epochs
     if policy == "fixed":
         return (step + after) / (epochs * full_batches_per_epoch)
-    raise ValueError(f"unknown schedule_after_pruning {policy!r}; choose one of {', '.join(POLICIES)}")
+    raise ValueError(f"unknown schedule_after_pruning {policy!r}; choose one of {', '.join(SCHEDULES)}")

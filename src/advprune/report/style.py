@@ -9,16 +9,13 @@ from __future__ import annotations
 # Okabe & Ito (2008), "Color universal design": distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 
+ORANGE, SKY_BLUE, BLUISH_GREEN, YELLOW, BLUE, VERMILLION, REDDISH_PURPLE, BLACK = OKABE_ITO
 STRATEGY_COLORS = {
-    "high": "#D55E00",  # vermillion
-    "low": "#56B4E9",  # sky blue
-    "low+high": "#009E73",  # bluish green
-    "random": "#0072B2",  # blue
-    "mean-distance": "#CC79A7",  # reddish purple
+    "high": VERMILLION, "low": SKY_BLUE, "low+high": BLUISH_GREEN, "random": BLUE, "mean-distance": REDDISH_PURPLE,
 }
 STRATEGY_MARKERS = {"high": "v", "low": "^", "low+high": "D", "random": "o", "mean-distance": "s"}
 # Strategies a plugin adds take the colours and markers left, in turn.
-_SPARE_COLORS = ("#E69F00", "#F0E442", "#000000")
+_SPARE_COLORS = tuple(color for color in OKABE_ITO if color not in STRATEGY_COLORS.values())
 _SPARE_MARKERS = ("P", "X", "h")
 DASHES = ("", (4, 2), (1, 1.5), (6, 2, 1, 2))  # solid, dashed, dotted, dash-dot
 REFERENCE_COLOR = "0.3"  # full data as a reference, and the paper's values
