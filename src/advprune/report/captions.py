@@ -10,7 +10,7 @@ from typing import Any
 
 from advprune import plan
 from advprune.artefacts import BY_NAME, CLAIMS, DATA, MODEL_GRID
-from advprune.report.labels import STRATEGY_LABELS, display_name
+from advprune.report.labels import STRATEGY_LABELS, display_name, pruned_fraction
 
 
 def _join(items: list[str]) -> str:
@@ -65,7 +65,7 @@ def caption_facts(config: dict[str, Any], name: str) -> dict[str, Any]:
             "seed": spec["seed"],
             "pruned": (
                 f"{display_name(config['datasets'][model['role']])} as kept by {STRATEGY_LABELS[model['strategy']]} "
-                f"pruning at keep {model['keep']:g} (p = {round(1 - model['keep'], 6):g}), pruned after "
+                f"pruning at keep {model['keep']:g} (p = {pruned_fraction(model['keep'])}), pruned after "
                 f"{model['prune_epoch']} epochs, seed {model['seed']}"
             ),
         }

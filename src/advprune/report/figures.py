@@ -39,6 +39,7 @@ from advprune.report.labels import (
     ordered_datasets,
     ordered_strategies,
     paper_dataset,
+    pruned_fraction,
     time_device_text,
 )
 from advprune.identity import FULL
@@ -84,7 +85,7 @@ def _strategy_label(strategy: str) -> str:
 
 
 def keep_label(keep: float) -> str:
-    return f"keep {keep:g} (p={round(1 - keep, 6):g} pruned)"
+    return f"keep {keep:g} (p={pruned_fraction(keep)} pruned)"
 
 
 @dataclass(frozen=True)

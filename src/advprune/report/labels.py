@@ -37,7 +37,19 @@ METRIC_LABELS = {
     "time_minutes": "time, training + scoring (min)",
 }
 
+# The same metrics in a table's narrow first column.
+TABLE_METRIC_LABELS = {
+    "clean_acc_pct": "clean (%)",
+    "aa_acc_pct": "AutoAttack (%)",
+    "time_minutes": "time (min)",
+}
+
 KEEP_LABEL = "proportion of training data kept (keep)"
+
+
+def pruned_fraction(keep: float) -> str:
+    """The paper's p (fraction pruned) of a keep, as text: keep 0.4 -> '0.6' (no float noise such as 0.6000000001)."""
+    return f"{round(1.0 - keep, 6):g}"
 
 PRUNED_SUFFIX = " pruned"
 

@@ -7,7 +7,7 @@ Its CIFAR-10 columns are scrambled in the extracted text; SPEC fixes the assignm
 from __future__ import annotations
 
 from advprune.identity import FULL
-from advprune.report.labels import STRATEGY_LABELS
+from advprune.report.labels import STRATEGY_LABELS, pruned_fraction
 
 Cell = tuple[str, float]  # (strategy, keep)
 
@@ -52,4 +52,4 @@ def cell_header(cell: Cell) -> str:
     if strategy == FULL:
         return FULL
     name = {"low+high": "loss", "random": "random"}.get(strategy) or STRATEGY_LABELS.get(strategy, strategy)
-    return f"{name} p={round(1.0 - keep, 6):g}"
+    return f"{name} p={pruned_fraction(keep)}"

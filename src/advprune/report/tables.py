@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from advprune.report.labels import (
-    dataset_label, ordered_datasets, ordered_strategies, paper_dataset, time_device_text,
+    TABLE_METRIC_LABELS, dataset_label, ordered_datasets, ordered_strategies, paper_dataset, time_device_text,
 )
 from advprune.report.paper import TABLE1, TABLE1_METRICS, TABLE1_N, cell_header
 from advprune.identity import FULL
@@ -25,11 +25,6 @@ from advprune.report.output import Block
 from advprune.report.selection import pruning_epochs, require_single_setting
 from advprune.report.stats import summarise
 
-TABLE_METRIC_LABELS = {
-    "clean_acc_pct": "clean (%)",
-    "aa_acc_pct": "AutoAttack (%)",
-    "time_minutes": "time (min)",
-}
 SCHEDULE = "schedule_after_pruning"
 MISSING = "—"  # where the paper has no value for a cell
 
