@@ -139,3 +139,34 @@ def test_missing_names_what_the_record_lacks_seed_by_seed(tmp_path: Path, capsys
                                                for seed in (1, 2) for k in (0.4, 0.8)]  # fmt: skip
     assert cli.main([*base, "--only", "random=most"]) == 2
     assert "--only 'random=most': KEEP must be a number" in capsys.readouterr().err
+
+
+def test_run_record_refuses_a_short_command_line_in_one_line():
+    import subprocess
+
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run-record.sh"), "docs/results/x"], capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "usage:" in result.stderr
+
+
+@pytest.mark.slow
+def test_run_record_asks_snakemake_for_the_missing_models_only(tmp_path: Path):
+    """One call per CHUNK models, the targets being what `advprune missing` names (a dry run: -n)."""
+    import os
+    import subprocess
+
+    run, record, logs = tmp_path / "run", tmp_path / "record", tmp_path / "logs"
+    for strategy, keep in TABLE1_CELLS:
+        finish(run, table1_key(strategy, keep, 0), 60.0)
+    assert publish(run, record, 1) == 0
+    env = {**os.environ, "CHUNK": "4", "SNAKEMAKE_ARGS": "-n --quiet"}
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "run-record.sh"), str(record), str(logs), "--configfile", "config.yaml",
+         "profiles/cpu/cpu.yaml", "--set", "seeds_max=2", "--set", f"n_examples={N}", "--artefact", "table1"],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    calls = sorted(logs.glob("chunk-*.log"))
+    assert [c.name for c in calls] == ["chunk-001.log", "chunk-002.log"]  # seed 1's five models in calls of 4
+    asked = [line for c in calls for line in c.read_text().splitlines() if "Command:" in line]
+    assert "seed1/autoattack-n100.json" in asked[0] and "seed0" not in " ".join(asked)
