@@ -91,7 +91,7 @@ def test_every_update_equals_a_hand_written_rs_fgsm_loop(tmp_path: Path) -> None
     generator = torch.Generator().manual_seed(SEED)  # one stream: the shuffle, then each batch's random start
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0)
     model.train()
-    losses = []
+    losses, correct = [], []
     for epoch in range(EPOCHS):
         batches = torch.randperm(N_TRAIN, generator=generator).split(BATCH)
         for i, index in enumerate(batches):
@@ -104,17 +104,23 @@ def test_every_update_equals_a_hand_written_rs_fgsm_loop(tmp_path: Path) -> None
             F.cross_entropy(model(x + delta), y).backward()
             delta = (delta.detach() + alpha * delta.grad.sign()).clamp(-eps, eps)
             delta = torch.max(torch.min(delta, 1 - x), -x)
-            loss = F.cross_entropy(model(x + delta), y)
+            output = model(x + delta)
+            loss = F.cross_entropy(output, y)
             optimizer.zero_grad()  # also clears what the attack's backward left in the weights' gradients
             loss.backward()
             optimizer.step()
             losses.append(loss.item() * len(y))
+            correct.append((output.argmax(dim=1) == y).sum().item())
     assert len(losses) == EPOCHS * 3 == trainer.state["step"]
     ours = trainer.model.state_dict()
     for name, value in model.state_dict().items():
         # Equal but for rounding (the learning rate is computed another way here).
         torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-7, msg=f"{name} differs")
-    assert trainer.state["history"][-1]["train_loss"] == pytest.approx(sum(losses[3:]) / N_TRAIN, rel=1e-5)
+    # The history's last epoch: its loss and accuracy at the perturbed points, before each update.
+    last = trainer.state["history"][-1]
+    assert (last["epoch"], last["n_points"]) == (EPOCHS, N_TRAIN)
+    assert last["train_loss"] == pytest.approx(sum(losses[3:]) / N_TRAIN, rel=1e-5)
+    assert last["train_acc"] == sum(correct[3:]) / N_TRAIN
 
 
 def test_a_run_resumed_after_its_first_epoch_ends_where_an_uninterrupted_run_ends(
