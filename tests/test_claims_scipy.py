@@ -99,3 +99,17 @@ def test_linear_fit_matches_least_squares() -> None:
     assert (fit.slope, fit.intercept, fit.r2, fit.n) == pytest.approx((slope, intercept, r2, len(x)))
     assert linear_fit(x, np.full(len(x), 5.0)).r2 == 1.0  # a flat line fits a constant exactly
     assert math.isnan(linear_fit(np.ones(3), np.arange(3.0)).r2)
+
+
+def test_the_bootstrap_resamples_equal_sized_cells_independently() -> None:
+    """The runs of two cells are not pairs (seed 3 of one cell has nothing to do with seed 3 of the other). Cells of
+    the same size whose runs move together (b = a + 3, in the same order): resampled as pairs, every resample's
+    difference of means is -3 exactly and the interval has no width; resampled independently it is about
+    2 x 1.96 standard errors of a difference of two independent means wide."""
+    a = np.random.default_rng(3).normal(60.0, 4.0, 10)
+    groups = {"a": a, "b": a + 3.0}
+    low, high = claims.bootstrap_interval(lambda g: g["a"].mean() - g["b"].mean(), groups, n_resamples=RESAMPLES,
+                                          rng=np.random.default_rng(0))
+    standard_error = math.sqrt(a.var() / len(a) + (a + 3.0).var() / len(a))  # the bootstrap's plug-in variances
+    assert low < -3.0 < high
+    assert high - low == pytest.approx(2 * 1.96 * standard_error, rel=0.2)

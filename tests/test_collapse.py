@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from advprune import datasets, settings
-from advprune.monitor import detect_collapse
+from advprune.monitor import detect_collapse, pgd_accuracy
 from advprune.identity import ModelKey
 from advprune.training import Trainer
 
@@ -87,3 +87,29 @@ def test_collapsing_setting_is_flagged_and_default_is_not(digits, tmp_path: Path
 )
 def test_detect_collapse_edge_cases(accuracies, drop: float, floor: float, expected: int | None) -> None:
     assert detect_collapse(accuracies, drop=drop, floor=floor) == expected
+
+
+# -- the PGD check itself, as SPEC fixes it ---------------------------------------------------------------------------
+def test_the_monitor_is_pgd_with_ten_steps_of_eps_over_four_and_one_restart() -> None:
+    """SPEC: "PGD accuracy (10 steps, step eps/4, one restart)". Read off the inputs the model is shown: one random
+    start in the eps-ball, ten steps that each move every pixel by eps/4 (less only where the ball's edge stops it),
+    then the final prediction: 11 forward passes, 22 with a second restart."""
+    monitor = settings.resolve("mnist")["monitor"]
+    eps = 0.3
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    generator = torch.Generator().manual_seed(0)
+    x = 0.4 + 0.2 * torch.rand(16, 1, 8, 8, generator=generator)  # x +- eps stays inside [0, 1]: no box clipping
+    y = torch.arange(16) % 10
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach() - x))
+
+    pgd_accuracy(model, x, y, eps=eps, settings=monitor, generator=generator)
+
+    assert len(seen) == 10 + 1
+    assert all(delta.abs().max() <= eps + 1e-6 for delta in seen)
+    for before, after in zip(seen[:10], seen[1:]):
+        step = (after - before).abs()
+        assert step.max() <= eps / 4 + 1e-6
+        free = before.abs() < eps - eps / 4 - 1e-6  # a full step from here cannot reach the ball's edge
+        assert free.any() and torch.allclose(step[free], torch.full_like(step[free], eps / 4), atol=1e-6)

@@ -5,6 +5,7 @@ default of one thread per core makes AutoAttack's thousands of small passes many
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -20,6 +21,7 @@ from advprune.checkpoint import save_checkpoint
 from advprune.datasets import file_sha256
 from advprune.evaluation import evaluate_checkpoint
 from advprune.models import build_model
+from pyautoattack import AutoAttack
 
 CPU = torch.device("cpu")
 STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
@@ -189,3 +191,62 @@ def test_evaluate_checkpoint_refuses(tmp_path, digits, grey_model, case, message
             tmp_path / "model.pt", n_examples=5000 if case == "n_examples" else 32, data_root=tmp_path, device=CPU,
             **expected,
         )
+
+
+# -- the adapter's own guards, on a hand-made model: fast, since APGD-CE breaks every point at its first step ----------
+EPS = 0.1
+
+
+def _threshold_model() -> torch.nn.Module:
+    """Class 0 where the mean pixel, through BatchNorm, is above 0.25, else class 1 (classes 2-9 never win). In eval
+    mode, with running mean 0 and variance 1, BatchNorm passes the pixels through; in train mode it standardises them
+    over the batch, and about half of a batch falls below the threshold."""
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].weight[0].fill_(10.0 / 4)
+        model[2].bias.fill_(-10.0)
+        model[2].bias[:2] = torch.tensor([-2.5, 0.0])  # logits 10 * (mean pixel - 0.25) and 0
+    return model
+
+
+def _threshold_points() -> tuple[torch.Tensor, torch.Tensor]:
+    """Eight flat 2x2 images of label 0, each pixel 0.30-0.34: correct in eval mode, and every one broken by moving
+    each pixel down by EPS (to 0.20-0.24), which stays inside the image box."""
+    x = torch.linspace(0.30, 0.34, 8).reshape(8, 1, 1, 1).expand(8, 1, 2, 2).contiguous()
+    return x, torch.zeros(8, dtype=torch.long)
+
+
+def test_autoattack_evaluates_a_model_handed_over_in_train_mode_in_eval_mode():
+    model = _threshold_model().train()
+    x, y = _threshold_points()
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        assert _accuracy(copy.deepcopy(model).eval(), x, y) == 1.0
+        assert _accuracy(copy.deepcopy(model), x, y) < 1.0  # batch statistics would misclassify some
+
+    result = run_autoattack(model, x, y, eps=EPS, device=CPU, batch_size=8, seed=0)
+
+    assert (result.clean_acc, result.robust_acc) == (1.0, 0.0)  # the eval-mode model's
+    assert (result.attacks_run, result.attacks_skipped) == (["apgd-ce"], STANDARD[1:])
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), f"the evaluation changed {name}"
+    assert not model.training
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5])
+def test_autoattack_refuses_an_adversarial_example_outside_the_eps_ball(monkeypatch, factor):
+    """pyautoattack is trusted for nothing: an example moved by 1.5 eps (still inside the image box) is no result."""
+    model = _threshold_model().eval()
+    x, y = _threshold_points()
+
+    def beyond_the_ball(self, x_sub, y_sub, batch_size):
+        return x_sub - factor * EPS, torch.ones_like(y_sub)
+
+    monkeypatch.setattr(AutoAttack, "run_standard_evaluation", beyond_the_ball)
+    if factor == 1.0:  # the ball's edge is allowed
+        result = run_autoattack(model, x, y, eps=EPS, device=CPU, batch_size=8, seed=0)
+        assert result.max_perturbation == pytest.approx(EPS) and result.robust_acc == 0.0
+        return
+    with pytest.raises(RuntimeError, match=r"L-inf norm 0\.15 > eps = 0\.1"):
+        run_autoattack(model, x, y, eps=EPS, device=CPU, batch_size=8, seed=0)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from advprune import artefacts
 from advprune.identity import FULL, ModelKey, normalise_keep, run_pattern
@@ -39,6 +41,20 @@ def test_keep_is_normalised_once_to_what_the_directory_writes(keep: float) -> No
     key = ModelKey.create("mnist", "random", keep, 3, 0)
     assert key.keep == 0.3 == normalise_keep(keep)
     assert key.directory == "results/models/mnist/fp32/random_keep0.3_e3_rescale/seed0"
+
+
+# Keeps that `:g` writes as decimals: below 1e-4 it writes an exponent (9.9e-05), which no run name parses.
+KEEPS = st.floats(min_value=1e-4, max_value=1.0, exclude_max=True, allow_nan=False)
+
+
+@given(first=KEEPS, second=KEEPS)
+@example(first=0.45, second=0.5)  # one decimal would write both as 0.5
+@example(first=0.333333, second=0.3333333)  # six significant digits: one keep
+def test_distinct_keeps_get_distinct_directories_and_parse_back_to_their_key(first: float, second: float) -> None:
+    keys = [ModelKey.create("mnist", "low+high", keep, 3, 0) for keep in (first, second)]
+    for key in keys:
+        assert ModelKey.from_run_name(key.dataset, key.precision, key.run, key.seed) == key
+    assert (keys[0].directory == keys[1].directory) == (normalise_keep(first) == normalise_keep(second))
 
 
 def test_every_keep_one_request_is_the_one_full_data_model() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -292,3 +293,28 @@ def test_score_points_draws_its_random_start_from_the_generator() -> None:
     assert torch.equal(scores(0), scores(0))
     assert not torch.equal(scores(0), scores(1))
     assert torch.isfinite(scores(0)).all() and (scores(0) >= 0).all()
+
+
+def test_score_points_scores_a_batch_norm_model_in_eval_mode() -> None:
+    """SPEC: scores in eval mode. A BatchNorm model handed over in train mode keeps its running statistics (train mode
+    would update them on every forward pass) and scores as the same model in eval mode (batch statistics differ)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():  # running statistics unlike any batch's, so that the two modes score differently
+        model[2].running_mean.fill_(0.5)
+        model[2].running_var.fill_(4.0)
+    in_eval_mode = copy.deepcopy(model).eval()
+    before = copy.deepcopy(model.state_dict())
+    images = (_images(20, seed=6) * 255).round().to(torch.uint8)
+    labels = _labels(20, seed=6)
+
+    def scores(scored: nn.Module) -> torch.Tensor:
+        return score_points(scored, images, labels, eps=0.1, alpha=0.125, clip_random_start=True, batch_size=7,
+                            generator=torch.Generator().manual_seed(0), autocast=contextlib.nullcontext())
+
+    model.train()
+    ours = scores(model)
+    assert model.training, "scoring restores the caller's mode"
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), f"scoring changed {name}"
+    torch.testing.assert_close(ours, scores(in_eval_mode), rtol=0, atol=0)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from advprune import settings
 from advprune.models import build_model
@@ -29,13 +30,13 @@ SMALL = ["model=digits_mlp", f"batch_size={BATCH}", "monitor.n_points=8", "monit
 
 def _updates(
     dataset: str, shape: tuple[int, int, int], tmp_path: Path, *, epochs: int, keep: float = 1.0,
-    prune_epoch: int | None = None, schedule: str = "rescale",
+    prune_epoch: int | None = None, schedule: str = "rescale", n_train: int = N_TRAIN,
 ) -> list[dict[str, float]]:
     """(lr, momentum) of the optimizer's param group at every `optimizer.step()` of a real, tiny training run."""
     resolved = settings.resolve(dataset, overrides=[*SMALL, f"epochs={epochs}", f"schedule_after_pruning={schedule}"])
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(N_TRAIN, *shape), dtype=np.uint8)
-    y = np.arange(N_TRAIN) % 10
+    x = rng.integers(0, 256, size=(n_train, *shape), dtype=np.uint8)
+    y = np.arange(n_train) % 10
     run = ModelKey.from_settings(dataset, "random", keep, prune_epoch, 0, resolved)
     trainer = Trainer(
         run, resolved, x, y, out_dir=tmp_path, device=torch.device("cpu"), dataset_sha256="0" * 64,
@@ -88,6 +89,22 @@ def test_cifar10_fixed_schedule_after_pruning_is_cyclic_lr_sized_for_the_full_da
     assert [u["lr"] for u in ours] == pytest.approx([lr for lr, _ in reference], rel=1e-9, abs=1e-12)
     assert [u["momentum"] for u in ours] == pytest.approx([m for _, m in reference], rel=1e-9)
     assert ours[-1]["lr"] > 0.1  # ends part-way, at a high learning rate
+
+
+def test_cifar10_fixed_schedule_counts_the_short_last_batch_of_the_full_data(tmp_path: Path) -> None:
+    """The reference sizes CyclicLR with `len(train_loader)`, a DataLoader without drop_last: a short last batch is an
+    update too. 60 points in batches of 16 are 4 updates an epoch, not 3 (64 points, above, cannot tell)."""
+    n_train, epochs, prune_epoch = 60, 6, 2
+    full = len(DataLoader(range(n_train), batch_size=BATCH))
+    kept = len(DataLoader(range(n_train // 2), batch_size=BATCH))  # keep 0.5 of 60
+    assert (full, kept) == (4, 2)
+    ours = _updates("cifar10", (32, 32, 3), tmp_path, epochs=epochs, keep=0.5, prune_epoch=prune_epoch,
+                    schedule="fixed", n_train=n_train)
+    taken = prune_epoch * full + (epochs - prune_epoch) * kept
+    reference = _cyclic_lr_reference(epochs * full)[:taken]
+    assert len(ours) == taken
+    assert [u["lr"] for u in ours] == pytest.approx([lr for lr, _ in reference], rel=1e-9, abs=1e-12)
+    assert [u["momentum"] for u in ours] == pytest.approx([m for _, m in reference], rel=1e-9)
 
 
 def _mnist_reference(epochs: int, batches_per_epoch: list[int], lr_max: float = 5e-3) -> list[float]:
