@@ -238,9 +238,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from filelock import FileLock, Timeout
-
     from advprune import datasets, gpu_slots
+    from advprune.locks import ExclusiveLock
     from advprune.runtime import check_writable_directory, choose_device
     from advprune.identity import ModelKey
 
@@ -255,19 +254,19 @@ def _train(args: argparse.Namespace) -> int:
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
     check_writable_directory(args.out, "--out")
     # One `train` per run directory: two would resume from, and write, the same files. The OS drops the lock of a
-    # killed process, so a killed run is resumed by the same command.
-    lock = args.out / ".train.lock"
-    try:
-        held = FileLock(lock, timeout=0).acquire()
-    except Timeout:
+    # killed process, so a killed run is resumed by the same command. (Never opened through a symlink.)
+    lock = ExclusiveLock(args.out / ".train.lock")
+    if not lock.try_acquire():
         raise ValueError(
-            f"another `advprune train` is writing {args.out} (it holds {lock}); wait for it to end or stop it"
-        ) from None
-    with held:
+            f"another `advprune train` is writing {args.out} (it holds {lock.path}); wait for it to end or stop it"
+        )
+    try:
         if not args.overwrite:
             _refuse_finished(args.out)
         with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
             return _train_locked(args, resolved, key, placement, arrays, datasets.file_sha256(data_file))
+    finally:
+        lock.release()
 
 
 def _refuse_finished(out: Path) -> None:
