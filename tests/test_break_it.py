@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from advprune import gpu_slots
-from test_bad_input import assert_refused, run_cli, train_args
+from test_bad_input import assert_refused, evaluate_args, finished, run_cli, train_args  # noqa: F401 (a fixture)
 
 DATASET = "digits-mnist"
 
@@ -122,3 +122,94 @@ def test_2_the_pinned_filelock_does_not_follow_symlinks() -> None:
     pinned = next(line.split("==")[1] for line in requirements if line.startswith("filelock=="))
     assert tuple(map(int, pinned.split("."))) >= (3, 20, 3)
     assert tuple(map(int, metadata.version("filelock").split(".")[:3])) >= (3, 20, 3)
+
+
+# -- 3. metrics name the checkpoint they measured, and every reader checks it ---------------------------------------
+def write_metrics(run: Path, n: int = 2, **fields) -> Path:
+    """A well-formed metrics file beside a run, as `evaluate` writes it (its numbers made up), with `fields` set."""
+    import hashlib
+    import json
+
+    metrics = {
+        "schema": "advprune.metrics/1", "dataset": DATASET, "n_examples": n, "n_test": 360, "clean_acc": 0.5,
+        "clean_acc_subset": 0.5, "autoattack_acc": 0.5, "eval_seconds": 1.0, "attack_seconds": 0.5,
+        "clean_seconds": 0.1, "eps": 0.12,
+        "robust_acc_after": {"apgd-ce": 0.5, "apgd-t": 0.5, "fab-t": 0.5, "square": 0.5},
+        "checkpoint_sha256": hashlib.sha256((run / "model.pt").read_bytes()).hexdigest(),
+    }
+    metrics.update(fields)
+    path = run / f"autoattack-n{n}.json"
+    path.write_text(json.dumps(metrics))
+    return path
+
+
+@pytest.fixture
+def finished_run(finished: Path, tmp_path: Path) -> Path:
+    """A private copy of test_bad_input's finished one-epoch run."""
+    return _copy_run(finished, tmp_path / "run")
+
+
+def test_3_collect_refuses_metrics_whose_checkpoint_sha256_is_another_model(finished_run: Path,
+                                                                           tmp_path: Path) -> None:
+    write_metrics(finished_run, checkpoint_sha256="0" * 64)
+    table = tmp_path / "table.csv"
+    assert_refused(run_cli("collect", finished_run, "--n-examples", "2", "--out", table), "checkpoint_sha256",
+                   str(finished_run / "model.pt"))
+    assert not table.exists()
+    write_metrics(finished_run)  # the model's own sha256: collected
+    assert run_cli("collect", finished_run, "--n-examples", "2", "--out", table).code == 0
+
+
+@pytest.fixture(scope="module")
+def evaluated(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch run directory with its AutoAttack evaluation on 2 points (autoattack-n2.json)."""
+    out = tmp_path_factory.mktemp("evaluated") / "run"
+    assert run_cli(*train_args(out, data_root)).code == 0
+    result = run_cli(*evaluate_args(out / "model.pt", out / "autoattack-n2.json", data_root))
+    assert result.code == 0, result.stderr
+    return out
+
+
+def _copy_run(run: Path, destination: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, destination, ignore=shutil.ignore_patterns(".train.lock"))
+    return destination
+
+
+@pytest.mark.slow
+def test_3_new_metrics_carry_the_checkpoint_sha256(evaluated: Path) -> None:
+    import hashlib
+    import json
+
+    metrics = json.loads((evaluated / "autoattack-n2.json").read_text())
+    assert metrics["checkpoint_sha256"] == hashlib.sha256((evaluated / "model.pt").read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_3_collect_refuses_metrics_of_a_replaced_model(evaluated: Path, data_root: Path, tmp_path: Path) -> None:
+    """The issue's sequence: a model is evaluated, another is trained over it with --overwrite, `collect` paired the
+    new model's row with the old model's accuracies."""
+    run = _copy_run(evaluated, tmp_path / "run")
+    assert run_cli(*train_args(run, data_root, "--overwrite", seed=5)).code == 0
+    table = tmp_path / "table.csv"
+    assert_refused(run_cli("collect", run, "--n-examples", "2", "--out", table), "autoattack-n2.json",
+                   "checkpoint_sha256", "model.pt")
+    assert not table.exists()
+
+
+@pytest.mark.slow
+def test_3_metrics_written_before_checkpoint_sha256_existed_are_still_collected(evaluated: Path,
+                                                                                tmp_path: Path) -> None:
+    """The background MNIST run writes metrics without the field: they are accepted as they are (unchecked)."""
+    import json
+
+    run = _copy_run(evaluated, tmp_path / "run")
+    metrics_file = run / "autoattack-n2.json"
+    metrics = json.loads(metrics_file.read_text())
+    del metrics["checkpoint_sha256"]
+    metrics_file.write_text(json.dumps(metrics))
+    table = tmp_path / "table.csv"
+    result = run_cli("collect", run, "--n-examples", "2", "--out", table)
+    assert result.code == 0, result.stderr
+    assert table.exists()

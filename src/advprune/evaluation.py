@@ -12,7 +12,7 @@ import torch
 
 from advprune import datasets
 from advprune.autoattack_eval import predict, run_autoattack
-from advprune.checkpoint import load_checkpoint, model_from_checkpoint
+from advprune.checkpoint import model_from_checkpoint, read_checkpoint
 from advprune.provenance import run_record
 from advprune.runtime import device_name, library_versions
 
@@ -42,7 +42,7 @@ def evaluate_checkpoint(
     attack and an evaluation started again continues from it (see `run_autoattack`).
     """
     start = time.perf_counter()
-    checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
+    checkpoint, checkpoint_sha256 = read_checkpoint(checkpoint_path, map_location="cpu")
     dataset, model_name = checkpoint["dataset"], checkpoint["architecture"]["name"]
     for what, expected, actual in (("dataset", expected_dataset, dataset), ("model", expected_model, model_name)):
         if expected is not None and expected != actual:
@@ -79,6 +79,7 @@ def evaluate_checkpoint(
     return {
         "schema": SCHEMA,
         "checkpoint": str(checkpoint_path),
+        "checkpoint_sha256": checkpoint_sha256,  # the model measured: readers pair these metrics only with it
         "dataset": dataset,
         "model": model_name,
         "run": checkpoint["run"],
@@ -105,7 +106,7 @@ def evaluate_checkpoint(
         "batch_size": batch_size,
         "provenance": run_record(
             config={"n_examples": n_examples, "eps": eps, "norm": "Linf", "version": "standard", "seed": seed,
-                    "batch_size": batch_size, "checkpoint_sha256": datasets.file_sha256(checkpoint_path)},
+                    "batch_size": batch_size, "checkpoint_sha256": checkpoint_sha256},
             dataset_sha256=checkpoint["dataset_sha256"], device=device_name(device), jobs_on_device=jobs_on_device,
             gpu=gpu,
         ),

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from advprune import provenance
+from advprune.datasets import file_sha256
 from advprune.identity import FULL, normalise_keep
 from advprune.runtime import atomic_path, read_json
 
@@ -78,11 +79,33 @@ def _fraction(record: dict[str, Any], key: str, path: Path) -> float:
     return float(value)
 
 
+CHECKPOINT = "model.pt"  # beside train.json: the model a run directory's metrics must have measured
+
+
+def _check_measured_model(metrics: dict[str, Any], metrics_path: Path, checkpoint: Path) -> None:
+    """Metrics pair with a model only if they name its sha256: a model trained again over the directory (--overwrite)
+    keeps the old model's metrics beside it. Metrics written before the field existed carry none and are accepted
+    unchecked: only files written since the field was added are checked (README)."""
+    if "checkpoint_sha256" not in metrics:
+        return
+    recorded = _get(metrics, "checkpoint_sha256", (str,), metrics_path)
+    if not checkpoint.is_file():
+        raise RunRecordError(f"{metrics_path}: names checkpoint_sha256 {recorded[:12]}..., but {checkpoint} is missing")
+    actual = file_sha256(checkpoint)
+    if recorded != actual:
+        raise RunRecordError(
+            f"{metrics_path}: measured the checkpoint with sha256 {recorded[:12]}..., but {checkpoint} has sha256 "
+            f"{actual[:12]}... (checkpoint_sha256 differs: the model was trained again after its evaluation); "
+            "evaluate it again (evaluate --overwrite, or let the workflow rerun the evaluation)"
+        )
+
+
 def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
     train, metrics = read_json(train_path), read_json(metrics_path)
     for path, record in ((train_path, train), (metrics_path, metrics)):
         if not isinstance(record, dict):
             raise RunRecordError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    _check_measured_model(metrics, metrics_path, train_path.parent / CHECKPOINT)
 
     dataset = _get(train, "dataset", (str,), train_path)
     if _get(metrics, "dataset", (str,), metrics_path) != dataset:
