@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from advprune import gpu_slots
-from test_bad_input import assert_refused, evaluate_args, finished, run_cli, train_args  # noqa: F401 (a fixture)
+from test_bad_input import (  # noqa: F401 (finished and no_work are fixtures)
+    WorkStarted, assert_refused, evaluate_args, finished, no_work, run_cli, train_args,
+)
 
 DATASET = "digits-mnist"
 
@@ -213,3 +215,29 @@ def test_3_metrics_written_before_checkpoint_sha256_existed_are_still_collected(
     result = run_cli("collect", run, "--n-examples", "2", "--out", table)
     assert result.code == 0, result.stderr
     assert table.exists()
+
+
+# -- 4. no command writes over a finished run's own files -------------------------------------------------------------
+@pytest.mark.parametrize("name", ["model.pt", "train.json", "pruning.npz"])
+def test_4_evaluate_never_writes_over_a_runs_own_file(name: str, finished_run: Path, data_root: Path,
+                                                      no_work: None) -> None:
+    before = (finished_run / name).read_bytes()
+    result = run_cli(*evaluate_args(finished_run / "model.pt", finished_run / name, data_root, "--overwrite"))
+    assert_refused(result, "--out", name)
+    assert (finished_run / name).read_bytes() == before
+
+
+def test_4_evaluate_overwrites_only_a_metrics_file(finished_run: Path, data_root: Path, tmp_path: Path,
+                                                   no_work: None) -> None:
+    """--overwrite replaces earlier metrics, never another file (here the user's notes, or the checkpoint itself
+    under another name)."""
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}\n')
+    assert_refused(run_cli(*evaluate_args(finished_run / "model.pt", notes, data_root, "--overwrite")), "--out",
+                   "not a metrics file")
+    assert notes.read_text() == '{"mine": 1}\n'
+    link = tmp_path / "metrics.json"
+    link.symlink_to(finished_run / "model.pt")
+    assert_refused(run_cli(*evaluate_args(finished_run / "model.pt", link, data_root, "--overwrite")), "--out")
+    with pytest.raises(WorkStarted):  # earlier metrics are replaced on request
+        run_cli(*evaluate_args(finished_run / "model.pt", write_metrics(finished_run), data_root, "--overwrite"))

@@ -305,11 +305,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     # AutoAttack's state after each attack, beside the metrics file: a killed evaluation started again with the same
     # command continues from it (Snakemake removes a failed job's declared outputs, not this file).
-    if args.out.is_dir() or not args.out.name:
-        raise ValueError(f"--out {args.out}: is a directory; --out names the metrics file")
+    _check_metrics_out(args.out, args.checkpoint, args.overwrite)
     state_path = args.out.with_name(args.out.name + ".partial.pt")
-    if args.out.exists() and not args.overwrite:
-        raise ValueError(f"{args.out} exists; pass --overwrite to evaluate again")
     device = choose_device(args.device)
     check_writable_directory(args.out.parent, "--out", args.out)  # before the clean pass and attacks, not after
     with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
@@ -321,6 +318,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     write_json(args.out, metrics)
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
     return 0
+
+
+def _check_metrics_out(out: Path, checkpoint: Path, overwrite: bool) -> None:
+    """--out names a metrics file: never a run's own file (model.pt, train.json, ...), nor the checkpoint under another
+    name, and --overwrite replaces only earlier metrics."""
+    from advprune.evaluation import SCHEMA
+    from advprune.identity import RUN_FILES
+    from advprune.runtime import read_json
+
+    if out.is_dir() or not out.name:
+        raise ValueError(f"--out {out}: is a directory; --out names the metrics file")
+    if out.name in RUN_FILES:
+        raise ValueError(f"--out {out}: {out.name} is a run directory's own file, never a metrics file; "
+                         "name the metrics file (the workflow's: autoattack-n<N>.json)")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if checkpoint.exists() and out.exists() and out.samefile(checkpoint):
+        raise ValueError(f"--out {out}: is the checkpoint being evaluated")
+    if not overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to evaluate again")
+    try:
+        earlier = read_json(out) if out.is_file() and not out.is_symlink() else None
+    except (ValueError, OSError, UnicodeDecodeError):
+        earlier = None
+    if not isinstance(earlier, dict) or earlier.get("schema") != SCHEMA:
+        raise ValueError(f"--out {out}: exists and is not a metrics file ({SCHEMA}); --overwrite replaces only "
+                         "earlier metrics: remove it yourself or name another file")
 
 
 def _collect(args: argparse.Namespace) -> int:
