@@ -241,3 +241,187 @@ def test_4_evaluate_overwrites_only_a_metrics_file(finished_run: Path, data_root
     assert_refused(run_cli(*evaluate_args(finished_run / "model.pt", link, data_root, "--overwrite")), "--out")
     with pytest.raises(WorkStarted):  # earlier metrics are replaced on request
         run_cli(*evaluate_args(finished_run / "model.pt", write_metrics(finished_run), data_root, "--overwrite"))
+
+
+# -- 5. a finished model survives any rerun ---------------------------------------------------------------------------
+RESULTS = ("model.pt", "train.json", "pruning.npz")
+
+
+@pytest.fixture
+def workflow_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train` as the workflow's jobs run it (rules/common.smk exports this)."""
+    from advprune.cli import WORKFLOW_JOB
+
+    monkeypatch.setenv(WORKFLOW_JOB, "1")
+
+
+def test_5_a_rerun_job_restores_the_outputs_snakemake_removed(finished_run: Path, data_root: Path,
+                                                              workflow_job: None, no_work: None) -> None:
+    """Snakemake removes a rerun job's declared outputs before it starts it (an orphaned job finished them after
+    Snakemake was killed): the job restores the finished run from .finished/ and trains nothing."""
+    before = {name: (finished_run / name).read_bytes() for name in RESULTS}
+    for name in RESULTS:
+        (finished_run / name).unlink()
+    result = run_cli(*train_args(finished_run, data_root))
+    assert result.code == 0, result.stderr
+    assert "nothing to train" in result.stderr
+    assert {name: (finished_run / name).read_bytes() for name in RESULTS} == before
+
+
+def test_5_a_rerun_job_ends_without_work_on_the_finished_run_it_finds(finished_run: Path, data_root: Path,
+                                                                     workflow_job: None, no_work: None) -> None:
+    """By hand this is refused (a finished run is not trained again without --overwrite); a workflow job that
+    failed here would let Snakemake remove the finished files, so it ends with success, touching nothing."""
+    import shutil
+
+    shutil.rmtree(finished_run / ".finished")  # finished before .finished/ existed: kept there now
+    before = {name: (finished_run / name).read_bytes() for name in RESULTS}
+    result = run_cli(*train_args(finished_run, data_root))
+    assert result.code == 0, result.stderr
+    assert {name: (finished_run / name).read_bytes() for name in RESULTS} == before
+    assert all((finished_run / ".finished" / name).samefile(finished_run / name) for name in RESULTS)
+    # Another run asked for in the same directory is still refused.
+    assert_refused(run_cli(*train_args(finished_run, data_root, seed=1)), "finished run")
+
+
+def test_5_a_rerun_job_waits_for_the_orphan_that_holds_the_run_directory(finished_run: Path, data_root: Path,
+                                                                        workflow_job: None, no_work: None) -> None:
+    import threading
+
+    from advprune.locks import ExclusiveLock
+
+    orphan = ExclusiveLock(finished_run / ".train.lock")
+    assert orphan.try_acquire()
+    threading.Timer(1.0, orphan.release).start()  # the orphan ends
+    result = run_cli(*train_args(finished_run, data_root))
+    assert result.code == 0, result.stderr
+    assert "waiting for another" in result.stderr and "nothing to train" in result.stderr
+
+
+def test_5_by_hand_the_kept_copy_counts_as_finished(finished_run: Path, data_root: Path, no_work: None) -> None:
+    for name in RESULTS:
+        (finished_run / name).unlink()
+    assert_refused(run_cli(*train_args(finished_run, data_root)), ".finished", "--overwrite")
+
+
+# A plugin (config `plugins:`) that holds a training after each epoch while the file HOLD exists: the test decides
+# when the job of a killed Snakemake finishes, on any machine. Only `train` jobs are held.
+HOLD_PLUGIN = '''
+import sys, time
+from pathlib import Path
+
+if sys.argv[1:2] == ["train"]:
+    from advprune import training
+
+    _save = training.save_checkpoint
+
+    def _save_then_hold(path, payload):
+        _save(path, payload)
+        while Path({hold!r}).exists():
+            time.sleep(0.1)
+
+    training.save_checkpoint = _save_then_hold
+'''
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_5_an_orphaned_training_survives_unlock_and_rerun(tmp_path: Path) -> None:
+    """The issue's sequence with real Snakemake: Snakemake is SIGKILLed, its training job goes on (an orphan);
+    `--unlock`, then the same command. (1) The orphan is still training when the rerun's job starts: the job waits for
+    it instead of failing (which let Snakemake remove the files the orphan then finished) and ends without training.
+    (2) The orphan has finished before the rerun: Snakemake removes its outputs (incomplete, to its records) before
+    the job, which restores them from .finished/: the very files the orphan wrote."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from advprune.locks import ExclusiveLock
+    from workflow_helpers import copy_workflow, snakemake, write_config_overlay
+
+    directory = copy_workflow(tmp_path / "workflow")
+    hold = tmp_path / "HOLD"
+    plugin = tmp_path / "hold_plugin.py"
+    plugin.write_text(HOLD_PLUGIN.format(hold=str(hold)))
+    overlay = write_config_overlay(directory, {"plugins": [str(plugin)], "training_overrides": {DATASET: ["epochs=4"]}})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def command(seed: int) -> list[str]:
+        target = f"results/models/{DATASET}/fp32/full/seed{seed}/train.json"
+        return [target, "--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml", str(overlay)]
+
+    def start(seed: int) -> subprocess.Popen:
+        # Output to a file, not a pipe: the job a killed Snakemake leaves running would hold a pipe open.
+        with open(tmp_path / f"snakemake-seed{seed}.out", "a") as output:
+            return subprocess.Popen([sys.executable, "-m", "snakemake", *command(seed)], cwd=directory, env=env,
+                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output_of(seed: int) -> str:
+        return (tmp_path / f"snakemake-seed{seed}.out").read_text()[-3000:]
+
+    def busy(model: Path) -> bool:
+        lock = ExclusiveLock(model / ".train.lock")
+        if lock.try_acquire():
+            lock.release()
+            return False
+        return True
+
+    def orphan(seed: int) -> tuple[Path, int]:
+        """Snakemake trains model `seed` and is SIGKILLed after its first epoch; its job goes on, held."""
+        hold.touch()
+        model = directory / f"results/models/{DATASET}/fp32/full/seed{seed}"
+        first = start(seed)
+        deadline = time.monotonic() + 300
+        while not (model / "resume.pt").exists():
+            assert first.poll() is None, output_of(seed)
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        os.kill(first.pid, signal.SIGKILL)  # Snakemake alone: its job is left running
+        first.wait()
+        unlocked = snakemake(directory, *command(seed), "--unlock", env=env)
+        assert unlocked.returncode == 0, unlocked.stderr[-2000:]
+        return model, first.pid
+
+    def log_of(seed: int) -> str:
+        path = directory / f"logs/train_model/{DATASET}/fp32/full/seed{seed}.log"
+        return path.read_text() if path.exists() else ""
+
+    groups = []
+    try:
+        # (1) the orphan still trains while the rerun's job starts
+        model, group = orphan(0)
+        groups.append(group)
+        rerun = start(0)
+        deadline = time.monotonic() + 300
+        while "waiting for another" not in log_of(0):
+            assert rerun.poll() is None, (output_of(0), log_of(0))
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        hold.unlink()  # the orphan finishes
+        assert rerun.wait(timeout=300) == 0, output_of(0)
+        assert "nothing to train" in log_of(0) and "epoch 1/4" not in log_of(0), log_of(0)
+        summary = json.loads((model / "train.json").read_text())
+        assert len(summary["history"]) == 4 and summary["resumed_at_epochs"] == []  # the orphan's, uninterrupted
+
+        # (2) the orphan finished before the rerun
+        model, group = orphan(1)
+        groups.append(group)
+        hold.unlink()
+        deadline = time.monotonic() + 300
+        while busy(model) or not (model / "train.json").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        finished = {name: (model / name).read_bytes() for name in RESULTS}
+        rerun = snakemake(directory, *command(1), env=env)
+        assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+        assert "restored" in log_of(1) and "epoch 1/4" not in log_of(1), log_of(1)
+        assert {name: (model / name).read_bytes() for name in RESULTS} == finished
+    finally:
+        hold.unlink(missing_ok=True)
+        for group in groups:  # any job still left of the Snakemakes this test started and killed
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

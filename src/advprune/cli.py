@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from advprune import settings as settings_module
+
+# Set (to 1) by the workflow for its jobs (rules/common.smk): `train` then waits for a busy run directory and ends
+# without work on a run it finds finished, as a job of a rerun must (README: interruptions).
+WORKFLOW_JOB = "ADVPRUNE_WORKFLOW_JOB"
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -240,6 +245,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from advprune import datasets, gpu_slots
     from advprune.locks import ExclusiveLock
+    from advprune.rundir import refuse_finished
     from advprune.runtime import check_writable_directory, choose_device
     from advprune.identity import ModelKey
 
@@ -256,31 +262,51 @@ def _train(args: argparse.Namespace) -> int:
     # One `train` per run directory: two would resume from, and write, the same files. The OS drops the lock of a
     # killed process, so a killed run is resumed by the same command. (Never opened through a symlink.)
     lock = ExclusiveLock(args.out / ".train.lock")
+    in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
     if not lock.try_acquire():
-        raise ValueError(
-            f"another `advprune train` is writing {args.out} (it holds {lock.path}); wait for it to end or stop it"
-        )
+        if not in_workflow:
+            raise ValueError(
+                f"another `advprune train` is writing {args.out} (it holds {lock.path}); wait for it to end or stop it"
+            )
+        # A job that a killed Snakemake left running: failing here would let Snakemake remove the files it is about
+        # to finish. Wait for it, then take what it finished (below) or resume where it stopped.
+        print(f"waiting for another `advprune train` writing {args.out} (a job of a killed Snakemake?) to end",
+              file=sys.stderr)
+        lock.acquire(poll_seconds=1.0)
     try:
+        dataset_sha256 = datasets.file_sha256(data_file)
+        if in_workflow and _finished_already(args.out, key, resolved, dataset_sha256):
+            return 0
         if not args.overwrite:
-            _refuse_finished(args.out)
+            refuse_finished(args.out, count_kept_copy=not in_workflow)
         with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
-            return _train_locked(args, resolved, key, placement, arrays, datasets.file_sha256(data_file))
+            return _train_locked(args, resolved, key, placement, arrays, dataset_sha256)
     finally:
         lock.release()
 
 
-def _refuse_finished(out: Path) -> None:
-    """Finished results are never replaced by accident (Snakemake removes a job's outputs itself before a rerun).
-    The checkpoint's own `complete` flag counts, not only train.json, which may have been deleted beside it."""
+def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bool:
+    """In a workflow job: True if `out` holds this very run, finished (its files restored from `.finished/` where
+    Snakemake removed them). A rerun then never retrains a finished model, nor fails and lets Snakemake remove it."""
     from advprune.checkpoint import load_checkpoint
+    from advprune.rundir import finished_identity, is_finished, keep_results, link_results
+    from advprune.training import run_identity
 
-    if (out / "train.json").exists():
-        raise ValueError(f"{out} holds a finished run (train.json); pass --overwrite to train it again")
-    model = out / "model.pt"
-    # A run killed between writing model.pt and train.json still has its resume.pt; resuming checks that it is the
-    # same run, and finishes it.
-    if model.exists() and not (out / "resume.pt").exists() and load_checkpoint(model)["complete"]:
-        raise ValueError(f"{out} holds a finished model ({model} is complete); pass --overwrite to train it again")
+    if (out / "resume.pt").exists():  # killed while finishing, or another run in progress: resuming decides
+        return False
+    wanted = run_identity(key, resolved, dataset_sha256)
+    if not is_finished(out) and (out / "train.json").exists() and (out / "model.pt").exists():
+        # Finished before `.finished/` existed: kept there now, if it is this run.
+        model = load_checkpoint(out / "model.pt")
+        if not model["complete"] or {name: model.get(name) for name in wanted} != wanted:
+            return False
+        keep_results(out)
+    if not is_finished(out) or finished_identity(out, list(wanted)) != wanted:
+        return False
+    restored = ", ".join(link_results(out))
+    print(f"{out} holds this run, finished{f' (restored {restored})' if restored else ''}: nothing to train",
+          file=sys.stderr)
+    return True
 
 
 def _train_locked(args: argparse.Namespace, resolved: dict, key, placement, arrays, dataset_sha256: str) -> int:
