@@ -425,3 +425,95 @@ def test_5_an_orphaned_training_survives_unlock_and_rerun(tmp_path: Path) -> Non
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+# -- 6. resume state is validated like every other input --------------------------------------------------------------
+PRUNED = ["--keep", "0.4", "--prune-epoch", "1", "--set", "epochs=3"]
+
+
+class _Paused(Exception):
+    """Stands in for a kill right after a resume.pt is written."""
+
+
+@pytest.fixture(scope="module")
+def paused(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A keep-0.4 run (pruned after epoch 1 of 3) stopped after epoch 2: its resume.pt holds the kept set."""
+    from advprune import training
+
+    out = tmp_path_factory.mktemp("paused") / "run"
+    args = train_args(out, data_root, *PRUNED)
+    del args[args.index("--keep"):args.index("--keep") + 2]  # train_args' keep 1.0
+    write = training.save_checkpoint
+
+    def write_then_stop(path, payload):
+        write(path, payload)
+        if payload["state"]["epoch"] == 2:
+            raise _Paused
+
+    training.save_checkpoint = write_then_stop
+    try:
+        with pytest.raises(_Paused):
+            run_cli(*args)
+    finally:
+        training.save_checkpoint = write
+    return out
+
+
+def _pruned_args(out: Path, data_root: Path) -> list[str]:
+    args = train_args(out, data_root, *PRUNED)
+    del args[args.index("--keep"):args.index("--keep") + 2]
+    return args
+
+
+def _damage(checkpoint: dict, key: str, value) -> None:
+    *parents, leaf = key.split(".")
+    node = checkpoint
+    for part in parents:
+        node = node[part]
+    node[leaf] = value(node[leaf]) if callable(value) else value
+
+
+RESUME_DAMAGE = {
+    "epoch 10^6": ("state.epoch", 10**6),
+    "epoch -5": ("state.epoch", -5),
+    "epoch 0": ("state.epoch", 0),
+    "empty history": ("state.history", []),
+    "history of strings": ("state.history", lambda h: ["x"] * len(h)),
+    "step -1": ("state.step", -1),
+    "kept out of range": ("state.kept", lambda kept: kept + 10**6),
+    "kept repeated": ("state.kept", lambda kept: kept * 0),
+    "kept missing after pruning": ("state.kept", None),
+    "scores too short": ("state.scores", lambda scores: scores[:5]),
+    "short generator state": ("rng.generator", lambda state: state[:10]),
+    "short torch RNG state": ("rng.torch", lambda state: state[:10]),
+    "NaN seconds": ("state.train_seconds", float("nan")),
+    "resumed at a later epoch": ("state.resumed_at_epochs", [7]),
+    "foreign optimizer state": ("optimizer_state", {"state": {}, "param_groups": []}),
+}
+
+
+@pytest.mark.parametrize("case", RESUME_DAMAGE)
+def test_6_a_damaged_resume_state_is_refused_and_left_untouched(case: str, paused: Path, data_root: Path,
+                                                                tmp_path: Path) -> None:
+    """Each was resumed: epoch 10^6 (or -5) became a 'finished' model that was never pruned, the others tracebacks."""
+    import torch
+
+    key, value = RESUME_DAMAGE[case]
+    run = _copy_run(paused, tmp_path / "run")
+    checkpoint = torch.load(run / "resume.pt", weights_only=True)
+    _damage(checkpoint, key, value)
+    torch.save(checkpoint, run / "resume.pt")
+    before = (run / "resume.pt").read_bytes()
+    assert_refused(run_cli(*_pruned_args(run, data_root)), "resume.pt", key.split(".")[-1])
+    assert (run / "resume.pt").read_bytes() == before
+    assert not (run / "model.pt").exists() and not (run / "train.json").exists()
+
+
+def test_6_an_undamaged_resume_state_still_resumes(paused: Path, data_root: Path, tmp_path: Path) -> None:
+    import json
+
+    run = _copy_run(paused, tmp_path / "run")
+    result = run_cli(*_pruned_args(run, data_root))
+    assert result.code == 0, result.stderr
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["resumed_at_epochs"] == [2] and summary["n_kept"] == round(0.4 * summary["n_train"])

@@ -27,6 +27,7 @@ from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
 from advprune.perturbations import TRAINING_ATTACKS
 from advprune.pruning import NEEDS_SCORES, kept_indices
+from advprune.resume_state import check_resume_state
 from advprune.provenance import run_record
 from advprune.rundir import finished_dir, link_results
 from advprune.runtime import RunFailure, atomic_path, device_name, library_versions, write_json
@@ -174,8 +175,19 @@ class Trainer:
                 f"{self.resume_path} belongs to a different run or settings than the one requested; "
                 "it was left untouched. Delete it to start this run from scratch."
             )
-        self.model.load_state_dict(checkpoint["model_state"])
-        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        check_resume_state(
+            checkpoint, self.resume_path, epochs=self.settings["epochs"], n_train=len(self.labels),
+            batch_size=self.settings["batch_size"], keep=self.key.keep,
+            prune_epoch=self.key.prune_epoch if self.key.prunes else None,
+            rng_templates={"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+        )
+        for key, target in (("model_state", self.model), ("optimizer_state", self.optimizer)):
+            try:
+                target.load_state_dict(checkpoint[key])
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+                message = " ".join(str(error).split())[:200]
+                raise ValueError(f"{self.resume_path}: damaged resume state: {key} does not fit this run "
+                                 f"({message}); it was left untouched. Delete it to start this run from scratch")
         self.generator.set_state(checkpoint["rng"]["generator"].cpu())
         torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
         state = checkpoint["state"]
