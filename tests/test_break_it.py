@@ -517,3 +517,70 @@ def test_6_an_undamaged_resume_state_still_resumes(paused: Path, data_root: Path
     assert result.code == 0, result.stderr
     summary = json.loads((run / "train.json").read_text())
     assert summary["resumed_at_epochs"] == [2] and summary["n_kept"] == round(0.4 * summary["n_train"])
+
+
+# -- 7. no usable-looking result from an unusable model or dataset ----------------------------------------------------
+def _nan_weights(state: dict) -> dict:
+    return {name: tensor * float("nan") if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+
+
+def test_7_a_model_with_nan_weights_is_not_evaluated(finished_run: Path, data_root: Path, tmp_path: Path) -> None:
+    """It was: clean accuracy 0.1 and AutoAttack 0.0, as if measured."""
+    import torch
+
+    checkpoint = torch.load(finished_run / "model.pt", weights_only=True)
+    checkpoint["model_state"] = _nan_weights(checkpoint["model_state"])
+    torch.save(checkpoint, tmp_path / "model.pt")
+    out = tmp_path / "metrics.json"
+    assert_refused(run_cli(*evaluate_args(tmp_path / "model.pt", out, data_root)), "model_state", "not finite")
+    assert not out.exists()
+
+
+def test_7_a_resume_state_with_nan_weights_is_refused(paused: Path, data_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    run = _copy_run(paused, tmp_path / "run")
+    checkpoint = torch.load(run / "resume.pt", weights_only=True)
+    checkpoint["model_state"] = _nan_weights(checkpoint["model_state"])
+    torch.save(checkpoint, run / "resume.pt")
+    assert_refused(run_cli(*_pruned_args(run, data_root)), "resume.pt", "model_state", "not finite")
+    assert not (run / "model.pt").exists()
+
+
+@pytest.fixture
+def without_top_class(data_root: Path, tmp_path: Path) -> Path:
+    """digits-mnist's canonical file with every 9 taken out of the training set."""
+    import numpy as np
+
+    from advprune import datasets
+
+    arrays = datasets.load_canonical(data_root / f"{DATASET}.npz")
+    keep = arrays.y_train != 9
+    root = tmp_path / "data"
+    root.mkdir()
+    np.savez(root / f"{DATASET}.npz", x_train=arrays.x_train[keep], y_train=arrays.y_train[keep].astype(np.uint8),
+             x_test=arrays.x_test, y_test=arrays.y_test.astype(np.uint8))
+    return root
+
+
+def test_7_a_training_set_without_a_class_is_refused(without_top_class: Path, tmp_path: Path) -> None:
+    """It trained a 9-output model without a word (its output count was the largest label + 1)."""
+    out = tmp_path / "run"
+    assert_refused(run_cli(*train_args(out, without_top_class)), "y_train", "9")
+    assert not (out / "model.pt").exists()
+
+
+def test_7_a_model_with_fewer_outputs_than_classes_is_not_evaluated(finished_run: Path, data_root: Path,
+                                                                   tmp_path: Path) -> None:
+    """A checkpoint trained so before (9 outputs for 10 classes): evaluate failed with an IndexError in AutoAttack."""
+    import torch
+
+    from advprune.models import build_model
+
+    checkpoint = torch.load(finished_run / "model.pt", weights_only=True)
+    architecture = {**checkpoint["architecture"], "num_classes": 9}
+    checkpoint["architecture"] = architecture
+    checkpoint["model_state"] = build_model(**architecture).state_dict()
+    torch.save(checkpoint, tmp_path / "model.pt")
+    assert_refused(run_cli(*evaluate_args(tmp_path / "model.pt", tmp_path / "m.json", data_root)), "num_classes",
+                   "10")

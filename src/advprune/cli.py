@@ -258,6 +258,7 @@ def _train(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
+    datasets.check_every_class(arrays, datasets.get_dataset(args.dataset), str(data_file))
     check_writable_directory(args.out, "--out")
     # One `train` per run directory: two would resume from, and write, the same files. The OS drops the lock of a
     # killed process, so a killed run is resumed by the same command. (Never opened through a symlink.)

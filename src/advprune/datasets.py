@@ -127,6 +127,16 @@ def _validate(arrays: dict[str, np.ndarray], info: DatasetInfo | None, where: st
     return DatasetArrays(**out)
 
 
+def check_every_class(arrays: DatasetArrays, info: DatasetInfo, where: str) -> None:
+    """A model has one output per class of its dataset: a training set without some class is not that dataset (it
+    trained a model with too few outputs, which AutoAttack then failed on)."""
+    absent = sorted(set(range(info.num_classes)) - set(np.unique(arrays.y_train).tolist()))
+    if absent:
+        shown = ", ".join(map(str, absent[:10])) + (", ..." if len(absent) > 10 else "")
+        raise CanonicalFileError(f"{where}: y_train has no example of class(es) {shown} of the "
+                                 f"{info.num_classes} classes of {info.name}")
+
+
 def load_canonical(path: str | Path, info: DatasetInfo | None = None) -> DatasetArrays:
     """Read and validate a canonical file; with `info`, also check image shape and label range."""
     path = Path(path)

@@ -51,7 +51,11 @@ def evaluate_checkpoint(
         raise ValueError(f"{checkpoint_path}: the training run is unfinished (complete = False); finish training first")
 
     data_file = datasets.canonical_path(data_root, dataset)
-    arrays = datasets.load_canonical(data_file, datasets.get_dataset(dataset))
+    info = datasets.get_dataset(dataset)
+    if checkpoint["architecture"]["num_classes"] != info.num_classes:  # else an IndexError deep in AutoAttack
+        raise ValueError(f"{checkpoint_path}: architecture.num_classes is {checkpoint['architecture']['num_classes']}, "
+                         f"but {dataset} has {info.num_classes} classes: not a model of this dataset")
+    arrays = datasets.load_canonical(data_file, info)
     actual_sha = datasets.file_sha256(data_file)
     if actual_sha != checkpoint["dataset_sha256"]:
         raise ValueError(

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from advprune import METHOD_VERSION
 from advprune.augment import augment
 from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint
-from advprune.datasets import images_to_device
+from advprune.datasets import get_dataset, images_to_device
 from advprune.identity import ModelKey
 from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
@@ -100,7 +100,7 @@ class Trainer:
         self.architecture = {
             "name": settings["model"],
             "in_channels": c,
-            "num_classes": int(self.labels.max().item()) + 1 if n else 0,
+            "num_classes": get_dataset(key.dataset).num_classes,  # not the largest label + 1: a class may be absent
             "image_size": h,
             "normalization": settings["normalization"],
         }
