@@ -584,3 +584,37 @@ def test_7_a_model_with_fewer_outputs_than_classes_is_not_evaluated(finished_run
     torch.save(checkpoint, tmp_path / "model.pt")
     assert_refused(run_cli(*evaluate_args(tmp_path / "model.pt", tmp_path / "m.json", data_root)), "num_classes",
                    "10")
+
+
+# -- 9. result JSON with impossible values is refused, naming the key -------------------------------------------------
+RESULT_DAMAGE = {
+    "keep -3": ("train.json", "keep", -3),  # of a pruned run (the full-data run's keep must be 1.0 anyway)
+    "keep 0": ("train.json", "keep", 0),
+    "infinite training seconds": ("train.json", "train_seconds", float("inf")),
+    "negative scoring seconds": ("train.json", "scoring_seconds", -1.0),
+    "more kept than trained": ("train.json", "n_kept", 10**6),
+    "no training points": ("train.json", "n_train", 0),
+    "infinite evaluation seconds": ("metrics", "eval_seconds", float("inf")),
+    "robust above clean": ("metrics", "autoattack_acc", 0.9),
+    "n_examples of another file": ("metrics", "n_examples", 100),
+    "an attack above clean": ("metrics", "robust_acc_after", {"apgd-ce": 0.9, "apgd-t": 0.5, "fab-t": 0.5,
+                                                              "square": 0.5}),
+}
+
+
+@pytest.mark.parametrize("case", RESULT_DAMAGE)
+def test_9_collect_refuses_impossible_values(case: str, finished_run: Path, tmp_path: Path) -> None:
+    """Each was collected (`Infinity` is valid to Python's json), and tables showed 'inf ± nan'."""
+    import json
+
+    where, key, value = RESULT_DAMAGE[case]
+    metrics = write_metrics(finished_run)
+    path = finished_run / "train.json" if where == "train.json" else metrics
+    record = json.loads(path.read_text())
+    record[key] = value
+    if key == "keep":
+        record.update(strategy="random", prune_epoch=0)
+    path.write_text(json.dumps(record))  # inf is written as Infinity
+    table = tmp_path / "table.csv"
+    assert_refused(run_cli("collect", finished_run, "--n-examples", "2", "--out", table), path.name, key)
+    assert not table.exists()

@@ -379,7 +379,7 @@ def _collect(args: argparse.Namespace) -> int:
     from advprune.report.aggregate import collect, write_table
 
     pairs = [(d / "train.json", d / EVALUATION_FILE.format(n=args.n_examples)) for d in args.run_dirs]
-    write_table(collect(pairs), args.out)
+    write_table(collect(pairs, args.n_examples), args.out)
     return 0
 
 
