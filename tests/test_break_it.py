@@ -618,3 +618,43 @@ def test_9_collect_refuses_impossible_values(case: str, finished_run: Path, tmp_
     table = tmp_path / "table.csv"
     assert_refused(run_cli("collect", finished_run, "--n-examples", "2", "--out", table), path.name, key)
     assert not table.exists()
+
+
+# -- 10. a kill between the last attack and the metrics write loses no attack ----------------------------------------
+class _Killed(Exception):
+    """Stands in for a kill at that moment."""
+
+
+def test_10_the_attack_state_outlives_the_metrics_write(finished_run: Path, data_root: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state file was deleted before the metrics were written: a kill in between reran all four attacks."""
+    import torch
+
+    from advprune import autoattack_eval, runtime
+
+    checkpoint = torch.load(finished_run / "model.pt", weights_only=True)
+    checkpoint["settings"]["eps"] = 1.0  # every point falls to the first attack: a fast evaluation
+    torch.save(checkpoint, tmp_path / "model.pt")
+    out = tmp_path / "metrics.json"
+    state = tmp_path / "metrics.json.partial.pt"
+    write_json = runtime.write_json
+
+    def killed(path, payload):
+        if Path(path) == out:
+            raise _Killed
+        write_json(path, payload)
+
+    monkeypatch.setattr(runtime, "write_json", killed)
+    with pytest.raises(_Killed):
+        run_cli(*evaluate_args(tmp_path / "model.pt", out, data_root))
+    assert state.exists() and not out.exists()
+
+    monkeypatch.setattr(runtime, "write_json", write_json)
+
+    def no_attack(*args, **kwargs):
+        raise AssertionError("an attack ran again")
+
+    monkeypatch.setattr(autoattack_eval, "_run_attack", no_attack)
+    result = run_cli(*evaluate_args(tmp_path / "model.pt", out, data_root))
+    assert result.code == 0, result.stderr
+    assert out.exists() and not state.exists()

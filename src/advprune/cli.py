@@ -343,6 +343,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             state_path=state_path, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
         )
     write_json(args.out, metrics)
+    state_path.unlink(missing_ok=True)  # only now: a kill before the metrics are written reruns no attack
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
     return 0
 

@@ -39,7 +39,8 @@ def evaluate_checkpoint(
     Refuses (ValueError) a damaged checkpoint (a missing key, a value of the wrong type, an eps that is not a finite
     number in (0, 1]), a checkpoint of another dataset or model than expected, an unfinished run, and a dataset
     file that is not the one the model was trained on. With `state_path`, AutoAttack saves its state there after each
-    attack and an evaluation started again continues from it (see `run_autoattack`).
+    attack and an evaluation started again continues from it (see `run_autoattack`); the caller deletes it once the
+    metrics are stored.
     """
     start = time.perf_counter()
     checkpoint, checkpoint_sha256 = read_checkpoint(checkpoint_path, map_location="cpu")
@@ -78,7 +79,7 @@ def evaluate_checkpoint(
 
     result = run_autoattack(
         model, x_test[:n_examples], y_test[:n_examples], eps=eps, device=device, batch_size=batch_size, seed=seed,
-        state_path=state_path,
+        state_path=state_path, keep_state=True,  # deleted by the caller once the metrics are written
     )
     return {
         "schema": SCHEMA,
