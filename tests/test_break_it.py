@@ -658,3 +658,55 @@ def test_10_the_attack_state_outlives_the_metrics_write(finished_run: Path, data
     result = run_cli(*evaluate_args(tmp_path / "model.pt", out, data_root))
     assert result.code == 0, result.stderr
     assert out.exists() and not state.exists()
+
+
+# -- 8. every config key and value is checked before any job starts, naming the key ---------------------------------
+def _bad_workflow_config(case: str) -> dict:
+    from test_bad_input import _demo_config
+
+    config = _demo_config()
+    if case == "misspelt override dataset":
+        config["training_overrides"] = {"digits_mnist": ["epochs=2"]}
+    elif case == "tiny keep":
+        config["artefacts"]["fig2"]["keep"] = [0.00001, 1.0]
+    elif case == "tiny pruned keep":
+        config["artefacts"]["fig8"]["pruned_model"]["keep"] = 0.00001
+    elif case == "wildcard in data_root":
+        config["data_root"] = "data/{x}"
+    elif case == "empty data_root":
+        config["data_root"] = ""
+    elif case == "unknown model":
+        config["training_overrides"] = {"digits-mnist": ["model=resnet18"]}
+    return config
+
+
+CONFIG_CASES = {
+    "misspelt override dataset": ["training_overrides.digits_mnist", "digits-mnist"],  # was ignored without a word
+    "tiny keep": ["artefacts.fig2.keep", "1e-05"],  # planned a path that no rule's wildcard matches
+    "tiny pruned keep": ["artefacts.fig8.pruned_model.keep", "1e-05"],
+    "wildcard in data_root": ["data_root", "{x}"],  # broke the DAG
+    "empty data_root": ["data_root"],
+    "unknown model": ["training_overrides.digits-mnist", "model", "resnet18"],  # failed in the first job
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES)
+def test_8_the_workflow_refuses_a_bad_config_naming_the_key(case: str) -> None:
+    from test_bad_input import _check_workflow_config
+
+    with pytest.raises(ValueError) as error:
+        _check_workflow_config(_bad_workflow_config(case))
+    message = str(error.value)
+    assert "\n" not in message
+    for word in CONFIG_CASES[case]:
+        assert word in message, (word, message)
+
+
+def test_8_the_settings_schema_names_every_model() -> None:
+    """`model` is checked against the registry when the config is read (the schema's list is the registry's)."""
+    import yaml
+
+    from advprune.models import MODELS
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "src/advprune/settings.schema.yaml").read_text())
+    assert sorted(schema["properties"]["model"]["enum"]) == sorted(MODELS)
