@@ -710,3 +710,221 @@ def test_8_the_settings_schema_names_every_model() -> None:
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "src/advprune/settings.schema.yaml").read_text())
     assert sorted(schema["properties"]["model"]["enum"]) == sorted(MODELS)
+
+
+# -- 11. a full disk is one line naming the file, and loses nothing finished -----------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A tmpfs of the size asked for (root only): a real full disk. Unmounted afterwards."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root (the simulated ENOSPC tests run everywhere)")
+        point = tmp_path / f"disk-{size}"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:  # lazily if a failed test's traceback still holds a file open there
+        if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def _fast_checkpoint(finished_run: Path, tmp_path: Path) -> Path:
+    """The finished model at eps 1.0: every point falls to the first attack, so an evaluation takes seconds."""
+    import torch
+
+    checkpoint = torch.load(finished_run / "model.pt", weights_only=True)
+    checkpoint["settings"]["eps"] = 1.0
+    torch.save(checkpoint, tmp_path / "model.pt")
+    return tmp_path / "model.pt"
+
+
+def test_11_train_on_a_full_disk_is_one_line_and_resumes(small_disk, data_root: Path) -> None:
+    """The issue's tmpfs of 1600K: epoch 1's resume.pt (about 1 MB) fits, epoch 2's does not. torch.save raised a
+    RuntimeError ('unexpected pos'), a traceback."""
+    import subprocess
+
+    import torch
+
+    disk = small_disk("1600k")
+    out = disk / "run"
+    args = train_args(out, data_root, "--set", "epochs=2")
+    line = assert_refused(run_cli(*args), str(out / "resume.pt"), "nothing finished was lost")
+    assert "free" in line
+    assert torch.load(out / "resume.pt", weights_only=True)["state"]["epoch"] == 1  # the last one written, intact
+    assert not (out / "model.pt").exists()
+    subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)  # space freed
+    result = run_cli(*args)
+    assert result.code == 0, result.stderr
+    assert "resuming" in result.stderr and (out / "train.json").exists()
+
+
+def test_11_evaluate_on_a_full_disk_is_one_line(small_disk, finished_run: Path, data_root: Path,
+                                               tmp_path: Path) -> None:
+    disk = small_disk("4k")
+    out = disk / "metrics.json"
+    line = assert_refused(run_cli(*evaluate_args(_fast_checkpoint(finished_run, tmp_path), out, data_root)),
+                          "cannot write", "nothing finished was lost")
+    assert str(disk) in line and not out.exists()
+
+
+def test_11_a_full_disk_simulated_is_one_line(finished_run: Path, data_root: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same without root: every file write fails as on a full disk (torch.save with the RuntimeError it raised
+    on the tmpfs, plain writes with ENOSPC)."""
+    import errno
+
+    import torch
+
+    from advprune import checkpoint as checkpoint_module
+
+    def torch_save_on_a_full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 479744 vs 479636")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk)
+    out = tmp_path / "new-run"
+    assert_refused(run_cli(*train_args(out, data_root)), str(out / "resume.pt"), "nothing finished was lost")
+
+    monkeypatch.undo()
+    model = _fast_checkpoint(finished_run, tmp_path)
+    real_write_text = Path.write_text
+
+    def write_text_on_a_full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", write_text_on_a_full_disk)
+    monkeypatch.setattr(torch, "save", torch_save_on_a_full_disk)
+    metrics = tmp_path / "metrics.json"
+    assert_refused(run_cli(*evaluate_args(model, metrics, data_root)), "cannot write", "nothing finished was lost")
+    assert not metrics.exists()
+    monkeypatch.setattr(Path, "write_text", real_write_text)
+
+
+# -- the property "exit 0, or exit 2 with one line" over the new inputs: result JSON, resume state, full disks --------
+BAD_VALUES = [None, -1, 0, 0.5, 2, 10**30, -(10**30), float("inf"), float("-inf"), float("nan"), "x", "", [], {},
+              [1], {"a": 1}, True, False]
+
+
+def test_collect_with_generated_result_files_exits_0_or_2_with_one_line(finished_run: Path, tmp_path: Path) -> None:
+    import json
+
+    from hypothesis import HealthCheck, given, settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    metrics_path = write_metrics(finished_run)
+    originals = {path: path.read_text() for path in (finished_run / "train.json", metrics_path)}
+
+    @hypothesis_settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(st.data())
+    def check(data: st.DataObject) -> None:
+        path = data.draw(st.sampled_from(sorted(originals)))
+        record = json.loads(originals[path])
+        if data.draw(st.integers(0, 9)) == 0:
+            text = originals[path][: data.draw(st.integers(0, len(originals[path]) - 1))]  # truncated
+        else:
+            key = data.draw(st.sampled_from(sorted(record)))
+            if data.draw(st.booleans()):
+                del record[key]
+            else:
+                record[key] = data.draw(st.sampled_from(BAD_VALUES))
+            text = json.dumps(record)
+        try:
+            path.write_text(text)
+            result = run_cli("collect", finished_run, "--n-examples", "2", "--out", tmp_path / "table.csv")
+            if result.code != 0:
+                assert_refused(result)
+        finally:
+            path.write_text(originals[path])
+
+    check()
+
+
+def test_train_with_generated_resume_states_exits_0_or_2_with_one_line(paused: Path, data_root: Path,
+                                                                      tmp_path: Path) -> None:
+    import itertools
+
+    import torch
+    from hypothesis import HealthCheck, given, settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    saved = torch.load(paused / "resume.pt", weights_only=True)
+    keys = [f"state.{key}" for key in saved["state"]] + ["rng.generator", "rng.torch", "optimizer_state",
+                                                          "model_state", "settings", "run", "architecture"]
+    values = BAD_VALUES + [torch.zeros(3), torch.zeros(0, dtype=torch.long), torch.full((5,), -1),
+                           torch.tensor([float("nan")])]
+    runs = itertools.count()
+
+    @hypothesis_settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(keys), st.sampled_from(values))
+    def check(key: str, value) -> None:
+        run = _copy_run(paused, tmp_path / f"run{next(runs)}")
+        checkpoint = torch.load(run / "resume.pt", weights_only=True)
+        _damage(checkpoint, key, value)
+        torch.save(checkpoint, run / "resume.pt")
+        before = (run / "resume.pt").read_bytes()
+        result = run_cli(*_pruned_args(run, data_root))
+        if result.code != 0:
+            assert_refused(result)
+            assert (run / "resume.pt").read_bytes() == before and not (run / "model.pt").exists()
+
+    check()
+
+
+def test_a_write_failing_at_any_moment_exits_2_with_one_line(finished_run: Path, data_root: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The n-th file write of a `train` or an `evaluate` fails as on a full disk (torch's RuntimeError, or ENOSPC)."""
+    import errno
+    import itertools
+
+    import torch
+    from hypothesis import HealthCheck, given, settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    from advprune import runtime
+
+    model = _fast_checkpoint(finished_run, tmp_path)
+    real_replace, real_save = os.replace, torch.save
+    runs = itertools.count()
+
+    @hypothesis_settings(max_examples=24, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(["train", "evaluate"]), st.sampled_from(["torch", "replace"]), st.integers(0, 6))
+    def check(command: str, how: str, nth: int) -> None:
+        calls = itertools.count()
+
+        def replace(*args, **kwargs):
+            if how == "replace" and next(calls) == nth:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_replace(*args, **kwargs)
+
+        def save(*args, **kwargs):
+            if how == "torch" and next(calls) == nth:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 0")
+            return real_save(*args, **kwargs)
+
+        monkeypatch.setattr(runtime.os, "replace", replace)
+        monkeypatch.setattr(torch, "save", save)
+        try:
+            out = tmp_path / f"out{next(runs)}"
+            if command == "train":
+                result = run_cli(*train_args(out, data_root, "--set", "epochs=2"))
+            else:
+                result = run_cli(*evaluate_args(model, out / "metrics.json", data_root))
+        finally:
+            monkeypatch.setattr(runtime.os, "replace", real_replace)
+            monkeypatch.setattr(torch, "save", real_save)
+        if result.code != 0:
+            assert_refused(result, "cannot write", "nothing finished was lost")
+
+    check()

@@ -20,7 +20,7 @@ import torch
 from pyautoattack import AutoAttack, checks
 from torch import nn
 
-from advprune.runtime import atomic_path
+from advprune.checkpoint import save_tensors
 
 AUTOATTACK_LOGGER = "auto-attack"
 STANDARD_ATTACKS = ["apgd-ce", "apgd-t", "fab-t", "square"]
@@ -416,8 +416,7 @@ def _save_state(
         "log": [message for _, message in records],
         "log_levels": [int(level) for level, _ in records],
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_tensors(path, payload)
 
 
 def _per_attack_accuracy(

@@ -41,8 +41,16 @@ RESUME_KEYS: dict[str, Any] = {
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    save_tensors(path, {"format": FORMAT, **payload})
+
+
+def save_tensors(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """torch.save, atomically; a failed write (a full disk) is one line naming the file (runtime.WriteFailure)."""
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as error:  # torch's writer on a full disk: "[enforce fail ...] unexpected pos ..."
+            raise OSError(f"PyTorch could not write it: {' '.join(str(error).split())[:100]}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

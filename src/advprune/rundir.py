@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +31,22 @@ def is_finished(out: str | os.PathLike) -> bool:
 
 def _link(source: Path, target: Path) -> bool:
     """Make `target` the file `source` is (a hard link, or a copy; replaced atomically); False if it was already."""
+    from advprune.runtime import write_failure
+
     if target.exists() and os.path.samefile(source, target):
         return False
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".link", dir=target.parent)
-    os.close(fd)
-    os.unlink(tmp)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
     try:
+        tmp.unlink(missing_ok=True)
         try:
             os.link(source, tmp)
         except OSError:  # a filesystem without hard links
             shutil.copy2(source, tmp)
         os.replace(tmp, target)
+    except OSError as error:  # a full disk: one line naming the file; the finished copy in .finished/ is intact
+        raise write_failure(target, error) from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return True
 
 

@@ -117,12 +117,29 @@ def _check_measured_model(metrics: dict[str, Any], metrics_path: Path, checkpoin
         )
 
 
+# The provenance fields a row reads (advprune.provenance.model_fields), with their kinds; older records lack them.
+PROVENANCE_KINDS = {"commit": (str,), "dirty": (bool,), "config_sha256": (str,)}
+
+
+def _check_provenance(record: dict[str, Any], path: Path) -> None:
+    if record.get("provenance") is None:
+        return
+    provenance = _get(record, "provenance", (dict,), path)
+    for key, kinds in PROVENANCE_KINDS.items():
+        if key in provenance:
+            _get(provenance, key, kinds, Path(f"{path}: provenance"), nullable=True)
+    if "dataset_sha256" in record:
+        _get(record, "dataset_sha256", (str,), path, nullable=True)
+
+
 def _row(train_path: Path, metrics_path: Path, n_examples: int | None = None) -> dict[str, Any]:
     train, metrics = read_json(train_path), read_json(metrics_path)
     for path, record in ((train_path, train), (metrics_path, metrics)):
         if not isinstance(record, dict):
             raise RunRecordError(f"{path}: expected a JSON object, got {type(record).__name__}")
     _check_measured_model(metrics, metrics_path, train_path.parent / CHECKPOINT)
+    for path, record in ((train_path, train), (metrics_path, metrics)):
+        _check_provenance(record, path)
 
     dataset = _get(train, "dataset", (str,), train_path)
     if _get(metrics, "dataset", (str,), metrics_path) != dataset:
