@@ -928,3 +928,82 @@ def test_a_write_failing_at_any_moment_exits_2_with_one_line(finished_run: Path,
             assert_refused(result, "cannot write", "nothing finished was lost")
 
     check()
+
+
+# -- 12. degenerate and absurd inputs are refused up front, naming the limit ------------------------------------------
+def test_12_a_dataset_without_training_points_is_refused(data_root: Path, tmp_path: Path) -> None:
+    """It was a ZeroDivisionError."""
+    import numpy as np
+
+    from advprune import datasets
+
+    arrays = datasets.load_canonical(data_root / f"{DATASET}.npz")
+    root = tmp_path / "data"
+    root.mkdir()
+    np.savez(root / f"{DATASET}.npz", x_train=arrays.x_train[:0], y_train=arrays.y_train[:0].astype(np.uint8),
+             x_test=arrays.x_test, y_test=arrays.y_test.astype(np.uint8))
+    assert_refused(run_cli(*train_args(tmp_path / "run", root)), "x_train", "no images")
+
+
+def test_12_a_seed_beyond_any_generator_in_train_json_is_refused(finished_run: Path, tmp_path: Path) -> None:
+    """It was an OverflowError in collect."""
+    import json
+
+    write_metrics(finished_run)
+    record = json.loads((finished_run / "train.json").read_text())
+    record["seed"] = 10**30
+    (finished_run / "train.json").write_text(json.dumps(record))
+    assert_refused(run_cli("collect", finished_run, "--n-examples", "2", "--out", tmp_path / "t.csv"), "seed")
+
+
+PRUNING_DAMAGE = {
+    "truncated": lambda good: good[: len(good) // 2],
+    "not a zip": lambda good: b"garbage",
+    "empty": lambda good: b"",
+}
+
+
+@pytest.mark.parametrize("case", [*PRUNING_DAMAGE, "no kept", "float kept", "2-D kept", "object kept"])
+def test_12_a_damaged_pruning_npz_is_refused_by_embed(case: str, finished_run: Path, data_root: Path,
+                                                      tmp_path: Path) -> None:
+    import numpy as np
+
+    pruning = finished_run / ".finished" / "pruning.npz"
+    good = pruning.read_bytes()
+    (finished_run / "pruning.npz").unlink()  # a file of its own, not the finished copy it links to
+    target = finished_run / "pruning.npz"
+    if case in PRUNING_DAMAGE:
+        target.write_bytes(PRUNING_DAMAGE[case](good))
+    else:
+        kept = {"no kept": None, "float kept": np.array([0.5, 1.5]), "2-D kept": np.zeros((2, 2), dtype=np.int64),
+                "object kept": np.array([{"a": 1}], dtype=object)}[case]
+        arrays = {"scores": np.zeros(3, dtype=np.float32)} | ({} if kept is None else {"kept": kept})
+        with open(target, "wb") as handle:
+            np.savez(handle, **arrays)
+    data = data_root / f"{DATASET}.npz"
+    result = run_cli("embed", "table2", "--variant", f"{DATASET}={data}", "--variant",
+                     f"{DATASET} pruned={data}:{target}", "--out", tmp_path / "table2.pdf")
+    assert_refused(result, str(target))
+
+
+def test_12_absurd_sizes_are_refused_up_front_naming_the_limit(tmp_path: Path) -> None:
+    """`seeds: 1e8` in `cost` (a list of 10^8 seeds, then of models), `toy --n 1e11` and `claims --resamples 1e11`
+    ran out of memory (MemoryError), after minutes. Here with sizes that the old code still took (it printed a table
+    for 20000 seeds): each is refused at once."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    config["artefacts"]["table1"]["seeds"] = 20_000
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump(config))
+    assert_refused(run_cli("cost", "table1", "--configfile", tmp_path / "seeds.yaml"), "artefacts.table1.seeds",
+                   "1000")
+    config["artefacts"]["table1"]["seeds"] = list(range(2000))
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump(config))
+    assert_refused(run_cli("cost", "table1", "--configfile", tmp_path / "seeds.yaml"), "artefacts.table1.seeds",
+                   "1000")
+    assert_refused(run_cli("claims", "--resamples", "100000000000", "--out", tmp_path / "c.csv"), "--resamples",
+                   "1000000")
+    assert_refused(run_cli("toy", "--n", "100000000000", "--out", tmp_path / "toy.pdf", "--runs",
+                           tmp_path / "toy.csv"), "n", "10000000")
+    assert_refused(run_cli("toy", "--seeds", *map(str, range(1001)), "--out", tmp_path / "toy.pdf", "--runs",
+                           tmp_path / "toy.csv"), "seeds", "1000")

@@ -426,12 +426,16 @@ def _pairs(texts: list[str], option: str) -> dict[str, str]:
 def _claims(args: argparse.Namespace) -> int:
     from advprune.report.claims import run_claims
 
-    if args.resamples < 100:
-        raise ValueError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
+    if not 100 <= args.resamples <= MAX_RESAMPLES:  # below: too coarse a 95% interval; above: out of memory
+        raise ValueError(f"--resamples must be in [100, {MAX_RESAMPLES}] (at least 100 for a 95% interval), "
+                         f"got {args.resamples}")
     tables = {name: Path(path) for name, path in _pairs(args.table, "--table").items()}
     run_claims(tables, _pairs(args.role, "--role"), args.out, schedule=args.schedule, precision=args.precision,
                n_resamples=args.resamples, seed=args.seed)
     return 0
+
+
+MAX_RESAMPLES = 1_000_000  # bootstrap resamples: 10^11 ran out of memory
 
 
 def _toy(args: argparse.Namespace) -> int:

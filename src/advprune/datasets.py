@@ -109,6 +109,8 @@ def _validate(arrays: dict[str, np.ndarray], info: DatasetInfo | None, where: st
             raise CanonicalFileError(f"{where}: y_{split} must be a 1-D integer array, got {y.dtype} {y.shape}")
         if len(x) != len(y):
             raise CanonicalFileError(f"{where}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+        if len(x) == 0:  # training divides by it, and AutoAttack needs a point
+            raise CanonicalFileError(f"{where}: x_{split} has no images")
         if info is not None:
             if x.shape[1:] != info.image_shape:
                 raise CanonicalFileError(

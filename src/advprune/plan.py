@@ -156,6 +156,24 @@ def _check_overrides(config: dict[str, Any]) -> None:
             raise ValueError(f"training_overrides.{dataset}: no dataset of that name; known: {', '.join(known)}")
 
 
+MAX_SEEDS = 1000  # per artefact: the paper uses 30; 10^8 ran out of memory listing them, then their models
+SEED_RANGE = 2**32  # what every random generator a seed reaches accepts (train's --seed)
+
+
+def _check_seed_counts(config: dict[str, Any]) -> None:
+    """Before any list of seeds is made: `seeds: 1e8` is a list of 10^8, then of as many models per cell."""
+    for name, spec in config["artefacts"].items():
+        seeds = spec.get("seeds")
+        count = seeds if isinstance(seeds, int) else len(seeds) if isinstance(seeds, list) else 0
+        if count > MAX_SEEDS:
+            raise ValueError(f"artefacts.{name}.seeds: {count} seeds, more than the limit of {MAX_SEEDS} per artefact")
+        if isinstance(seeds, list) and any(isinstance(s, int) and not 0 <= s < SEED_RANGE for s in seeds):
+            raise ValueError(f"artefacts.{name}.seeds: a seed outside [0, {SEED_RANGE - 1}]")
+        model = spec.get("pruned_model") or {}
+        if isinstance(model.get("seed"), int) and not 0 <= model["seed"] < SEED_RANGE:
+            raise ValueError(f"artefacts.{name}.pruned_model.seed: {model['seed']} is outside [0, {SEED_RANGE - 1}]")
+
+
 def check_config(config: dict[str, Any]) -> None:
     """What the JSON schema cannot say: references between keys, and prune epochs within each dataset's training.
 
@@ -165,6 +183,7 @@ def check_config(config: dict[str, Any]) -> None:
     problem = number_problem(config)  # NaN passes every bound of the schema: `keep: [.nan]` planned unmakeable paths
     if problem is not None:
         raise ValueError(problem)
+    _check_seed_counts(config)
     _check_paths(config)
     _check_keeps(config)
     _check_overrides(config)
