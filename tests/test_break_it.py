@@ -1007,3 +1007,25 @@ def test_12_absurd_sizes_are_refused_up_front_naming_the_limit(tmp_path: Path) -
                            tmp_path / "toy.csv"), "n", "10000000")
     assert_refused(run_cli("toy", "--seeds", *map(str, range(1001)), "--out", tmp_path / "toy.pdf", "--runs",
                            tmp_path / "toy.csv"), "seeds", "1000")
+
+
+# -- 13. no pandas FutureWarning from drawing (a coming pandas makes it an error) -------------------------------------
+@pytest.mark.filterwarnings("error::FutureWarning")
+@pytest.mark.parametrize("name", ["fig2", "fig3", "fig5", "fig7"])
+def test_13_a_line_of_one_point_draws_without_a_future_warning(name: str, tmp_path: Path) -> None:
+    """seaborn's error bars reached matplotlib as one-element Series, which it probes with float(): pandas warns
+    ('Calling float on a single element Series is deprecated'). A line of one point is a cell drawn alone: one
+    pruned cell without the full-data runs (a partial run, or a subset drawn by hand)."""
+    import numpy as np
+
+    from advprune.report.aggregate import write_table
+    from advprune.report.render import render
+    from test_report import DEMO_GRIDS, build, check_figure, grid_runs
+
+    runs = grid_runs(DEMO_GRIDS, name)
+    one_cell = runs[(runs["strategy"] == "random") & np.isclose(runs["keep"], 0.4)]
+    assert len(one_cell) and one_cell["prune_epoch"].nunique() == 1
+    write_table(one_cell, tmp_path / f"{name}.csv")
+    render(name, tmp_path / f"{name}.csv", tmp_path / f"{name}.pdf")
+    assert (tmp_path / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    check_figure(name, build(name, one_cell), one_cell)  # the bars are still each point's mean ± sd
