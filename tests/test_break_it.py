@@ -1029,3 +1029,13 @@ def test_13_a_line_of_one_point_draws_without_a_future_warning(name: str, tmp_pa
     render(name, tmp_path / f"{name}.csv", tmp_path / f"{name}.pdf")
     assert (tmp_path / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     check_figure(name, build(name, one_cell), one_cell)  # the bars are still each point's mean ± sd
+
+
+def test_the_readme_lists_what_is_guaranteed_against_these_attacks() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Interruptions, failures and bad input"):]
+    section = section[:section.index("\n## ", 1)]
+    for text in ("symbolic link", "O_NOFOLLOW", "0700", "filelock", "orphan", ".finished/", "ADVPRUNE_WORKFLOW_JOB",
+                 "checkpoint_sha256", "only files from this version on are checked", "full disk", "resume.pt",
+                 "naming the limit", "run's own files"):
+        assert text in section, text
