@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from advprune import METHOD_VERSION, artefacts, plan, plugins
 from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
+from advprune.cli import WORKFLOW_JOB
 from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
 from advprune.identity import EVALUATION_FILE, MODEL_DIRECTORY, ModelKey, run_pattern
 from advprune.imports import module_files
@@ -59,6 +60,9 @@ shell.prefix(
     # Jobs per GPU for the GPU picker (advprune.gpu_slots): exported, not a param, as sharing a GPU changes no result
     # and must retrain nothing.
     f"export {JOBS_PER_GPU_VARIABLE}={int(config['jobs_per_gpu'])}; "
+    # A workflow job's `train` waits for a busy run directory (a job a killed Snakemake left running) and ends without
+    # work on a run it finds finished: a rerun never retrains, nor fails and so removes, a finished model (README).
+    f"export {WORKFLOW_JOB}=1; "
 )
 
 # Path templates: a model's directory names every setting that changes its weights (advprune.identity); an

@@ -8,6 +8,7 @@ advprune.plan.check_config.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from snakemake.utils import validate as snakemake_validate
 
 from advprune import plan
 from advprune.artefacts import DATA, MODEL_GRID, names
-from advprune.identity import MODEL_ROOT
+from advprune.identity import MODEL_ROOT, run_pattern
 from workflow_helpers import hypothesis_profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,8 +104,23 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
     base = draw(st.sampled_from(sorted(BASES)))
     config = copy.deepcopy(BASES[base])
     kind = draw(st.sampled_from(
-        ["wrong_type", "out_of_range", "unknown_name", "seeds", "extra_key", "delete", "override", "prune_epoch"]
+        ["wrong_type", "out_of_range", "unknown_name", "seeds", "extra_key", "delete", "override", "prune_epoch",
+         "tiny_keep", "data_root", "override_dataset"]
     ))
+    if kind == "tiny_keep":  # issue 25: a keep whose directory name is in exponent notation
+        name = draw(st.sampled_from(list(names(MODEL_GRID))))
+        keep = draw(st.sampled_from([1e-5, 0.00009, 1e-9, 0.0001, 0.00015]))
+        config["artefacts"][name]["keep"] = [keep]
+        return base, config, ("artefacts", name, "keep"), f"keep {keep!r}"
+    if kind == "data_root":
+        value = draw(st.sampled_from(["", " ", "data/{x}", "{dataset}", "data}", "a\nb", "data dir", "./data"]))
+        config["data_root"] = value
+        return base, config, ("data_root",), f"data_root {value!r}"
+    if kind == "override_dataset":  # a misspelt dataset, or a setting that is no model
+        dataset = draw(st.sampled_from(["digits_mnist", "MNIST", "cifar", "digits-mnist", "mnist"]))
+        value = draw(st.sampled_from(["epochs=2", "model=resnet18", "model=digits_mlp"]))
+        config["training_overrides"] = {dataset: [value]}
+        return base, config, ("training_overrides", dataset), f"override {dataset}: {value}"
     if kind == "override":
         dataset = draw(st.sampled_from(sorted(set(config["datasets"].values()))))
         value = draw(st.sampled_from(BAD_OVERRIDES))
@@ -188,9 +204,13 @@ def test_mutated_config_is_refused_naming_the_key_or_plans(case: tuple[str, dict
             f"{base}: {what} at {_dotted(path)} refused without naming {named!r}: {message[:800]}"
         )
         return
-    # Valid: it must plan without error, and every model of the plan is well formed.
+    # Valid: it must plan without error, and every model of the plan is well formed: a path the workflow's rules
+    # match (the {run} wildcard), under a usable data root.
+    run = re.compile(run_pattern())
     for key in plan.all_models(config):
         assert key.directory.startswith(MODEL_ROOT)
+        assert run.fullmatch(key.run), f"{base}: {what}: planned {key.run!r}, which no rule matches"
+    assert config["data_root"].strip() and not set("{}\n") & set(config["data_root"]), f"{base}: {what}"
 
 
 def test_ci_draws_the_same_examples_on_every_run() -> None:

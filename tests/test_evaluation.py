@@ -29,7 +29,7 @@ METRIC_KEYS = {
     "schema", "checkpoint", "dataset", "model", "run", "eps", "norm", "version", "n_examples", "n_test", "clean_acc",
     "clean_acc_subset", "autoattack_acc", "robust_acc_after", "attacks_run", "attacks_skipped", "max_perturbation",
     "clean_seconds", "attack_seconds", "eval_seconds", "warnings", "device", "versions", "dataset_sha256", "seed",
-    "batch_size", "provenance",
+    "batch_size", "provenance", "checkpoint_sha256",
 }
 N_TRAIN = 1400
 MODEL = "digits_mlp"  # the demo's model: AutoAttack through it costs a fraction of what it costs through convolutions

@@ -20,7 +20,7 @@ import torch
 from pyautoattack import AutoAttack, checks
 from torch import nn
 
-from advprune.runtime import atomic_path
+from advprune.checkpoint import save_tensors
 
 AUTOATTACK_LOGGER = "auto-attack"
 STANDARD_ATTACKS = ["apgd-ce", "apgd-t", "fab-t", "square"]
@@ -153,6 +153,7 @@ def run_autoattack(
     batch_size: int,
     seed: int = 0,
     state_path: Path | None = None,
+    keep_state: bool = False,
 ) -> AutoAttackResult:
     """Standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square), L-inf at `eps`, on images `x` in [0, 1] [N, C, H, W].
 
@@ -162,7 +163,8 @@ def run_autoattack(
     attacks on the same batches with the same seeds as one `run_standard_evaluation`. With `state_path`, the state
     after each attack is saved there (atomically); a run started again with the same model, points and settings
     continues after the last finished attack, and a state of anything else is refused (ValueError). The state file is
-    deleted when the evaluation completes.
+    deleted when the evaluation completes, unless `keep_state`: then the caller deletes it once it has stored the
+    result (a kill before that must not lose the attacks).
     """
     _check_images(x, y)
     # pyautoattack's gradient checks use `.view`, which fails on non-contiguous tensors (e.g. permuted HWC storage).
@@ -192,7 +194,7 @@ def run_autoattack(
         _log.warning("AutoAttack: %s", warnings[-1])
 
     after_all, run, skipped = _per_attack_accuracy(messages, STANDARD_ATTACKS, n)
-    if state_path is not None:
+    if state_path is not None and not keep_state:
         Path(state_path).unlink(missing_ok=True)
     return AutoAttackResult(
         clean_acc=clean_correct.sum().item() / n,
@@ -414,8 +416,7 @@ def _save_state(
         "log": [message for _, message in records],
         "log_levels": [int(level) for level, _ in records],
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_tensors(path, payload)
 
 
 def _per_attack_accuracy(

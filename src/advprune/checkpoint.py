@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 from pathlib import Path
@@ -53,18 +55,33 @@ RESUME_KEYS: dict[str, Any] = {
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    save_tensors(path, {"format": FORMAT, **payload})
+
+
+def save_tensors(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """torch.save, atomically; a failed write (a full disk) is one line naming the file (runtime.WriteFailure)."""
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as error:  # torch's writer on a full disk: "[enforce fail ...] unexpected pos ..."
+            raise OSError(f"PyTorch could not write it: {' '.join(str(error).split())[:100]}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return read_checkpoint(path, map_location)[0]
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], str]:
+    """The checkpoint, checked, and the sha256 of the very bytes it was read from: what metrics name as the model
+    they measured (a file replaced while it is read cannot pair one model's metrics with another's hash)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     if not path.is_file():
         raise ValueError(f"{path}: not a checkpoint file")
+    data = path.read_bytes()
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         # Not torch's message: for a foreign pickle it is a page of advice ending in "rerun with weights_only=False",
         # which would run the file's code. Only the error's type is kept.
@@ -78,7 +95,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     eps = checkpoint["settings"]["eps"]
     if not (math.isfinite(eps) and 0 < eps <= 1):  # the budget every robust accuracy is measured at
         raise ValueError(f"{path}: settings.eps must be a finite number in (0, 1], got {eps}")
-    return checkpoint
+    _check_finite_weights(checkpoint["model_state"], path)
+    return checkpoint, hashlib.sha256(data).hexdigest()
+
+
+def _check_finite_weights(model_state: dict[str, Any], path: Path) -> None:
+    """NaN or infinite weights are no model: evaluated, they scored clean 0.1 and AutoAttack 0.0 as if measured."""
+    for name, tensor in model_state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path}: model_state.{name} holds values that are not finite (NaN or infinity): "
+                             "not a usable model; train it again")
 
 
 def check_keys(payload: dict[str, Any], spec: dict[str, Any], path: str | os.PathLike, prefix: str = "") -> None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from advprune import settings as settings_module
 from advprune.schedules import SCHEDULES
+
+# Set (to 1) by the workflow for its jobs (rules/common.smk): `train` then waits for a busy run directory and ends
+# without work on a run it finds finished, as a job of a rerun must (README: interruptions).
+WORKFLOW_JOB = "ADVPRUNE_WORKFLOW_JOB"
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -275,9 +280,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from filelock import FileLock, Timeout
-
     from advprune import datasets, gpu_slots
+    from advprune.locks import ExclusiveLock
+    from advprune.rundir import refuse_finished
     from advprune.runtime import check_writable_directory, choose_device
     from advprune.identity import ModelKey
 
@@ -290,35 +295,56 @@ def _train(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
+    datasets.check_every_class(arrays, datasets.get_dataset(args.dataset), str(data_file))
     check_writable_directory(args.out, "--out")
     # One `train` per run directory: two would resume from, and write, the same files. The OS drops the lock of a
-    # killed process, so a killed run is resumed by the same command.
-    lock = args.out / ".train.lock"
+    # killed process, so a killed run is resumed by the same command. (Never opened through a symlink.)
+    lock = ExclusiveLock(args.out / ".train.lock")
+    in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
+    if not lock.try_acquire():
+        if not in_workflow:
+            raise ValueError(
+                f"another `advprune train` is writing {args.out} (it holds {lock.path}); wait for it to end or stop it"
+            )
+        # A job that a killed Snakemake left running: failing here would let Snakemake remove the files it is about
+        # to finish. Wait for it, then take what it finished (below) or resume where it stopped.
+        print(f"waiting for another `advprune train` writing {args.out} (a job of a killed Snakemake?) to end",
+              file=sys.stderr)
+        lock.acquire(poll_seconds=1.0)
     try:
-        held = FileLock(lock, timeout=0).acquire()
-    except Timeout:
-        raise ValueError(
-            f"another `advprune train` is writing {args.out} (it holds {lock}); wait for it to end or stop it"
-        ) from None
-    with held:
+        dataset_sha256 = datasets.file_sha256(data_file)
+        if in_workflow and _finished_already(args.out, key, resolved, dataset_sha256):
+            return 0
         if not args.overwrite:
-            _refuse_finished(args.out)
+            refuse_finished(args.out, count_kept_copy=not in_workflow)
         with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
-            return _train_locked(args, resolved, key, placement, arrays, datasets.file_sha256(data_file))
+            return _train_locked(args, resolved, key, placement, arrays, dataset_sha256)
+    finally:
+        lock.release()
 
 
-def _refuse_finished(out: Path) -> None:
-    """Finished results are never replaced by accident (Snakemake removes a job's outputs itself before a rerun).
-    The checkpoint's own `complete` flag counts, not only train.json, which may have been deleted beside it."""
+def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bool:
+    """In a workflow job: True if `out` holds this very run, finished (its files restored from `.finished/` where
+    Snakemake removed them). A rerun then never retrains a finished model, nor fails and lets Snakemake remove it."""
     from advprune.checkpoint import load_checkpoint
+    from advprune.rundir import finished_identity, is_finished, keep_results, link_results
+    from advprune.training import run_identity
 
-    if (out / "train.json").exists():
-        raise ValueError(f"{out} holds a finished run (train.json); pass --overwrite to train it again")
-    model = out / "model.pt"
-    # A run killed between writing model.pt and train.json still has its resume.pt; resuming checks that it is the
-    # same run, and finishes it.
-    if model.exists() and not (out / "resume.pt").exists() and load_checkpoint(model)["complete"]:
-        raise ValueError(f"{out} holds a finished model ({model} is complete); pass --overwrite to train it again")
+    if (out / "resume.pt").exists():  # killed while finishing, or another run in progress: resuming decides
+        return False
+    wanted = run_identity(key, resolved, dataset_sha256)
+    if not is_finished(out) and (out / "train.json").exists() and (out / "model.pt").exists():
+        # Finished before `.finished/` existed: kept there now, if it is this run.
+        model = load_checkpoint(out / "model.pt")
+        if not model["complete"] or {name: model.get(name) for name in wanted} != wanted:
+            return False
+        keep_results(out)
+    if not is_finished(out) or finished_identity(out, list(wanted)) != wanted:
+        return False
+    restored = ", ".join(link_results(out))
+    print(f"{out} holds this run, finished{f' (restored {restored})' if restored else ''}: nothing to train",
+          file=sys.stderr)
+    return True
 
 
 def _train_locked(args: argparse.Namespace, resolved: dict, key, placement, arrays, dataset_sha256: str) -> int:
@@ -343,11 +369,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     # AutoAttack's state after each attack, beside the metrics file: a killed evaluation started again with the same
     # command continues from it (Snakemake removes a failed job's declared outputs, not this file).
-    if args.out.is_dir() or not args.out.name:
-        raise ValueError(f"--out {args.out}: is a directory; --out names the metrics file")
+    _check_metrics_out(args.out, args.checkpoint, args.overwrite)
     state_path = args.out.with_name(args.out.name + ".partial.pt")
-    if args.out.exists() and not args.overwrite:
-        raise ValueError(f"{args.out} exists; pass --overwrite to evaluate again")
     device = choose_device(args.device)
     check_writable_directory(args.out.parent, "--out", args.out)  # before the clean pass and attacks, not after
     with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
@@ -357,8 +380,36 @@ def _evaluate(args: argparse.Namespace) -> int:
             state_path=state_path, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
         )
     write_json(args.out, metrics)
+    state_path.unlink(missing_ok=True)  # only now: a kill before the metrics are written reruns no attack
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
     return 0
+
+
+def _check_metrics_out(out: Path, checkpoint: Path, overwrite: bool) -> None:
+    """--out names a metrics file: never a run's own file (model.pt, train.json, ...), nor the checkpoint under another
+    name, and --overwrite replaces only earlier metrics."""
+    from advprune.evaluation import SCHEMA
+    from advprune.identity import RUN_FILES
+    from advprune.runtime import read_json
+
+    if out.is_dir() or not out.name:
+        raise ValueError(f"--out {out}: is a directory; --out names the metrics file")
+    if out.name in RUN_FILES:
+        raise ValueError(f"--out {out}: {out.name} is a run directory's own file, never a metrics file; "
+                         "name the metrics file (the workflow's: autoattack-n<N>.json)")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if checkpoint.exists() and out.exists() and out.samefile(checkpoint):
+        raise ValueError(f"--out {out}: is the checkpoint being evaluated")
+    if not overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to evaluate again")
+    try:
+        earlier = read_json(out) if out.is_file() and not out.is_symlink() else None
+    except (ValueError, OSError, UnicodeDecodeError):
+        earlier = None
+    if not isinstance(earlier, dict) or earlier.get("schema") != SCHEMA:
+        raise ValueError(f"--out {out}: exists and is not a metrics file ({SCHEMA}); --overwrite replaces only "
+                         "earlier metrics: remove it yourself or name another file")
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -366,7 +417,7 @@ def _collect(args: argparse.Namespace) -> int:
     from advprune.report.aggregate import collect, write_table
 
     pairs = [(d / "train.json", d / EVALUATION_FILE.format(n=args.n_examples)) for d in args.run_dirs]
-    write_table(collect(pairs), args.out)
+    write_table(collect(pairs, args.n_examples), args.out)
     return 0
 
 
@@ -412,8 +463,9 @@ def _pairs(texts: list[str], option: str) -> dict[str, str]:
 def _claims(args: argparse.Namespace) -> int:
     from advprune.report.claims import run_claims
 
-    if args.resamples < 100:
-        raise ValueError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
+    if not 100 <= args.resamples <= MAX_RESAMPLES:  # below: too coarse a 95% interval; above: out of memory
+        raise ValueError(f"--resamples must be in [100, {MAX_RESAMPLES}] (at least 100 for a 95% interval), "
+                         f"got {args.resamples}")
     tables = {name: Path(path) for name, path in _pairs(args.table, "--table").items()}
     run_claims(tables, _pairs(args.role, "--role"), args.out, schedule=args.schedule, precision=args.precision,
                n_resamples=args.resamples, seed=args.seed, rules=args.rules)
@@ -452,6 +504,9 @@ def _missing(args: argparse.Namespace) -> int:
     for target in missing_targets(args.record, config, args.artefact, only):
         print(target)
     return 0
+
+
+MAX_RESAMPLES = 1_000_000  # bootstrap resamples: 10^11 ran out of memory
 
 
 def _toy(args: argparse.Namespace) -> int:

@@ -109,6 +109,8 @@ def _validate(arrays: dict[str, np.ndarray], info: DatasetInfo | None, where: st
             raise CanonicalFileError(f"{where}: y_{split} must be a 1-D integer array, got {y.dtype} {y.shape}")
         if len(x) != len(y):
             raise CanonicalFileError(f"{where}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+        if len(x) == 0:  # training divides by it, and AutoAttack needs a point
+            raise CanonicalFileError(f"{where}: x_{split} has no images")
         if info is not None:
             if x.shape[1:] != info.image_shape:
                 raise CanonicalFileError(
@@ -125,6 +127,16 @@ def _validate(arrays: dict[str, np.ndarray], info: DatasetInfo | None, where: st
             f"{where}: train images are {out['x_train'].shape[1:]} but test images are {out['x_test'].shape[1:]}"
         )
     return DatasetArrays(**out)
+
+
+def check_every_class(arrays: DatasetArrays, info: DatasetInfo, where: str) -> None:
+    """A model has one output per class of its dataset: a training set without some class is not that dataset (it
+    trained a model with too few outputs, which AutoAttack then failed on)."""
+    absent = sorted(set(range(info.num_classes)) - set(np.unique(arrays.y_train).tolist()))
+    if absent:
+        shown = ", ".join(map(str, absent[:10])) + (", ..." if len(absent) > 10 else "")
+        raise CanonicalFileError(f"{where}: y_train has no example of class(es) {shown} of the "
+                                 f"{info.num_classes} classes of {info.name}")
 
 
 def load_canonical(path: str | Path, info: DatasetInfo | None = None) -> DatasetArrays:

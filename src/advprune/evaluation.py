@@ -12,7 +12,7 @@ import torch
 
 from advprune import datasets
 from advprune.autoattack_eval import predict, run_autoattack
-from advprune.checkpoint import load_checkpoint, model_from_checkpoint
+from advprune.checkpoint import model_from_checkpoint, read_checkpoint
 from advprune.provenance import run_record
 from advprune.runtime import device_name, library_versions
 
@@ -39,10 +39,11 @@ def evaluate_checkpoint(
     Refuses (ValueError) a damaged checkpoint (a missing key, a value of the wrong type, an eps that is not a finite
     number in (0, 1]), a checkpoint of another dataset or model than expected, an unfinished run, and a dataset
     file that is not the one the model was trained on. With `state_path`, AutoAttack saves its state there after each
-    attack and an evaluation started again continues from it (see `run_autoattack`).
+    attack and an evaluation started again continues from it (see `run_autoattack`); the caller deletes it once the
+    metrics are stored.
     """
     start = time.perf_counter()
-    checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
+    checkpoint, checkpoint_sha256 = read_checkpoint(checkpoint_path, map_location="cpu")
     dataset, model_name = checkpoint["dataset"], checkpoint["architecture"]["name"]
     for what, expected, actual in (("dataset", expected_dataset, dataset), ("model", expected_model, model_name)):
         if expected is not None and expected != actual:
@@ -51,7 +52,11 @@ def evaluate_checkpoint(
         raise ValueError(f"{checkpoint_path}: the training run is unfinished (complete = False); finish training first")
 
     data_file = datasets.canonical_path(data_root, dataset)
-    arrays = datasets.load_canonical(data_file, datasets.get_dataset(dataset))
+    info = datasets.get_dataset(dataset)
+    if checkpoint["architecture"]["num_classes"] != info.num_classes:  # else an IndexError deep in AutoAttack
+        raise ValueError(f"{checkpoint_path}: architecture.num_classes is {checkpoint['architecture']['num_classes']}, "
+                         f"but {dataset} has {info.num_classes} classes: not a model of this dataset")
+    arrays = datasets.load_canonical(data_file, info)
     actual_sha = datasets.file_sha256(data_file)
     if actual_sha != checkpoint["dataset_sha256"]:
         raise ValueError(
@@ -74,11 +79,12 @@ def evaluate_checkpoint(
 
     result = run_autoattack(
         model, x_test[:n_examples], y_test[:n_examples], eps=eps, device=device, batch_size=batch_size, seed=seed,
-        state_path=state_path,
+        state_path=state_path, keep_state=True,  # deleted by the caller once the metrics are written
     )
     return {
         "schema": SCHEMA,
         "checkpoint": str(checkpoint_path),
+        "checkpoint_sha256": checkpoint_sha256,  # the model measured: readers pair these metrics only with it
         "dataset": dataset,
         "model": model_name,
         "run": checkpoint["run"],
@@ -105,7 +111,7 @@ def evaluate_checkpoint(
         "batch_size": batch_size,
         "provenance": run_record(
             config={"n_examples": n_examples, "eps": eps, "norm": "Linf", "version": "standard", "seed": seed,
-                    "batch_size": batch_size, "checkpoint_sha256": datasets.file_sha256(checkpoint_path)},
+                    "batch_size": batch_size, "checkpoint_sha256": checkpoint_sha256},
             dataset_sha256=checkpoint["dataset_sha256"], device=device_name(device), jobs_on_device=jobs_on_device,
             gpu=gpu,
         ),

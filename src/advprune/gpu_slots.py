@@ -1,4 +1,4 @@
-"""Which GPU a job runs on: `jobs_per_gpu` slots per visible GPU, each a file lock (filelock).
+"""Which GPU a job runs on: `jobs_per_gpu` slots per visible GPU, each a file lock (advprune.locks).
 
 A local Snakemake run assigns no GPU ids: every job would land on cuda:0. So a training or evaluation job asked for
 plain `cuda` claims a slot itself, on the least busy visible GPU, and holds it until it exits (the operating system
@@ -6,7 +6,9 @@ drops the lock of a killed process). A job that finds every slot held waits for 
 (`cuda:N`, or inside a Slurm job, whose scheduler narrowed CUDA_VISIBLE_DEVICES to its GPU) nothing is picked.
 
 Locks live in ADVPRUNE_GPU_LOCKS (default: <tmp>/advprune-gpu-slots-<uid>, so they are per user and per machine);
-`slots.jsonl` there gets one line per released slot: which, by whom, when asked, taken and given back.
+`slots.jsonl` there gets one line per released slot: which, by whom, when asked, taken and given back. The folder
+must be private (mode 0700, this user's; the default is created so) and no lock or log in it is opened through a
+symbolic link: its name is guessable, and a link planted there would otherwise empty or extend a file of the user's.
 Slots per GPU: the caller's `jobs_per_gpu`, else ADVPRUNE_JOBS_PER_GPU, else 1.
 ADVPRUNE_FAKE_GPUS=N makes the picker see N GPUs while the job computes where it was told (the tests' hook).
 """
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
-from filelock import FileLock, Timeout
+from advprune.locks import ExclusiveLock, append_line, private_directory
 
 if TYPE_CHECKING:
     import torch
@@ -114,8 +116,7 @@ def claim(
         gpu = gpus[index] if device.type == "cuda" and index < len(gpus) else None
         yield Placement(device, gpu, None, jobs_on_device)
         return
-    directory = lock_dir(environ)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_directory(lock_dir(environ), f"the GPU lock folder (${LOCK_DIR})")
     requested = time.time()
     slot_lock, (g, s) = _acquire(directory, gpus, jobs_per_gpu, poll_seconds)
     acquired = time.time()
@@ -127,34 +128,36 @@ def claim(
     finally:
         record = {"gpu": gpus[g], "slot": s, "pid": os.getpid(), "requested": requested, "acquired": acquired,
                   "released": time.time()}
-        with open(directory / "slots.jsonl", "a") as log:  # one short line per write: appends do not interleave
-            log.write(json.dumps(record) + "\n")
-        slot_lock.release()
+        try:
+            append_line(directory / "slots.jsonl", json.dumps(record))  # one short line per write: no interleaving
+        finally:
+            slot_lock.release()
 
 
 def _acquire(
     directory: Path, gpus: list[str], jobs_per_gpu: int, poll_seconds: float
-) -> tuple[FileLock, tuple[int, int]]:
+) -> tuple[ExclusiveLock, tuple[int, int]]:
     """Under the picker's own lock, try every slot (a held one refuses at once), keep the chosen one, let the others
     go. Only pickers take the picker's lock, so no other job takes a slot between the survey and the choice."""
     waiting_said = False
     while True:
-        with FileLock(directory / "picker.lock"), ExitStack() as probes:
-            free: dict[tuple[int, int], FileLock] = {}
+        with ExclusiveLock(directory / "picker.lock"), ExitStack() as probes:
+            free: dict[tuple[int, int], ExclusiveLock] = {}
             for g, name in enumerate(gpus):
                 for s in range(jobs_per_gpu):
-                    lock = FileLock(directory / _lock_name(name, s), timeout=0)
-                    try:
-                        lock.acquire()
-                    except Timeout:
+                    lock = ExclusiveLock(directory / _lock_name(name, s))
+                    if not lock.try_acquire():
                         continue
                     free[g, s] = lock
                     probes.callback(lock.release)
             every = {(g, s) for g in range(len(gpus)) for s in range(jobs_per_gpu)}
             chosen = pick(len(gpus), jobs_per_gpu, every - free.keys())
             if chosen is not None:
-                free[chosen].acquire()  # a second hold: the probe's release at the end of the block leaves this one
-                return free[chosen], chosen
+                kept = free.pop(chosen)
+                probes.pop_all()  # the chosen slot stays held; the others are released below
+                for lock in free.values():
+                    lock.release()
+                return kept, chosen
         if not waiting_said:
             print(f"waiting for a GPU slot: all {len(gpus)} x {jobs_per_gpu} are held (locks in {directory})",
                   file=sys.stderr)

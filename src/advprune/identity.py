@@ -20,6 +20,8 @@ MODEL_ROOT = "results/models"
 # As Snakemake wildcards and as str.format fields: the workflow's rules and ModelKey.directory use the same text.
 MODEL_DIRECTORY = MODEL_ROOT + "/{dataset}/{precision}/{run}/seed{seed}"
 EVALUATION_FILE = "autoattack-n{n}.json"  # AutoAttack on the first n test points, in the model's directory
+# What `train` writes in a run directory (and its lock and epoch checkpoint): no other command may write over them.
+RUN_FILES = ("model.pt", "train.json", "pruning.npz", "resume.pt", ".train.lock")
 
 
 def normalise_keep(keep: float) -> float:

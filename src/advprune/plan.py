@@ -14,7 +14,7 @@ from advprune.artefacts import DATA, MODEL_GRID, SIMULATION
 from advprune.datasets import check_n_examples
 from advprune.identity import ModelKey, sorted_keys
 from advprune.pruning import STRATEGIES
-from advprune.settings import deep_update, number_problem, resolve
+from advprune.settings import deep_update, known_datasets, number_problem, resolve
 from advprune.toy import ToyParameters
 
 
@@ -136,6 +136,60 @@ def load_config(configfiles: Iterable[Path], overrides: Mapping[str, Any] | None
     return config
 
 
+# Below it a keep's `:g` form, which names the model's directory, is in exponent notation (1e-05), which the
+# workflow's {run} wildcard does not match: the DAG broke.
+MIN_KEEP = 1e-4
+
+
+def _check_paths(config: dict[str, Any]) -> None:
+    """data_root is part of every dataset path of the DAG: empty, or with a Snakemake wildcard, it broke the DAG."""
+    root = config["data_root"]
+    if not root.strip() or any(char in root for char in "{}\n"):
+        raise ValueError(f"data_root: {root!r} must be a non-empty folder name without {{, }} or line breaks "
+                         "(braces are Snakemake wildcards)")
+
+
+def _check_keeps(config: dict[str, Any]) -> None:
+    for name, spec in config["artefacts"].items():
+        places = [(f"artefacts.{name}.keep", spec.get("keep"))]
+        if "pruned_model" in spec:
+            places.append((f"artefacts.{name}.pruned_model.keep", spec["pruned_model"].get("keep")))
+        if name == "toy":  # a simulation: its keeps name no directory
+            continue
+        for where, value in places:
+            values = [v for item in (value.values() if isinstance(value, dict) else [value]) for v in _as_list(item)]
+            for keep in values:
+                if isinstance(keep, (int, float)) and 0 < keep < MIN_KEEP:
+                    raise ValueError(f"{where}: keep {keep:g} is below {MIN_KEEP:g}, the smallest fraction a model's "
+                                     "directory name can hold")
+
+
+def _check_overrides(config: dict[str, Any]) -> None:
+    """A misspelt dataset name under training_overrides was ignored without a word: the run used the defaults."""
+    known = known_datasets()
+    for dataset in config["training_overrides"]:
+        if dataset not in known:
+            raise ValueError(f"training_overrides.{dataset}: no dataset of that name; known: {', '.join(known)}")
+
+
+MAX_SEEDS = 1000  # per artefact: the paper uses 30; 10^8 ran out of memory listing them, then their models
+SEED_RANGE = 2**32  # what every random generator a seed reaches accepts (train's --seed)
+
+
+def _check_seed_counts(config: dict[str, Any]) -> None:
+    """Before any list of seeds is made: `seeds: 1e8` is a list of 10^8, then of as many models per cell."""
+    for name, spec in config["artefacts"].items():
+        seeds = spec.get("seeds")
+        count = seeds if isinstance(seeds, int) else len(seeds) if isinstance(seeds, list) else 0
+        if count > MAX_SEEDS:
+            raise ValueError(f"artefacts.{name}.seeds: {count} seeds, more than the limit of {MAX_SEEDS} per artefact")
+        if isinstance(seeds, list) and any(isinstance(s, int) and not 0 <= s < SEED_RANGE for s in seeds):
+            raise ValueError(f"artefacts.{name}.seeds: a seed outside [0, {SEED_RANGE - 1}]")
+        model = spec.get("pruned_model") or {}
+        if isinstance(model.get("seed"), int) and not 0 <= model["seed"] < SEED_RANGE:
+            raise ValueError(f"artefacts.{name}.pruned_model.seed: {model['seed']} is outside [0, {SEED_RANGE - 1}]")
+
+
 def check_config(config: dict[str, Any]) -> None:
     """What the JSON schema cannot say: references between keys, and prune epochs within each dataset's training.
 
@@ -145,6 +199,16 @@ def check_config(config: dict[str, Any]) -> None:
     problem = number_problem(config)  # NaN passes every bound of the schema: `keep: [.nan]` planned unmakeable paths
     if problem is not None:
         raise ValueError(problem)
+    _check_seed_counts(config)
+    _check_paths(config)
+    _check_keeps(config)
+    _check_overrides(config)
+    for dataset, overrides in config["training_overrides"].items():  # of datasets no role plays too
+        if dataset not in config["datasets"].values():
+            try:
+                resolve(dataset, overrides=overrides)
+            except ValueError as error:
+                raise ValueError(f"training_overrides.{dataset}: {error}") from None
     epochs_of = {}  # each dataset's epoch count, resolved (and so validated) once
     for role, dataset in config["datasets"].items():
         try:

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from importlib import metadata
@@ -23,6 +24,24 @@ class RunFailure(RuntimeError):
 
 class DeviceUnavailableError(RunFailure):
     """The settings ask for a device this machine does not have."""
+
+
+class WriteFailure(RunFailure):
+    """A result file could not be written (a full disk, a quota, an I/O error). Every write is atomic, so the file it
+    would have replaced, and every file finished before, are intact."""
+
+
+def write_failure(path: Path, error: BaseException) -> WriteFailure:
+    """One line: which file, why, the space left there, and that nothing finished was lost."""
+    reason = getattr(error, "strerror", None) or " ".join(str(error).split())[:120] or type(error).__name__
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free / 1e6:.1f} MB free there"
+    except OSError:
+        free = ""
+    return WriteFailure(
+        f"cannot write {path} ({reason}{free}); nothing finished was lost (every write is atomic: the file it would "
+        "replace, if any, is intact): free space and run the same command again"
+    )
 
 
 DEVICE_REQUEST = re.compile(r"auto|cpu|cuda(:\d{1,4})?")
@@ -121,13 +140,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as error:
+        raise write_failure(path, error) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give them the usual permissions
         os.replace(tmp_path, path)
+    except OSError as error:  # a full disk, mostly: said in one line, with the file
+        raise write_failure(path, error) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 

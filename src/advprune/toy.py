@@ -26,6 +26,10 @@ CLASSIFIERS = ("robust", "standard")  # adversarially trained at eps, and its ep
 TOY_STRATEGIES = ("high", "low", "low+high", "random")  # those with a closed-form expectation below
 
 
+# Size limits, checked before a simulation allocates anything: each data set is n x (d + 1) float64 numbers.
+MAX_N, MAX_D, MAX_STEPS, MAX_SEEDS, MAX_CELLS = 10_000_000, 1_000_000, 1_000_000, 1000, 100_000_000
+
+
 @dataclass(frozen=True)
 class ToyParameters:
     """Everything a toy simulation depends on (the config's `artefacts.toy`)."""
@@ -46,6 +50,8 @@ class ToyParameters:
     def from_config(cls, spec: dict) -> "ToyParameters":
         """From the workflow config's `artefacts.toy` (`seeds: n` means seeds 0..n-1)."""
         seeds = spec["seeds"]
+        if isinstance(seeds, int) and seeds > MAX_SEEDS:  # before a tuple of them is made
+            raise ValueError(f"artefacts.toy.seeds: {seeds} seeds, more than the limit of {MAX_SEEDS}")
         return cls(**{**spec, "keep": tuple(spec["keep"]), "strategies": tuple(spec["strategies"]),
                       "seeds": tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)})  # fmt: skip
 
@@ -67,6 +73,14 @@ class ToyParameters:
         if self.d < 1 or self.n < 10 or self.steps < 1:
             raise ValueError(f"{where}: d >= 1, n >= 10 and steps >= 1 are needed, got {self.d}, {self.n}, "
                              f"{self.steps}")  # fmt: skip
+        # Sizes that fit a workstation, checked before anything is allocated (10^11 points was a MemoryError).
+        for name, value, limit in (("n", self.n, MAX_N), ("d", self.d, MAX_D), ("steps", self.steps, MAX_STEPS),
+                                   ("seeds", len(self.seeds), MAX_SEEDS)):
+            if value > limit:
+                raise ValueError(f"{where}.{name}: {value} is more than the limit of {limit}")
+        if self.n * (self.d + 1) > MAX_CELLS:
+            raise ValueError(f"{where}.n: {self.n} points x {self.d + 1} features is more than the limit of "
+                             f"{MAX_CELLS} numbers per data set (lower n or d)")
         if not 0 < self.p_R < 1:
             raise ValueError(f"{where}.p_R: must be in (0, 1) so that both sets occur, got {self.p_R}")
         if not 0.5 < self.p_fragile < self.p_robust <= 1:

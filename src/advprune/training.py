@@ -21,13 +21,15 @@ from tqdm import tqdm
 from advprune import METHOD_VERSION
 from advprune.augment import augment
 from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint, weights_sha256
-from advprune.datasets import images_to_device
+from advprune.datasets import get_dataset, images_to_device
 from advprune.identity import ModelKey
 from advprune.models import build_model
 from advprune.monitor import detect_collapse, pgd_accuracy
 from advprune.perturbations import TRAINING_ATTACKS
 from advprune.pruning import NEEDS_SCORES, kept_indices
+from advprune.resume_state import check_resume_state
 from advprune.provenance import run_record
+from advprune.rundir import finished_dir, link_results
 from advprune.runtime import RunFailure, atomic_path, device_name, library_versions, write_json
 from advprune.schedules import cycled_momentum, progress, schedule_scale
 from advprune.scoring import score_points
@@ -57,6 +59,20 @@ def _check_key_matches_settings(key: ModelKey, settings: dict[str, Any]) -> None
         )
 
 
+def run_identity(key: ModelKey, settings: dict[str, Any], dataset_sha256: str) -> dict[str, Any]:
+    """What identifies a run in its checkpoints: a checkpoint of another run is never resumed, evaluated or taken for
+    this one."""
+    if not key.prunes:
+        # Without pruning both schedule policies give the same schedule; one name keeps one identity.
+        settings = {**settings, "schedule_after_pruning": "rescale"}
+    return {
+        "dataset": key.dataset,
+        "run": {**key.checkpoint_fields(), "method_version": METHOD_VERSION},
+        "settings": settings,
+        "dataset_sha256": dataset_sha256,
+    }
+
+
 class Trainer:
     def __init__(
         self,
@@ -73,9 +89,7 @@ class Trainer:
         show_progress: bool = True,
     ):
         _check_key_matches_settings(key, settings)
-        if not key.prunes:
-            # Without pruning both schedule policies give the same schedule; one name keeps one identity.
-            settings = {**settings, "schedule_after_pruning": "rescale"}
+        settings = run_identity(key, settings, dataset_sha256)["settings"]
         self.key, self.settings, self.device = key, settings, device
         self.out_dir = Path(out_dir)
         self.dataset_sha256, self.jobs_on_device, self.show_progress = dataset_sha256, jobs_on_device, show_progress
@@ -86,7 +100,7 @@ class Trainer:
         self.architecture = {
             "name": settings["model"],
             "in_channels": c,
-            "num_classes": int(self.labels.max().item()) + 1 if n else 0,
+            "num_classes": get_dataset(key.dataset).num_classes,  # not the largest label + 1: a class may be absent
             "image_size": h,
             "normalization": settings["normalization"],
         }
@@ -133,12 +147,7 @@ class Trainer:
 
     # -- identity of a run: a checkpoint from another run must never be resumed or evaluated as this one --------
     def identity(self) -> dict[str, Any]:
-        return {
-            "dataset": self.key.dataset,
-            "run": {**self.key.checkpoint_fields(), "method_version": METHOD_VERSION},
-            "settings": self.settings,
-            "dataset_sha256": self.dataset_sha256,
-        }
+        return run_identity(self.key, self.settings, self.dataset_sha256)
 
     def _payload(self, complete: bool) -> dict[str, Any]:
         state = dict(self.state)
@@ -166,8 +175,19 @@ class Trainer:
                 f"{self.resume_path} belongs to a different run or settings than the one requested; "
                 "it was left untouched. Delete it to start this run from scratch."
             )
-        self.model.load_state_dict(checkpoint["model_state"])
-        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        check_resume_state(
+            checkpoint, self.resume_path, epochs=self.settings["epochs"], n_train=len(self.labels),
+            batch_size=self.settings["batch_size"], keep=self.key.keep,
+            prune_epoch=self.key.prune_epoch if self.key.prunes else None,
+            rng_templates={"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+        )
+        for key, target in (("model_state", self.model), ("optimizer_state", self.optimizer)):
+            try:
+                target.load_state_dict(checkpoint[key])
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+                message = " ".join(str(error).split())[:200]
+                raise ValueError(f"{self.resume_path}: damaged resume state: {key} does not fit this run "
+                                 f"({message}); it was left untouched. Delete it to start this run from scratch")
         self.generator.set_state(checkpoint["rng"]["generator"].cpu())
         torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
         state = checkpoint["state"]
@@ -346,9 +366,13 @@ class Trainer:
         s, key, state = self.settings, self.key, self.state
         kept = state["kept"] if state["kept"] is not None else np.arange(n_train)
         scores = state["scores"] if state["scores"] is not None else np.full(n_train, np.nan, dtype=np.float32)
-        with atomic_path(self.out_dir / "pruning.npz") as tmp:
+        # Written into .finished/ and linked from there to the names the workflow declares: no rerun removes them
+        # (advprune.rundir).
+        finished = finished_dir(self.out_dir)
+        (finished / "train.json").unlink(missing_ok=True)  # a run finished earlier here is not finished any more
+        with atomic_path(finished / "pruning.npz") as tmp:
             np.savez(tmp, scores=scores, kept=np.asarray(kept, dtype=np.int64))
-        save_checkpoint(self.out_dir / "model.pt", self._payload(complete=True))
+        save_checkpoint(finished / "model.pt", self._payload(complete=True))
         pgd = [record["pgd_acc"] for record in state["history"]]
         collapse_epoch = detect_collapse(
             pgd, drop=s["monitor"]["collapse_drop"], floor=s["monitor"]["collapse_floor"]
@@ -386,7 +410,8 @@ class Trainer:
                 jobs_on_device=self.jobs_on_device, gpu=self.gpu,
             ),
         }
-        write_json(self.out_dir / "train.json", summary)
+        write_json(finished / "train.json", summary)
+        link_results(self.out_dir)
         self.resume_path.unlink(missing_ok=True)
         if collapse_epoch is not None:
             _log.warning("collapsed at epoch %d (final PGD acc %.3f): train.json flags it", collapse_epoch, pgd[-1])

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from advprune import provenance
+from advprune.datasets import file_sha256
 from advprune.identity import FULL, normalise_keep
 from advprune.runtime import atomic_path, read_json
 
@@ -71,18 +72,74 @@ def _get(record: dict[str, Any], key: str, kinds: tuple[type, ...], path: Path, 
     return value
 
 
-def _fraction(record: dict[str, Any], key: str, path: Path) -> float:
+INT64_MAX = 2**63 - 1
+
+
+def _bounded(record: dict[str, Any], key: str, path: Path, low: float, high: float = math.inf, *,
+             kinds: tuple[type, ...] = NUMBER, nullable: bool = False) -> Any:
+    """A finite number (or integer) in [low, high]: JSON lets `Infinity`, NaN and any integer through, and a table
+    built from them shows 'inf ± nan'."""
+    value = _get(record, key, kinds, path, nullable)
+    if value is not None and not (low <= value <= high and math.isfinite(value)):
+        shown = f"[{low:g}, {high:g}]" if high != math.inf else f">= {low:g}"
+        raise RunRecordError(f"{path}: key {key!r} is {value!r}, expected a finite number {shown}")
+    return value
+
+
+def _fraction(record: dict[str, Any], key: str, path: Path, at_most: float = 1.0) -> float:
     value = _get(record, key, NUMBER, path)
-    if not 0.0 <= value <= 1.0:
+    if not 0.0 <= value <= at_most:
+        if at_most < 1.0:
+            raise RunRecordError(f"{path}: key {key!r} is {value!r}, above the clean accuracy {at_most!r} of the same "
+                                 "points (clean_acc_subset): no attack raises accuracy")
         raise RunRecordError(f"{path}: key {key!r} is {value!r}, expected an accuracy fraction in [0, 1]")
     return float(value)
 
 
-def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
+CHECKPOINT = "model.pt"  # beside train.json: the model a run directory's metrics must have measured
+
+
+def _check_measured_model(metrics: dict[str, Any], metrics_path: Path, checkpoint: Path) -> None:
+    """Metrics pair with a model only if they name its sha256: a model trained again over the directory (--overwrite)
+    keeps the old model's metrics beside it. Metrics written before the field existed carry none and are accepted
+    unchecked: only files written since the field was added are checked (README)."""
+    if "checkpoint_sha256" not in metrics:
+        return
+    recorded = _get(metrics, "checkpoint_sha256", (str,), metrics_path)
+    if not checkpoint.is_file():
+        raise RunRecordError(f"{metrics_path}: names checkpoint_sha256 {recorded[:12]}..., but {checkpoint} is missing")
+    actual = file_sha256(checkpoint)
+    if recorded != actual:
+        raise RunRecordError(
+            f"{metrics_path}: measured the checkpoint with sha256 {recorded[:12]}..., but {checkpoint} has sha256 "
+            f"{actual[:12]}... (checkpoint_sha256 differs: the model was trained again after its evaluation); "
+            "evaluate it again (evaluate --overwrite, or let the workflow rerun the evaluation)"
+        )
+
+
+# The provenance fields a row reads (advprune.provenance.model_fields), with their kinds; older records lack them.
+PROVENANCE_KINDS = {"commit": (str,), "dirty": (bool,), "config_sha256": (str,)}
+
+
+def _check_provenance(record: dict[str, Any], path: Path) -> None:
+    if record.get("provenance") is None:
+        return
+    provenance = _get(record, "provenance", (dict,), path)
+    for key, kinds in PROVENANCE_KINDS.items():
+        if key in provenance:
+            _get(provenance, key, kinds, Path(f"{path}: provenance"), nullable=True)
+    if "dataset_sha256" in record:
+        _get(record, "dataset_sha256", (str,), path, nullable=True)
+
+
+def _row(train_path: Path, metrics_path: Path, n_examples: int | None = None) -> dict[str, Any]:
     train, metrics = read_json(train_path), read_json(metrics_path)
     for path, record in ((train_path, train), (metrics_path, metrics)):
         if not isinstance(record, dict):
             raise RunRecordError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    _check_measured_model(metrics, metrics_path, train_path.parent / CHECKPOINT)
+    for path, record in ((train_path, train), (metrics_path, metrics)):
+        _check_provenance(record, path)
 
     dataset = _get(train, "dataset", (str,), train_path)
     if _get(metrics, "dataset", (str,), metrics_path) != dataset:
@@ -90,7 +147,10 @@ def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
             f"{metrics_path}: key 'dataset' is {metrics['dataset']!r} but {train_path} says {dataset!r}"
         )
     strategy = _get(train, "strategy", (str,), train_path)
-    keep = normalise_keep(_get(train, "keep", NUMBER, train_path))  # as the model's directory writes it
+    keep = _get(train, "keep", NUMBER, train_path)
+    if not (0 < keep <= 1):
+        raise RunRecordError(f"{train_path}: key 'keep' is {keep!r}, expected a fraction in (0, 1]")
+    keep = normalise_keep(keep)  # as the model's directory writes it
     if (strategy == FULL) != (keep == 1.0):
         raise RunRecordError(f"{train_path}: keys 'strategy' {strategy!r} and 'keep' {keep} disagree (full <=> 1.0)")
 
@@ -98,39 +158,47 @@ def _row(train_path: Path, metrics_path: Path) -> dict[str, Any]:
     if not history or not isinstance(history[-1], dict):
         raise RunRecordError(f"{train_path}: key 'history' must be a non-empty list of per-epoch objects")
     after = _get(metrics, "robust_acc_after", (dict,), metrics_path)
-    train_seconds = float(_get(train, "train_seconds", NUMBER, train_path))
-    scoring_seconds = float(_get(train, "scoring_seconds", NUMBER, train_path))
+    train_seconds = float(_bounded(train, "train_seconds", train_path, 0))
+    scoring_seconds = float(_bounded(train, "scoring_seconds", train_path, 0))
+    n_train = _bounded(train, "n_train", train_path, 1, INT64_MAX, kinds=(int,))
+    examples = _bounded(metrics, "n_examples", metrics_path, 1, INT64_MAX, kinds=(int,))
+    if n_examples is not None and examples != n_examples:
+        raise RunRecordError(f"{metrics_path}: key 'n_examples' is {examples}, but the file holds the evaluation on "
+                             f"{n_examples} points")
+    # Robust accuracy is measured on the first n test points, whose clean accuracy (older files lack it) bounds it.
+    clean_subset = _fraction(metrics, "clean_acc_subset", metrics_path) if "clean_acc_subset" in metrics else 1.0
 
     row = {
         "dataset": dataset,
         "strategy": strategy,
         "keep": keep,
-        "prune_epoch": _get(train, "prune_epoch", (int,), train_path, nullable=True),
-        "seed": _get(train, "seed", (int,), train_path),
+        "prune_epoch": _bounded(train, "prune_epoch", train_path, 0, INT64_MAX, kinds=(int,), nullable=True),
+        "seed": _bounded(train, "seed", train_path, 0, 2**32 - 1, kinds=(int,)),  # what every generator accepts
         "schedule_after_pruning": _get(train, "schedule_after_pruning", (str,), train_path, nullable=True),
         "precision": _get(train, "precision", (str,), train_path),
-        "method_version": _get(train, "method_version", (int,), train_path),
-        "n_train": _get(train, "n_train", (int,), train_path),
-        "n_kept": _get(train, "n_kept", (int,), train_path),
+        "method_version": _bounded(train, "method_version", train_path, 1, INT64_MAX, kinds=(int,)),
+        "n_train": n_train,
+        "n_kept": _bounded(train, "n_kept", train_path, 1, n_train, kinds=(int,)),
         "train_seconds": train_seconds,
         "scoring_seconds": scoring_seconds,
         # The paper's "Time" includes scoring (SPEC, Evaluation).
         "time_seconds": train_seconds + scoring_seconds,
         "time_minutes": (train_seconds + scoring_seconds) / 60.0,
         "clean_acc_pct": 100.0 * _fraction(metrics, "clean_acc", metrics_path),
-        "aa_acc_pct": 100.0 * _fraction(metrics, "autoattack_acc", metrics_path),
+        "aa_acc_pct": 100.0 * _fraction(metrics, "autoattack_acc", metrics_path, clean_subset),
         # An attack that did not run (nothing left to attack) has no entry: NaN, not an error.
         **{
-            attack_column(a): 100.0 * _fraction(after, a, metrics_path) if a in after else math.nan
+            attack_column(a): 100.0 * _fraction({f"robust_acc_after.{a}": after[a]}, f"robust_acc_after.{a}",
+                                                metrics_path, clean_subset) if a in after else math.nan
             for a in ATTACKS
         },
-        "n_examples": _get(metrics, "n_examples", (int,), metrics_path),
-        "eval_seconds": float(_get(metrics, "eval_seconds", NUMBER, metrics_path)),
+        "n_examples": examples,
+        "eval_seconds": float(_bounded(metrics, "eval_seconds", metrics_path, 0)),
         "collapsed": _get(train, "collapsed", (bool,), train_path),
-        "collapse_epoch": _get(train, "collapse_epoch", (int,), train_path, nullable=True),
+        "collapse_epoch": _bounded(train, "collapse_epoch", train_path, 1, INT64_MAX, kinds=(int,), nullable=True),
         "final_pgd_acc_pct": 100.0 * _fraction(history[-1], "pgd_acc", train_path),
         "device": _get(train, "device", (str,), train_path),
-        "jobs_on_device": _get(train, "jobs_on_device", (int,), train_path),
+        "jobs_on_device": _bounded(train, "jobs_on_device", train_path, 1, INT64_MAX, kinds=(int,)),
         "run_dir": str(train_path.parent),
         **provenance.model_fields(train, metrics),
     }
@@ -144,9 +212,10 @@ def _missing_text_as_none(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{c: df[c].where(df[c].notna(), None) for c in text})
 
 
-def collect(pairs: list[tuple[Path, Path]]) -> pd.DataFrame:
-    """One row per (train.json, metrics.json) pair, columns `COLUMNS`, rows sorted by `SORT_KEYS`."""
-    rows = [_row(Path(train), Path(metrics)) for train, metrics in pairs]
+def collect(pairs: list[tuple[Path, Path]], n_examples: int | None = None) -> pd.DataFrame:
+    """One row per (train.json, metrics.json) pair, columns `COLUMNS`, rows sorted by `SORT_KEYS`; with `n_examples`,
+    every metrics file must be the evaluation on that many points (autoattack-n<N>.json)."""
+    rows = [_row(Path(train), Path(metrics), n_examples) for train, metrics in pairs]
     df = _missing_text_as_none(pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES))
     return df.sort_values(SORT_KEYS, na_position="first", kind="stable").reset_index(drop=True)
 

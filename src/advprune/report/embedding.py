@@ -7,6 +7,7 @@ finds the paper's value for each row. Images enter as flattened pixels scaled to
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -200,11 +201,26 @@ def load_variant(canonical_npz: Path, pruning_npz: Path | None = None) -> tuple[
     data = load_canonical(canonical_npz)
     if pruning_npz is None:
         return data.x_train, data.y_train
-    with np.load(pruning_npz) as pruning:
-        kept = pruning["kept"]
+    kept = read_kept(pruning_npz)
     if kept.size and (kept.min() < 0 or kept.max() >= len(data.y_train)):
         raise ValueError(f"{pruning_npz}: kept indices exceed the {len(data.y_train)} points of {canonical_npz}")
     return data.x_train[kept], data.y_train[kept]
+
+
+def read_kept(pruning_npz: Path) -> np.ndarray:
+    """The `kept` indices of a run's pruning.npz: a 1-D integer array, or a one-line ValueError naming the file (a
+    truncated or foreign file was a traceback from numpy or zipfile)."""
+    try:
+        with np.load(pruning_npz, allow_pickle=False) as pruning:
+            if not hasattr(pruning, "files") or "kept" not in pruning.files:
+                raise ValueError("no array 'kept'")
+            kept = pruning["kept"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{pruning_npz}: not a pruning.npz written by `advprune train` "
+                         f"({' '.join(str(error).split())[:120]})") from None
+    if kept.ndim != 1 or not np.issubdtype(kept.dtype, np.integer):
+        raise ValueError(f"{pruning_npz}: kept is a {kept.dtype} array of shape {kept.shape}, expected 1-D indices")
+    return kept
 
 
 def _trained_model(run_dir: Path) -> dict:

@@ -186,8 +186,14 @@ def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: s
         data=lines.runs[[LINE, X_PLOT, metric]], x=X_PLOT, y=metric, hue=LINE, hue_order=order, style=LINE,
         style_order=order, palette={line: lines.palette[line] for line in order},
         markers={line: lines.markers[line] for line in order}, dashes={line: lines.dashes[line] for line in order},
-        errorbar="sd", err_style="bars", markersize=5, linewidth=1, err_kws={"capsize": 2, "elinewidth": 1}, ax=ax,
+        errorbar=None, markersize=5, linewidth=1, ax=ax,
     )  # fmt: skip
+    # The sd bars from `summary`, as numbers: seaborn's own (err_style="bars") hand matplotlib pandas Series, which it
+    # probes with float(), a pandas FutureWarning (an error in a coming pandas) for a line of one point.
+    for line in order:
+        bars = summary[summary[LINE] == line].sort_values(X_PLOT)
+        ax.errorbar(bars[X_PLOT].to_numpy(float), bars["mean"].to_numpy(float), yerr=bars["sd"].to_numpy(float),
+                    linestyle="", color=lines.palette[line], capsize=2, elinewidth=1)
     for p in summary.itertuples(index=False):
         line = getattr(p, LINE)
         text = _point_text(p.n, p.n_failed, show_n)
