@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint
 from advprune.identity import FULL, ModelKey
 from advprune.runtime import RunFailure, write_json
 
+# torch is imported where a prefix is read or written: the workflow plans with PrefixKey, and its DAG is built
+# without torch.
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
     from advprune.training import Trainer
 
 _log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class PrefixKey:
         return ModelKey.create(self.dataset, FULL, 1.0, None, self.seed, precision=self.precision)
 
 
-def prefix_trainer(key: PrefixKey, settings: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray,
+def prefix_trainer(key: PrefixKey, settings: dict[str, Any], x_train: "np.ndarray", y_train: "np.ndarray",
                    **trainer_options: Any) -> "Trainer":
     """The trainer of a prefix: the full-data run of its seed, under the schedule policy of its forks."""
     from advprune.training import Trainer
@@ -120,9 +121,11 @@ def prefix_identity(trainer: "Trainer") -> dict[str, Any]:
     return {**trainer.identity(), "run": {**trainer.identity()["run"], **full.checkpoint_fields()}}
 
 
-def read_prefix(path: Path, identity: dict[str, Any], epoch: int, device: torch.device) -> dict[str, Any]:
+def read_prefix(path: Path, identity: dict[str, Any], epoch: int, device: "torch.device") -> dict[str, Any]:
     """The prefix's checkpoint, checked to be whole, of the run `identity`, and after `epoch` unpruned epochs.
     ValueError otherwise, in one line."""
+    from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint
+
     checkpoint = load_checkpoint(path, map_location=device)
     check_keys(checkpoint, RESUME_KEYS, path)
     saved = {key: checkpoint.get(key) for key in identity}
@@ -140,6 +143,8 @@ def adopt_prefix(trainer: "Trainer", path: Path) -> dict[str, Any]:
     """Write a pruned run's resume.pt from its prefix (Trainer.fork_from resumes from it); returns the record that
     train.json keeps as `forked_from`. A prefix that cannot be read is removed (DamagedPrefix); one of another run
     is refused and left as it is."""
+    from advprune.checkpoint import save_checkpoint
+
     path = Path(path)
     try:
         checkpoint = read_prefix(path, prefix_identity(trainer), trainer.key.prune_epoch, trainer.device)
