@@ -566,13 +566,17 @@ def _cost(args: argparse.Namespace) -> int:
     plans = {name: models_of(name) for name in targets}  # every name checked before anything is printed
     jobs = "one job per GPU" if args.jobs_per_gpu == 1 else f"training at {args.jobs_per_gpu} jobs per GPU"
     print(f"Estimated on: {timings['device']}; {jobs}; AutoAttack on {config['n_examples']} points.")
-    print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
-    print("|---|---|---|---|---|---|")
+    print("Epochs: full-data epochs trained (a pruned epoch counts its keep), every model from scratch and as the "
+          "workflow trains them, pruned models forking from one prefix per seed and pruning epoch.")
+    print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) "
+          "| epochs from scratch | epochs with prefixes | epochs saved |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, (keys, evaluated) in plans.items():
         cost = estimate(keys, timings, config["n_examples"], evaluated=evaluated)
         datasets = ", ".join(f"{d} {n}" for d, n in sorted(cost.per_dataset.items()))
+        saved = f"{cost.epochs_saved:.0f} ({cost.epochs_saved / cost.epochs_from_scratch:.0%})" if keys else "0"
         print(f"| {name} | {cost.models} | {datasets} | {cost.training_hours:.1f} | {cost.evaluation_hours:.1f} "
-              f"| {cost.total_hours:.1f} |")
+              f"| {cost.total_hours:.1f} | {cost.epochs_from_scratch:.0f} | {cost.epochs:.0f} | {saved} |")
     return 0
 
 
