@@ -1,5 +1,6 @@
-# A seed's first e full-data epochs, trained once (advprune.prefix): every pruned model with that pruning epoch,
-# seed and schedule forks from the prefix (rules/train.smk takes it as an input), instead of training them again.
+# A seed's first e full-data epochs, trained once (advprune.prefix): the pruned models of the plan with that pruning
+# epoch, seed and schedule, two or more, fork from the prefix (rules/train.smk takes it as an input), instead of
+# training them again.
 import re
 
 from advprune.prefix import PREFIX_DIRECTORY, PREFIX_FILE, PrefixKey, started_from_prefix
@@ -7,14 +8,25 @@ from advprune.prefix import PREFIX_DIRECTORY, PREFIX_FILE, PrefixKey, started_fr
 PREFIX_PATTERN = str(Path(PREFIX_DIRECTORY, PREFIX_FILE))
 
 
+# The prefixes that two or more models of the configured plan fork from (plan.prefixes_of), computed once at DAG
+# build from every artefact this configuration builds, not from the target asked for: adding a target never
+# changes whether a model forks. A model whose prefix would serve it alone trains from scratch.
+SHARED_PREFIXES = frozenset(plan.prefixes_of(plan.all_models(config)))
+
+
 def fork_prefix(w):
-    """A pruned model's prefix, as an input of its training: [] for e = 0, the full-data model, and a model trained
-    from scratch (all those trained before prefixes): their inputs stay the ones Snakemake recorded, so they are not
-    replanned. ancient: a prefix rebuilt later (for a new cell) is not newer work for the forks already trained."""
+    """A pruned model's prefix, as an input of its training: [] for e = 0, the full-data model, a model whose prefix
+    no other model of the plan shares, and a model trained from scratch (all those trained before prefixes): their
+    inputs stay the ones Snakemake recorded, so they are not replanned; a model that began as a fork keeps its
+    prefix, even if the plan no longer shares it. ancient: a prefix rebuilt later (for a new cell) is not newer work
+    for the forks already trained."""
     key = PrefixKey.of(ModelKey.from_run_name(w.dataset, w.precision, w.run, w.seed))
-    if key is None or not started_from_prefix(key_directory(w)):
+    if key is None:
         return []
-    return [ancient(key.path)]
+    forked = started_from_prefix(key_directory(w))
+    if forked is None:  # not begun: it forks where the plan shares its prefix
+        forked = key in SHARED_PREFIXES
+    return [ancient(key.path)] if forked else []
 
 
 def key_directory(w):

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from advprune import datasets, settings
+from advprune import datasets, plan, settings
 from advprune.checkpoint import load_checkpoint, save_checkpoint
-from advprune.identity import ModelKey
+from advprune.identity import FULL, ModelKey
 from advprune.prefix import (
     FORK_RECORD, PREFIX_FILE, DamagedPrefix, ForeignPrefix, PrefixKey, build_prefix, prefix_trainer,
     started_from_prefix,
@@ -216,7 +216,7 @@ def test_a_killed_fork_resumes_from_its_own_state(digits, tmp_path):
 
 def test_started_from_prefix_reads_a_models_files(tmp_path):
     """What the workflow plans a model's prefix input by: a model trained from scratch keeps its inputs."""
-    assert started_from_prefix(tmp_path / "new")  # not begun: it will fork
+    assert started_from_prefix(tmp_path / "new") is None  # not begun: the plan decides (plan.prefixes_of)
     (tmp_path / "old").mkdir()
     (tmp_path / "old/train.json").write_text(json.dumps({"seed": 0}))  # trained before prefixes
     assert not started_from_prefix(tmp_path / "old")
@@ -226,6 +226,23 @@ def test_started_from_prefix_reads_a_models_files(tmp_path):
     (tmp_path / "partial").mkdir()
     save_checkpoint(tmp_path / "partial/resume.pt", {})  # a run from scratch, interrupted
     assert not started_from_prefix(tmp_path / "partial")
+
+
+def test_only_prefixes_that_two_models_share_are_planned():
+    """A prefix of one model would be a job that saves nothing: that model trains from scratch. Two models of one
+    seed, schedule and pruning epoch share one; the full-data model and pruning at epoch 0 have none."""
+    alone = ModelKey.create("digits-mnist", "random", 0.4, 1, 0)
+    pair = [ModelKey.create("digits-mnist", strategy, 0.4, 3, 0) for strategy in ("random", "low+high")]
+    other_seed = ModelKey.create("digits-mnist", "low+high", 0.4, 3, 1)
+    fixed = ModelKey.create("digits-mnist", "random", 0.4, 3, 0, schedule="fixed")
+    at_zero = [ModelKey.create("digits-mnist", strategy, 0.4, 0, 0) for strategy in ("random", "low+high")]
+    full = ModelKey.create("digits-mnist", FULL, 1.0, None, 0)
+    keys = [alone, *pair, other_seed, fixed, *at_zero, full]
+    assert plan.prefixes_of(keys) == [PrefixKey("digits-mnist", "fp32", "rescale", 3, 0)]
+    assert plan.prefixes_of([alone, *pair[:1]]) == []
+    assert plan.prefixes_of([*keys, ModelKey.create("digits-mnist", "high", 0.6, 1, 0)]) == [
+        PrefixKey("digits-mnist", "fp32", "rescale", 1, 0), PrefixKey("digits-mnist", "fp32", "rescale", 3, 0),
+    ]  # fmt: skip
 
 
 def test_the_command_line_forks(data_root, tmp_path):

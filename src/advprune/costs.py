@@ -52,7 +52,8 @@ def load_timings(path: str | Path | None = None, jobs_per_gpu: int = 1) -> dict[
 def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int, evaluated: bool = True) -> Cost:
     """A pruned run costs (e + (E - e) * keep) / E of a full one, less its first e epochs where it forks from a
     prefix, which costs e epochs once per (dataset, precision, schedule, e, seed); evaluation scales with
-    n_examples."""
+    n_examples. A prefix of one model saves nothing, so the estimate is the same where the workflow trains that
+    model from scratch instead (it plans a prefix only where two or more models share it, plan.prefixes_of)."""
     keys = list(keys)
     training = evaluation = from_scratch = trained = 0.0
     per_dataset: dict[str, int] = {}

@@ -6,6 +6,7 @@ directory and the full-data sentinel are advprune.identity's.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -110,8 +111,12 @@ def training_words(key: ModelKey, config: dict[str, Any]) -> list[str]:
 
 
 def prefixes_of(keys: Iterable[ModelKey]) -> list[PrefixKey]:
-    """The prefixes (advprune.prefix) that these models fork from, each once."""
-    return sorted({prefix for key in keys if (prefix := PrefixKey.of(key)) is not None},
+    """The prefixes (advprune.prefix) the workflow trains for these models, each once: those that two or more of
+    them would fork from. A prefix of one model saves nothing (its e epochs are trained once either way) and costs a
+    job, so that model trains from scratch. The workflow passes every model of the configured plan (all_models), so
+    the target asked for never changes whether a model forks."""
+    counts = Counter(prefix for key in keys if (prefix := PrefixKey.of(key)) is not None)
+    return sorted((prefix for prefix, n in counts.items() if n >= 2),
                   key=lambda p: (p.dataset, p.precision, p.schedule, p.epoch, p.seed))  # fmt: skip
 
 

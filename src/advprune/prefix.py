@@ -162,11 +162,11 @@ def adopt_prefix(trainer: "Trainer", path: Path) -> dict[str, Any]:
     return record
 
 
-def started_from_prefix(model_directory: str | os.PathLike) -> bool:
-    """Whether a model's run forks (or forked) from a prefix, from its files alone (read when the workflow plans):
-    a finished one by its train.json, an unfinished one by its fork record; a run not begun yet will fork. A model
-    trained from scratch (every model trained before prefixes, among them) is left so: its rule's inputs stay the
-    ones recorded for it, so it is not replanned."""
+def started_from_prefix(model_directory: str | os.PathLike) -> bool | None:
+    """Whether a model's run forked from a prefix, from its files alone (read when the workflow plans): a finished
+    one by its train.json, an unfinished one by its fork record; None for a run not begun yet (the workflow's plan
+    decides). A model trained from scratch (every model trained before prefixes, among them) is left so: its rule's
+    inputs stay the ones recorded for it, so it is not replanned; a fork keeps its prefix input as well."""
     directory = Path(model_directory)
     summary = directory / "train.json"
     if summary.exists():
@@ -176,4 +176,4 @@ def started_from_prefix(model_directory: str | os.PathLike) -> bool:
             return False
     if (directory / "resume.pt").exists() or (directory / "model.pt").exists():
         return (directory / FORK_RECORD).exists()
-    return True
+    return None
