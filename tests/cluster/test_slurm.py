@@ -39,9 +39,12 @@ ACCOUNT = "advprune_ci"  # tests/cluster/profile.yaml names it
 TARGET = "figures/fig2.pdf"
 # fig2 on the digits stand-in for MNIST, one seed: the full-data model and random keep 0.4 after one epoch, each
 # trained and AutoAttacked, in 5 epochs (the pruned run is stopped after epoch 2 and resumes for the other 3). The
-# pruned run forks from its prefix (the seed's first epoch, advprune.prefix), a Slurm job of its own that it waits for.
+# pruned run forks from its prefix (the seed's first epoch, advprune.prefix), a Slurm job of its own that it waits for:
+# fig7 at e=1 (not built by the target) shares that prefix, and a prefix is planned where two models of the plan
+# share it.
 OVERLAY = {
-    "artefacts": {"fig2": {"roles": ["mnist"], "keep": [0.4, 1.0], "prune_epoch": 1, "seeds": 1}},
+    "artefacts": {"fig2": {"roles": ["mnist"], "keep": [0.4, 1.0], "prune_epoch": 1, "seeds": 1},
+                  "fig7": {"prune_epoch": 1}},
     "training_overrides": {"digits-mnist": ["epochs=5"]},
 }
 EPOCHS = 5
