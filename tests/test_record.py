@@ -1,27 +1,42 @@
-"""The published MNIST reproduction record (docs/results/mnist-cpu) is consistent with itself: every table in it is
-recomputed here from its per-model CSV with plain pandas, and every model row carries its provenance."""
+"""The published MNIST reproduction record (docs/results/mnist-cpu) is consistent with itself: every number in it is
+recomputed here from its per-model CSV with plain pandas or the claims command, every model row carries its
+provenance, the rules that judge it were committed before its new models were trained, and models that share a seed
+are shown to share their weights until they prune."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from advprune import METHOD_VERSION
+from advprune import METHOD_VERSION, cli
 
 RECORD = Path(__file__).resolve().parents[1] / "docs" / "results" / "mnist-cpu"
+REPO = RECORD.parents[2]
 CELL = ["strategy", "keep"]
-METRICS = ["clean_acc_pct", "aa_acc_pct", "time_minutes"]
+METRICS = ["clean_acc_pct", "aa_acc_pct", "time_minutes", "aa_after_apgd_t_pct"]
+FIRST_RECORD = 50  # models.csv's first 50 rows: the 10-seed record, run from a copy of the tree without .git
 
 
 @pytest.fixture(scope="module")
 def models() -> pd.DataFrame:
     return pd.read_csv(RECORD / "models.csv")
+
+
+@pytest.fixture(scope="module")
+def table1() -> pd.DataFrame:
+    return pd.read_csv(RECORD / "artefacts" / "table1.csv")
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
 
 
 def _ours(models: pd.DataFrame) -> pd.DataFrame:
@@ -39,36 +54,71 @@ def _ours(models: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_every_model_row_has_provenance_and_the_current_method(models: pd.DataFrame) -> None:
-    assert len(models) >= 50
+    assert len(models) >= FIRST_RECORD
     assert (models["method_version"] == METHOD_VERSION).all()
     assert models["dataset"].eq("mnist").all() and models["n_examples"].nunique() == 1
     for column in ("config_sha256", "dataset_sha256", "run_dir", "device"):
         assert models[column].notna().all() and (models[column].astype(str) != "").all(), column
-    # The run's tree was a copy without .git (so no commit in the rows); code.json names the commit instead.
-    assert models["train_commit"].notna().all() or (RECORD / "code.json").exists()
     assert not models.duplicated(["strategy", "keep", "prune_epoch", "seed"]).any()
-    assert models.groupby(CELL).size().min() >= 10  # the issue's must: at least 10 seeds in every cell
+    # The first record ran from a copy without .git (no commit in its rows; code.json names it). Every later model
+    # ran from a committed, clean checkout: its rows name the commit and are not dirty.
+    assert (RECORD / "code.json").exists()
+    later = models.iloc[FIRST_RECORD:]
+    for side in ("train", "eval"):
+        assert later[f"{side}_commit"].notna().all() and (later[f"{side}_dirty"] == False).all(), side  # noqa: E712
 
 
-def test_the_code_of_the_run_is_a_commit_of_this_repository() -> None:
-    """code.json holds the sha256 of every source file the run used; the commit it names holds exactly those."""
+def test_the_commits_of_the_rows_are_commits_of_this_repository(models: pd.DataFrame) -> None:
+    commits = set(models[["train_commit", "eval_commit"]].stack().dropna())
+    if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip("a shallow clone does not hold the run's commits")
+    for commit in commits:
+        assert _git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0, commit
+
+
+def test_the_code_of_the_first_run_is_a_commit_of_this_repository() -> None:
+    """code.json holds the sha256 of every source file the first run used; the commit it names holds exactly those."""
     code = json.loads((RECORD / "code.json").read_text())
-    repo = RECORD.parents[2]
-    known = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{code['commit']}^{{commit}}"],
-                           capture_output=True)  # fmt: skip
-    if known.returncode != 0:
+    if _git("cat-file", "-e", f"{code['commit']}^{{commit}}").returncode != 0:
         pytest.skip(f"commit {code['commit']} is not in this clone's history (a shallow clone?)")
-    listed = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "--name-only", code["commit"], "src"],
-                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    listed = _git("ls-tree", "-r", "--name-only", code["commit"], "src").stdout.split()
     assert sorted(p for p in listed if "__pycache__" not in p) == sorted(code["files"])
     for path, digest in code["files"].items():
-        blob = subprocess.run(["git", "-C", str(repo), "show", f"{code['commit']}:{path}"], capture_output=True,
+        blob = subprocess.run(["git", "-C", str(REPO), "show", f"{code['commit']}:{path}"], capture_output=True,
                               check=True).stdout  # fmt: skip
         assert hashlib.sha256(blob).hexdigest() == digest, path
 
 
-def test_cells_csv_equals_the_means_recomputed_from_the_models(models: pd.DataFrame) -> None:
-    ours = _ours(models)
+def test_the_rules_v2_were_committed_before_the_first_new_model_was_trained() -> None:
+    """The commit that added claims-v1.yaml beside the new claims.yaml (rules v2) precedes the first job of the
+    first sitting after the 10-seed record (facts.json, from the Snakemake console logs) and every new model."""
+    added = _git("log", "--diff-filter=A", "--format=%H %cI", "--", "src/advprune/claims-v1.yaml").stdout.split()
+    if not added:
+        pytest.skip("the rules' history is not in this clone")
+    committed = datetime.fromisoformat(added[1])
+    facts = json.loads((RECORD / "facts.json").read_text())
+    new_sittings = [s for s in facts["run_sittings"] if s["log"].startswith("chunk-")]
+    assert new_sittings, "facts.json names no sitting of the 30-seed run"
+    first_job = datetime.fromisoformat(new_sittings[0]["first_job"]).replace(tzinfo=committed.tzinfo)
+    assert committed < first_job
+    runs = pd.read_csv(RECORD / "runs.csv")
+    trained = pd.to_datetime(runs["trained_utc"].dropna(), utc=True)
+    assert len(trained) == len(runs) - FIRST_RECORD and (trained > committed).all()
+
+
+def test_the_artefact_tables_are_the_records_rows_of_their_grids(models: pd.DataFrame, table1: pd.DataFrame) -> None:
+    indexed = models.set_index("run_dir")
+    for path in (RECORD / "artefacts").glob("*.csv"):
+        rows = pd.read_csv(path).set_index("run_dir")
+        assert rows.index.isin(indexed.index).all(), path.name
+        pd.testing.assert_frame_equal(rows, indexed.loc[rows.index], check_dtype=False, obj=path.name)
+    assert set(zip(table1["strategy"], table1["keep"].round(6))) == {
+        ("full", 1.0), ("random", 0.4), ("random", 0.8), ("low+high", 0.4), ("low+high", 0.8)}
+    assert table1.groupby(CELL).size().min() >= 10  # at least 10 seeds in every cell
+
+
+def test_cells_csv_equals_the_means_recomputed_from_the_models(table1: pd.DataFrame) -> None:
+    ours = _ours(table1)
     cells = pd.read_csv(RECORD / "cells.csv").assign(keep=lambda d: d["keep"].round(6))
     merged = ours.merge(cells, on=["strategy", "keep", "metric"], suffixes=("", "_published"), validate="1:1")
     assert len(merged) == len(ours) == len(cells)
@@ -76,17 +126,18 @@ def test_cells_csv_equals_the_means_recomputed_from_the_models(models: pd.DataFr
         pd.testing.assert_series_equal(
             merged[column], merged[f"{column}_published"], check_names=False, check_dtype=False, rtol=1e-9
         )
+    # Ours against the paper's mean: Welch's test from the two summaries (the paper's n is 30), recomputed.
+    compared = merged.dropna(subset=["paper_mean"])
+    assert len(compared) == 3 * table1.groupby(CELL).ngroups
+    for c in compared.itertuples():
+        p = stats.ttest_ind_from_stats(c.mean, c.sd, c.n, c.paper_mean, c.paper_sd, 30, equal_var=False).pvalue
+        assert c.paper_welch_p == pytest.approx(p, rel=1e-9), (c.strategy, c.keep, c.metric)
 
 
-def test_the_published_table1_shows_those_numbers(models: pd.DataFrame) -> None:
-    """table1.csv holds the recomputed cells; each 'ours' entry of table1.md reads their mean ± sd (one decimal for
-    accuracies, two for minutes), with the collapsed runs counted after the AutoAttack cell."""
-    ours = _ours(models)
-    values = pd.read_csv(RECORD / "table1.csv").assign(keep=lambda d: d["keep"].round(6))
-    merged = ours.merge(values, on=["strategy", "keep", "metric"], suffixes=("", "_published"), validate="1:1")
-    assert len(merged) == len(ours)
-    for column in ("n", "mean", "sd", "n_failed"):
-        assert np.allclose(merged[column], merged[f"{column}_published"], rtol=1e-9), column
+def test_the_published_table1_shows_those_numbers(table1: pd.DataFrame) -> None:
+    """table1.md's 'ours' entries read the recomputed cells' mean ± sd (one decimal for accuracies, two for minutes),
+    with the collapsed runs counted after the AutoAttack cell."""
+    ours = _ours(table1)
     labels = {"clean (%)": "clean_acc_pct", "AutoAttack (%)": "aa_acc_pct", "time (min)": "time_minutes"}
     table = (RECORD / "table1.md").read_text().split("\n\n")[1].splitlines()  # the first table: all runs
     header = [c.strip() for c in table[0].strip("|").split("|")]
@@ -107,15 +158,7 @@ def test_the_published_table1_shows_those_numbers(models: pd.DataFrame) -> None:
                 expected += f" ({c['n_failed']}/{c['n']} coll.)"
             assert text == expected, (metric, cell)
             checked += 1
-    assert checked == 3 * models.groupby(CELL).ngroups
-
-
-def test_claims_count_the_runs_of_the_record(models: pd.DataFrame) -> None:
-    claims = pd.read_csv(RECORD / "claims.csv")
-    measured = claims[claims["n_runs"] > 0]
-    assert len(measured) > 0
-    assert (measured["n_runs"] <= len(models)).all()
-    assert set(measured["dataset"]) == {"mnist"}
+    assert checked == 3 * table1.groupby(CELL).ngroups
 
 
 def test_the_facts_are_those_of_the_per_model_files(models: pd.DataFrame) -> None:
@@ -123,24 +166,58 @@ def test_the_facts_are_those_of_the_per_model_files(models: pd.DataFrame) -> Non
     the run's wall time is the sum of its sittings (a run resumed later spans several console logs)."""
     facts = json.loads((RECORD / "facts.json").read_text())
     runs = pd.read_csv(RECORD / "runs.csv")
-    assert facts["models"] == len(models) == len(runs)
+    assert facts["models"] == len(models) == len(runs) and list(runs["run_dir"]) == list(models["run_dir"])
     assert facts["collapsed_runs"] == int(models["collapsed"].sum()) == int(runs["collapsed"].sum())
     assert facts["train_wall_s_median"] == pytest.approx(runs["train_wall_s"].median())
     assert facts["eval_wall_s_median"] == pytest.approx(runs["eval_wall_s"].median())
     assert facts["run_wall_s"] == sum(sitting["wall_s"] for sitting in facts["run_sittings"])
     first = [sitting["first_job"] for sitting in facts["run_sittings"]]
     assert first == sorted(first)  # the sittings in the order they ran
+    for name, n in facts["models_per_artefact"].items():
+        assert len(pd.read_csv(RECORD / "artefacts" / f"{name}.csv")) == n, name
+
+
+def test_models_of_one_seed_share_their_weights_until_they_prune(models: pd.DataFrame) -> None:
+    """runs.csv's per-epoch weight digests (recorded from this version of the code on): every pruned model holds,
+    after its pruning epoch e, the weights of the full-data model of its seed after e epochs; one epoch later, not."""
+    runs = pd.read_csv(RECORD / "runs.csv").merge(models[["run_dir", "prune_epoch"]], on="run_dir")
+    runs = runs.dropna(subset=["weights_sha256_by_epoch"])
+    digests = {row.run_dir: row.weights_sha256_by_epoch.split() for row in runs.itertuples()}
+    full = {row.seed: digests[row.run_dir] for row in runs.itertuples() if row.strategy == "full"}
+    compared = 0
+    for row in runs[runs["strategy"] != "full"].itertuples():
+        if row.seed not in full:
+            continue
+        e, mine = int(row.prune_epoch), digests[row.run_dir]
+        assert mine[:e] == full[row.seed][:e], row.run_dir
+        assert mine[e] != full[row.seed][e], row.run_dir
+        compared += 1
+    if compared == 0:
+        pytest.skip("no pruned model of the record has the full-data model of its seed with per-epoch digests yet")
 
 
 @pytest.mark.parametrize(("rules", "published"), [("v2", "claims.csv"), ("v1", "claims-v1.csv")])
 def test_the_published_claims_are_what_the_claims_command_computes_from_the_record(tmp_path, rules, published) -> None:
-    """`advprune claims` over the record's own models.csv gives the published claims, by rules v2 (claims.csv) and by
+    """`advprune claims` over the record's artefact tables gives the published claims, by rules v2 (claims.csv) and by
     the first rules, v1 (claims-v1.csv, shown beside v2's): a change to the claims code that moves an interval or a
     verdict shows here, and the record is republished."""
-    from advprune import cli
-
     out = tmp_path / "claims.csv"
-    table = f"--table=table1={RECORD / 'models.csv'}"
-    assert cli.main(["claims", table, "--role=mnist=mnist", "--out", str(out), "--rules", rules]) == 0
+    tables = [f"--table={path.stem}={path}" for path in sorted((RECORD / "artefacts").glob("*.csv"))]
+    assert cli.main(["claims", *tables, "--role=mnist=mnist", "--out", str(out), "--rules", rules]) == 0
     published, recomputed = pd.read_csv(RECORD / published), pd.read_csv(out)
     pd.testing.assert_frame_equal(published, recomputed, check_exact=False, rtol=1e-9)
+
+
+def test_an_altered_model_row_changes_the_recomputed_verdict_numbers(tmp_path, table1: pd.DataFrame) -> None:
+    """The recomputation above can fail: one run's AutoAttack accuracy altered by 30 points moves the interval."""
+    altered = table1.copy()
+    index = altered.index[(altered["strategy"] == "full")][0]
+    altered.loc[index, "aa_acc_pct"] = (altered.loc[index, "aa_acc_pct"] + 30) % 100
+    altered.to_csv(tmp_path / "table1.csv", index=False)
+    out = tmp_path / "claims.csv"
+    table = f"--table=table1={tmp_path / 'table1.csv'}"
+    assert cli.main(["claims", table, "--role=mnist=mnist", "--out", str(out)]) == 0
+    recomputed = pd.read_csv(out).set_index("id")
+    published = pd.read_csv(RECORD / "claims.csv").set_index("id")
+    claim = "mnist-loss-beats-full"
+    assert not np.isclose(recomputed.loc[claim, "ci_low"], published.loc[claim, "ci_low"])
