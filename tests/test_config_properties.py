@@ -273,8 +273,9 @@ def test_config_values_reach_the_shell_single_quoted(tmp_path: Path) -> None:
 
     directory = copy_workflow(tmp_path / "workflow")
     hostile_root = "data dir; touch PWNED"
-    # Both overrides pass validation (a YAML comment after the number; `model` is any string at config time).
-    overrides = ["eps=0.1 # $(touch PWNED)", "model=digits_mlp'; touch PWNED; echo '$(touch PWNED)"]
+    # Both overrides pass validation: the hostile text is a YAML comment after a valid value (`model` must name a
+    # model of the registry since issue 25).
+    overrides = ["eps=0.1 # $(touch PWNED)", "model=digits_mlp # '; touch PWNED; echo '$(touch PWNED)"]
     overlay = write_config_overlay(directory, {
         "data_root": hostile_root,
         "sources": {"digits-mnist": "src dir/$(touch PWNED)`touch PWNED`"},

@@ -354,13 +354,13 @@ def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bo
     """In a workflow job: True if `out` holds this very run, finished (its files restored from `.finished/` where
     Snakemake removed them). A rerun then never retrains a finished model, nor fails and lets Snakemake remove it."""
     from advprune.checkpoint import load_checkpoint
-    from advprune.rundir import finished_identity, is_finished, keep_results, link_results
+    from advprune.rundir import RESULTS, finished_identity, is_finished, keep_results, link_results
     from advprune.training import run_identity
 
     if (out / "resume.pt").exists():  # killed while finishing, or another run in progress: resuming decides
         return False
     wanted = run_identity(key, resolved, dataset_sha256)
-    if not is_finished(out) and (out / "train.json").exists() and (out / "model.pt").exists():
+    if not is_finished(out) and all((out / name).exists() for name in RESULTS):
         # Finished before `.finished/` existed: kept there now, if it is this run.
         model = load_checkpoint(out / "model.pt")
         if not model["complete"] or {name: model.get(name) for name in wanted} != wanted:

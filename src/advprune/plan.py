@@ -231,13 +231,6 @@ def check_config(config: dict[str, Any]) -> None:
     _check_seed_counts(config)
     _check_paths(config)
     _check_keeps(config)
-    _check_overrides(config)
-    for dataset, overrides in config["training_overrides"].items():  # of datasets no role plays too
-        if dataset not in config["datasets"].values():
-            try:
-                resolve(dataset, overrides=overrides)
-            except ValueError as error:
-                raise ValueError(f"training_overrides.{dataset}: {error}") from None
     epochs_of = {}  # each dataset's epoch count, resolved (and so validated) once
     for role, dataset in config["datasets"].items():
         try:
@@ -246,6 +239,13 @@ def check_config(config: dict[str, Any]) -> None:
             raise ValueError(f"datasets.{role} / training_overrides.{dataset}: {error}") from None
         if role in _active_roles(config):
             check_n_examples(dataset, config["n_examples"])
+    _check_overrides(config)  # after the roles' datasets: a dataset no plugin registered is named as the role's
+    for dataset, overrides in config["training_overrides"].items():  # of datasets no role plays too
+        if dataset not in config["datasets"].values():
+            try:
+                resolve(dataset, overrides=overrides)
+            except ValueError as error:
+                raise ValueError(f"training_overrides.{dataset}: {error}") from None
     for name, spec in config["artefacts"].items():
         for role in spec.get("roles", []) + ([spec["pruned_model"]["role"]] if "pruned_model" in spec else []):
             if role not in config["datasets"]:
