@@ -117,11 +117,8 @@ def build_prefix(trainer: "Trainer", epoch: int) -> Path:
 def prefix_identity(trainer: "Trainer") -> dict[str, Any]:
     """The identity (Trainer.identity) of the prefix a pruned run forks from: the full-data run of its seed under
     its own settings."""
-    from advprune.training import run_identity
-
-    # As the prefix job's own Trainer writes it (a full-data run's identity names one schedule; the prefix's own
-    # schedule is in its path, PrefixKey).
-    return run_identity(PrefixKey.of(trainer.key).full_key, trainer.settings, trainer.dataset_sha256)
+    full = PrefixKey.of(trainer.key).full_key
+    return {**trainer.identity(), "run": {**trainer.identity()["run"], **full.checkpoint_fields()}}
 
 
 def read_prefix(path: Path, identity: dict[str, Any], epoch: int, device: "torch.device") -> dict[str, Any]:
