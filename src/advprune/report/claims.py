@@ -24,8 +24,8 @@ from advprune import provenance
 from advprune.identity import FULL
 from advprune.report import intervals
 from advprune.report.aggregate import read_table
-from advprune.report.claim_rules import (  # noqa: F401 (re-exported: the rules' names are the claims' names)
-    MEASURES, PERCENTILE, RULES_FILES, TESTS, V1_SETTINGS, Claim, Rules, load_claims, load_rules,
+from advprune.report.claim_rules import (  # noqa: F401 (RULES_FILES, load_claims re-exported for the claims' users)
+    RULES_FILES, Claim, Rules, load_claims, load_rules,
 )
 from advprune.report.selection import select_rows
 from advprune.report.stats import linear_fit
