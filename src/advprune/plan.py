@@ -257,7 +257,10 @@ def check_config(config: dict[str, Any]) -> None:
             _check_epochs(
                 config, epochs_of, f"artefacts.{name}.pruned_model.prune_epoch", model["role"], model["prune_epoch"]
             )
-        seeds = seeds_of(spec.get("seeds", 1))
+        value = spec.get("seeds", 1)
+        if isinstance(value, bool) or not isinstance(value, (int, list)):
+            raise ValueError(f"artefacts.{name}.seeds: {value!r} is neither a count nor a list of seeds")
+        seeds = seeds_of(value)
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"artefacts.{name}.seeds: duplicate seeds in {seeds}")
     if "toy" in config["artefacts"]:
