@@ -28,6 +28,7 @@ wildcard_constraints:
 
 
 include: "rules/data.smk"
+include: "rules/prefix.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"

@@ -3,6 +3,7 @@
 rule train_model:
     input:
         data=DATA_FILE,
+        prefix=fork_prefix,  # rules/prefix.smk
     output:
         checkpoint=model_file("model.pt"),
         summary=model_file("train.json"),
@@ -26,4 +27,4 @@ rule train_model:
     conda:
         "../envs/torch.yaml"
     shell:
-        "python -m advprune train {params.arguments} --out {params.out} --no-progress > {log:q} 2>&1"
+        "python -m advprune train {params.arguments} --fork-from={input.prefix:q} --out {params.out} --no-progress > {log:q} 2>&1"

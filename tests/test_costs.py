@@ -53,3 +53,26 @@ def test_cost_of_claims_and_toy_and_a_bad_name():
     result = subprocess.run([sys.executable, "-m", "advprune", "cost", "fig4", "bogus"], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == "" and "unknown target 'bogus'" in result.stderr
+
+
+def test_forks_of_one_prefix_train_its_epochs_once():
+    """Pruned models of one seed, pruning epoch and schedule fork from one prefix (advprune.prefix): its e epochs
+    are trained once; another schedule, seed or epoch has its own prefix, and e = 0 none."""
+    low_high = ModelKey.create("cifar10", "low+high", 0.4, 3, 0)
+    random = ModelKey.create("cifar10", "random", 0.4, 3, 0)
+    fixed = ModelKey.create("cifar10", "random", 0.4, 3, 0, schedule="fixed")
+    at_zero = ModelKey.create("cifar10", "random", 0.4, 0, 0)
+    cost = estimate([low_high, random, fixed, at_zero], TIMINGS, n_examples=500)
+    # From scratch: 3 x (3 + 12 x 0.4) + 15 x 0.4 = 29.4 epochs; the first two share their 3 epochs: 3 saved.
+    assert cost.epochs_from_scratch == pytest.approx(29.4)
+    assert cost.epochs == pytest.approx(26.4) and cost.epochs_saved == pytest.approx(3)
+    assert cost.training_hours == pytest.approx(26.4 * 10 / 3600)
+
+
+def test_cost_command_reports_the_epochs_saved():
+    result = subprocess.run([sys.executable, "-m", "advprune", "cost", "fig3"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| fig3")).split("|")
+    # fig3: 5 seeds x (16 pruned models at e=3 + the full one); each seed's 16 forks share one prefix: 15 x 3 saved.
+    assert [cell.strip() for cell in row[7:10]] == ["570", "345", "225 (39%)"]

@@ -101,9 +101,10 @@ def test_the_workflow_plans_and_runs_a_plugin_strategy_and_dataset_from_config(t
     })  # fmt: skip
     configs = ["--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml", str(overlay)]
     target = "results/artefacts/fig3.csv"
-    # Planned from config alone: the new dataset is prepared, and both strategies and the full model train on it.
+    # Planned from config alone: the new dataset is prepared, and both strategies and the full model train on it,
+    # the two pruned ones forking from one prefix (the seed's first epoch).
     assert planned_jobs(directory, target, *configs) == {
-        "prepare_dataset": 1, "train_model": 3, "evaluate_model": 3, "artefact_table": 1,
+        "prepare_dataset": 1, "train_prefix": 1, "train_model": 3, "evaluate_model": 3, "artefact_table": 1,
     }  # fmt: skip
     result = snakemake(directory, target, *configs)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

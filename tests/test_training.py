@@ -41,7 +41,7 @@ TIMING_KEYS = {"train_seconds", "scoring_seconds", "monitor_seconds"}
 TRAIN_JSON_KEYS = [
     "schema", "dataset", "model", "strategy", "keep", "prune_epoch", "seed", "schedule_after_pruning", "precision",
     "method_version", "n_train", "n_kept", "train_seconds", "scoring_seconds", "monitor_seconds", "final_lr",
-    "final_pgd_acc", "collapsed", "collapse_epoch", "resumed_at_epochs", "history", "device", "jobs_on_device",
+    "final_pgd_acc", "collapsed", "collapse_epoch", "resumed_at_epochs", "forked_from", "history", "device", "jobs_on_device",
     "dataset_sha256", "versions", "settings", "files",
 ]
 HISTORY_KEYS = ["epoch", "train_loss", "train_acc", "lr", "n_points", "seconds", "pgd_acc", "weights_sha256"]

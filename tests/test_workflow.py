@@ -91,6 +91,42 @@ def test_paper_plan_counts(paper_plans, target):
     assert jobs.get("evaluate_model", 0) == evaluations
 
 
+# Prefixes (advprune.prefix): one per (dataset, schedule, pruning epoch e >= 1, seed) of `all`'s pruned models; in the
+# paper's plan each serves two models or more, so every one is planned (plan.prefixes_of).
+#   MNIST: e=1 x 5 seeds + e=3 x 30 + fig1's e {2,5,7,9} x 5 = 55, kept (config keep_prefixes)
+#   CIFAR-10: e=1 x 5 + e=3 x 30 + fig1's e {5,7,9,11,13} x 5 + the ablation's fixed schedule e=3 x 5 = 65, deleted
+#   once their forks are trained (train_prefix_temporary).
+def test_paper_plan_trains_each_prefix_once(paper_plans):
+    jobs = job_counts(paper_plans["all"])
+    assert (jobs["train_prefix"], jobs["train_prefix_temporary"]) == (55, 65)
+
+
+def test_a_prefix_is_planned_only_where_two_models_of_the_plan_share_it(paper_workflow, tmp_path):
+    """In the demo, random keep 0.4 at e=1 is the only model of its prefix: it trains from scratch (no prefix job,
+    `--fork-from=` empty); at e=3 it shares one with low+high and forks. Another artefact's model at e=1 makes the
+    first fork too, the target unchanged: the configured plan decides, not the target, so asking for one more
+    target never changes how a model trains."""
+    models = "results/models/digits-mnist/fp32/{}/seed0"
+    alone, shared = models.format("random_keep0.4_e1_rescale"), models.format("random_keep0.4_e3_rescale")
+    targets = [f"{alone}/train.json", f"{shared}/train.json"]
+
+    def plan_of(*args):
+        result = snakemake(paper_workflow, "--profile", "profiles/demo", *targets, *args, "-n", "-p")
+        lines = (result.stdout + result.stderr).splitlines()
+        commands = [line for line in lines if line.startswith("Shell command: python -m advprune train ")]
+        forks = {re.search(r" --out (\S+)", line)[1]: re.search(r" --fork-from=(\S*)", line)[1] for line in commands}
+        return job_counts(result), forks
+
+    prefix = "results/prefixes/digits-mnist/fp32/rescale_e{}/seed0/prefix.pt"
+    jobs, forks = plan_of()
+    assert jobs == {"prepare_dataset": 1, "train_prefix": 1, "train_model": 2}
+    assert forks == {alone: "", shared: prefix.format(3)}
+    overlay = write_config_overlay(tmp_path, {"artefacts": {"fig2": {"strategies": ["random", "low+high"]}}})
+    jobs, forks = plan_of("--configfile", "profiles/demo/demo.yaml", str(overlay))
+    assert jobs == {"prepare_dataset": 1, "train_prefix": 2, "train_model": 2}
+    assert forks == {alone: prefix.format(1), shared: prefix.format(3)}
+
+
 BAD_CONFIGS = {
     "keep>1": (lambda c: c["artefacts"]["fig2"]["keep"].__setitem__(0, 1.5), "['artefacts']['fig2']['keep']"),
     "keep=0": (lambda c: c["artefacts"]["fig2"]["keep"].__setitem__(0, 0.0), "['artefacts']['fig2']['keep']"),
@@ -103,6 +139,7 @@ BAD_CONFIGS = {
     "dataset": (lambda c: c["datasets"].__setitem__("mnist", "imagenet"), "datasets.mnist"),
     "eps": (lambda c: c.__setitem__("training_overrides", {"mnist": ["eps=-1"]}), "eps"),
     "precision": (lambda c: c.__setitem__("precision", "fp16"), "['precision']"),
+    "keep-prefixes": (lambda c: c.__setitem__("keep_prefixes", {"mnist": "yes"}), "['keep_prefixes']"),
 }  # fmt: skip
 
 
@@ -367,7 +404,21 @@ def test_the_paper_plan_trains_and_evaluates_with_the_commands_of_before_the_reg
 
     old = commands(before, env={"PYTHONPATH": str(before / "src")})
     assert len(old) > 1000  # every model of the paper, trained and evaluated
-    assert commands(paper_workflow) == old
+    # Since prefixes, a training's command also names the prefix it forks from: `--fork-from=<its input>`, a word of
+    # the shell command only, not of its params (which Snakemake compares), and empty for a model trained from
+    # scratch (so a finished model keeps its inputs and is not replanned: test_a_demo_trained_before_prefixes_...).
+    # Without it, every command is the one of before; and every pruned model with e >= 1 forks from its own prefix
+    # (each of the paper's prefixes serves two models or more: test_paper_plan_trains_each_prefix_once).
+    new = commands(paper_workflow)
+    fork = re.compile(r" --fork-from=(\S*)")
+    assert sorted(fork.sub("", line) for line in new) == old
+    for line in new:
+        if line.startswith("python -m advprune train"):
+            epoch, seed = re.search(r"--prune-epoch (\d+)", line), re.search(r"--seed (\d+)", line)
+            forks = epoch is not None and int(epoch[1]) > 0
+            prefix = fork.search(line)[1]
+            assert bool(prefix) == forks, line
+            assert not forks or prefix.endswith(f"_e{epoch[1]}/seed{seed[1]}/prefix.pt"), line
 
 
 @pytest.mark.slow
@@ -376,9 +427,56 @@ def test_adding_a_seed_trains_only_that_seed(demo, tmp_path):
     overlay = write_config_overlay(tmp_path, {"artefacts": {"fig2": {"seeds": [0, 1, 2]}}})
     jobs = planned_jobs(directory, "--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml",
                         str(overlay))
-    # fig2 in the demo: random keep 0.4 (e=1) and the full model, on two digits variants -> 4 new models.
+    # fig2 in the demo: random keep 0.4 (e=1) and the full model, on two digits variants -> 4 new models, nothing
+    # else: the full-data model of the other seeds is not retrained, and no prefix, as the new seed's random keep
+    # 0.4 at e=1 is the only model of its prefix (fig1 has seeds 0 and 1 only): it trains from scratch.
     assert jobs["train_model"] == 4
     assert jobs["evaluate_model"] == 4
+    assert jobs.get("train_prefix", 0) + jobs.get("train_prefix_temporary", 0) == 0
+
+
+@pytest.mark.slow
+def test_adding_a_strategy_trains_only_its_models_from_the_existing_prefixes(demo, tmp_path):
+    """A cell added at a pruning epoch whose prefixes are kept (digits-mnist) trains its models alone; where they
+    were deleted (digits-cifar, keep_prefixes false in the demo), their prefixes once more, never a full model."""
+    directory, _ = demo
+    overlay = write_config_overlay(tmp_path, {"artefacts": {"table1": {"strategies": ["low+high", "random", "high"]}}})
+    jobs = planned_jobs(directory, "--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml",
+                        str(overlay))
+    # table1: high keep 0.4 (e=3) x 2 seeds x 2 digits variants.
+    assert jobs["train_model"] == 4 and jobs["evaluate_model"] == 4
+    assert jobs.get("train_prefix", 0) == 0 and jobs["train_prefix_temporary"] == 2
+    assert sorted(directory.glob("results/prefixes/digits-mnist/fp32/*/*/prefix.pt"))  # kept
+    assert not sorted(directory.glob("results/prefixes/digits-cifar/fp32/*/*/prefix.pt"))  # deleted
+
+
+@pytest.mark.slow
+def test_a_demo_trained_before_prefixes_replans_no_model(tmp_path):
+    """Models trained by the workflow of before prefixes (commit a8d1d28) are neither retrained nor re-evaluated by
+    this one: their rule's params and inputs are as recorded (no prefix input for a model trained from scratch)."""
+    import shutil
+    import subprocess
+
+    before = tmp_path / "before"
+    before.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "a8d1d28"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip("commit a8d1d28 is not in this clone (shallow?): nothing to compare with")
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
+    # A pruned model at e=3 (it would fork now), one at e=1, and the full-data model, trained and one evaluated.
+    runs = ["random_keep0.4_e3_rescale", "low+high_keep0.4_e3_rescale", "random_keep0.4_e1_rescale", "full"]
+    targets = [f"results/models/digits-mnist/fp32/{run}/seed0/train.json" for run in runs]
+    targets.append("results/models/digits-mnist/fp32/full/seed0/autoattack-n100.json")
+    result = snakemake(before, "--profile", "profiles/demo", *targets, env={"PYTHONPATH": str(before / "src")})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = copy_workflow(tmp_path / "after")
+    for name in ("data", "results", ".snakemake"):
+        shutil.move(before / name, after / name)
+    assert planned_jobs(after, "--profile", "profiles/demo", *targets) == {}
+    # Adding its seed 0 e=3 cells' sibling now forks from a new prefix; the old models stay.
+    sibling = "results/models/digits-mnist/fp32/high_keep0.4_e3_rescale/seed0/train.json"
+    assert planned_jobs(after, "--profile", "profiles/demo", *targets, sibling) == {"train_prefix": 1,
+                                                                                    "train_model": 1}
 
 
 @pytest.mark.slow

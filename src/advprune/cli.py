@@ -97,7 +97,29 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                    help="no progress bar: one timestamped log line per epoch instead (always so when stderr is "
                    "not a terminal)")
     p.add_argument("--overwrite", action="store_true", help="train again over a finished run in --out")
+    p.add_argument("--fork-from", default="", metavar="PREFIX",
+                   help="a pruned run starts from this prefix.pt of `advprune prefix` (its first --prune-epoch "
+                   "epochs) unless it resumes; empty: from scratch (the same model, bit for bit on the CPU)")
     p.set_defaults(handler=_train)
+
+
+def _add_prefix(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("prefix", help="train a seed's first E full-data epochs once: the prefix.pt that pruned "
+                            "runs with --prune-epoch E fork from (advprune.prefix)")
+    p.add_argument("--dataset", required=True, help="a prepared dataset: <data-root>/<dataset>.npz")
+    p.add_argument("--prune-epoch", type=_integer(1), required=True, help="E: the full-data epochs of the prefix")
+    p.add_argument("--seed", type=_SEED, required=True, help="the seed of the runs that fork from it")
+    p.add_argument("--out", type=Path, required=True, help="prefix directory: <out>/prefix.pt is written")
+    p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"],
+                   help="the forks' schedule (default: the dataset's setting, rescale)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="default: the dataset's setting, fp32")
+    p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, as the forks' `train --set` (repeatable)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
+    _add_device_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: one log line per epoch instead")
+    p.set_defaults(handler=_prefix)
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -292,6 +314,11 @@ def _train(args: argparse.Namespace) -> int:
         schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
     )
     key = ModelKey.from_settings(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, resolved)
+    if args.fork_from:
+        from advprune.prefix import PrefixKey
+
+        if PrefixKey.of(key) is None:
+            raise ValueError("--fork-from: only a pruned run with --prune-epoch >= 1 starts from a prefix")
     device = choose_device(args.device)
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
@@ -357,8 +384,43 @@ def _train_locked(args: argparse.Namespace, resolved: dict, key, placement, arra
     )
     if trainer.try_resume():
         print(f"resuming {args.out} after epoch {trainer.state['epoch']}", file=sys.stderr)
+    elif args.fork_from:
+        trainer.fork_from(Path(args.fork_from))
+        print(f"forking {args.out} from {args.fork_from} after epoch {trainer.state['epoch']}", file=sys.stderr)
     summary = trainer.fit()
     print(json.dumps({k: summary[k] for k in ("n_kept", "train_seconds", "final_pgd_acc", "collapsed")}))
+    return 0
+
+
+def _prefix(args: argparse.Namespace) -> int:
+    from filelock import FileLock, Timeout
+
+    from advprune import datasets, gpu_slots
+    from advprune.prefix import PrefixKey, build_prefix, prefix_trainer
+    from advprune.runtime import check_writable_directory, choose_device
+
+    resolved = settings_module.resolve(
+        args.dataset, args.config, args.overrides,
+        schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
+    )
+    key = PrefixKey(args.dataset, resolved["precision"], resolved["schedule_after_pruning"], args.prune_epoch,
+                    args.seed)
+    device = choose_device(args.device)
+    data_file = datasets.canonical_path(args.data_root, args.dataset)
+    arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
+    check_writable_directory(args.out, "--out")
+    lock = args.out / ".train.lock"  # one writer per directory, as `train`
+    try:
+        held = FileLock(lock, timeout=0).acquire()
+    except Timeout:
+        raise ValueError(f"another process is writing {args.out} (it holds {lock}); wait for it to end") from None
+    with held, gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
+        trainer = prefix_trainer(
+            key, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=placement.device,
+            dataset_sha256=datasets.file_sha256(data_file), jobs_on_device=placement.jobs_on_device,
+            gpu=placement.gpu, show_progress=_progress_bar(args),
+        )
+        print(build_prefix(trainer, args.prune_epoch))
     return 0
 
 
@@ -561,13 +623,17 @@ def _cost(args: argparse.Namespace) -> int:
     plans = {name: models_of(name) for name in targets}  # every name checked before anything is printed
     jobs = "one job per GPU" if args.jobs_per_gpu == 1 else f"training at {args.jobs_per_gpu} jobs per GPU"
     print(f"Estimated on: {timings['device']}; {jobs}; AutoAttack on {config['n_examples']} points.")
-    print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) |")
-    print("|---|---|---|---|---|---|")
+    print("Epochs: full-data epochs trained (a pruned epoch counts its keep), every model from scratch and as the "
+          "workflow trains them, pruned models forking from one prefix per seed and pruning epoch.")
+    print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) "
+          "| epochs from scratch | epochs with prefixes | epochs saved |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, (keys, evaluated) in plans.items():
         cost = estimate(keys, timings, config["n_examples"], evaluated=evaluated)
         datasets = ", ".join(f"{d} {n}" for d, n in sorted(cost.per_dataset.items()))
+        saved = f"{cost.epochs_saved:.0f} ({cost.epochs_saved / cost.epochs_from_scratch:.0%})" if keys else "0"
         print(f"| {name} | {cost.models} | {datasets} | {cost.training_hours:.1f} | {cost.evaluation_hours:.1f} "
-              f"| {cost.total_hours:.1f} |")
+              f"| {cost.total_hours:.1f} | {cost.epochs_from_scratch:.0f} | {cost.epochs:.0f} | {saved} |")
     return 0
 
 
@@ -581,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_publish,
-        _add_missing, _add_toy, _add_cost, _add_settings, _add_bench,
+        _add_missing, _add_toy, _add_cost, _add_settings, _add_bench, _add_prefix,
     ):
         add(commands)
     return parser

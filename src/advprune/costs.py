@@ -11,6 +11,7 @@ import yaml
 
 from advprune.settings import resolve
 from advprune.identity import FULL, ModelKey
+from advprune.prefix import PrefixKey
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,14 @@ class Cost:
     per_dataset: dict[str, int]
     training_hours: float
     evaluation_hours: float
+    # Training in full-data epochs (a pruned epoch counts its keep): every model from scratch, and as the workflow
+    # trains them, each prefix's e epochs once for all its forks (advprune.prefix).
+    epochs_from_scratch: float = 0.0
+    epochs: float = 0.0
+
+    @property
+    def epochs_saved(self) -> float:
+        return self.epochs_from_scratch - self.epochs
 
     @property
     def total_hours(self) -> float:
@@ -41,18 +50,28 @@ def load_timings(path: str | Path | None = None, jobs_per_gpu: int = 1) -> dict[
 
 
 def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int, evaluated: bool = True) -> Cost:
-    """A pruned run costs (e + (E - e) * keep) / E of a full one; evaluation scales with n_examples."""
+    """A pruned run costs (e + (E - e) * keep) / E of a full one, less its first e epochs where it forks from a
+    prefix, which costs e epochs once per (dataset, precision, schedule, e, seed); evaluation scales with
+    n_examples. A prefix of one model saves nothing, so the estimate is the same where the workflow trains that
+    model from scratch instead (it plans a prefix only where two or more models share it, plan.prefixes_of)."""
     keys = list(keys)
-    training = evaluation = 0.0
+    training = evaluation = from_scratch = trained = 0.0
     per_dataset: dict[str, int] = {}
+    prefixes: set[PrefixKey] = set()
     for key in keys:
         if key.dataset not in timings["datasets"]:
             raise ValueError(f"no timings for dataset {key.dataset!r}; known: {', '.join(timings['datasets'])}")
         timing = timings["datasets"][key.dataset]
         epochs = resolve(key.dataset)["epochs"]
         share = 1.0 if key.strategy == FULL else (key.prune_epoch + (epochs - key.prune_epoch) * key.keep) / epochs
-        training += timing["epoch_seconds"] * epochs * share
+        prefix = PrefixKey.of(key)
+        forked = epochs * share - (prefix.epoch if prefix else 0)
+        if prefix is not None and prefix not in prefixes:
+            prefixes.add(prefix)
+            forked += prefix.epoch
+        training += timing["epoch_seconds"] * forked
+        from_scratch, trained = from_scratch + epochs * share, trained + forked
         if evaluated:
             evaluation += timing["autoattack_seconds_per_1000"] * n_examples / 1000
         per_dataset[key.dataset] = per_dataset.get(key.dataset, 0) + 1
-    return Cost(len(keys), per_dataset, training / 3600, evaluation / 3600)
+    return Cost(len(keys), per_dataset, training / 3600, evaluation / 3600, from_scratch, trained)

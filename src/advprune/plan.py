@@ -6,6 +6,7 @@ directory and the full-data sentinel are advprune.identity's.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -13,6 +14,7 @@ from advprune import artefacts as registry
 from advprune.artefacts import DATA, MODEL_GRID, SIMULATION
 from advprune.datasets import check_n_examples
 from advprune.identity import ModelKey, sorted_keys
+from advprune.prefix import PrefixKey
 from advprune.pruning import STRATEGIES
 from advprune.settings import deep_update, known_datasets, number_problem, resolve
 from advprune.toy import ToyParameters
@@ -106,6 +108,33 @@ def training_words(key: ModelKey, config: dict[str, Any]) -> list[str]:
     for override in config["training_overrides"].get(key.dataset, []):
         words += ["--set", override]
     return words
+
+
+def prefixes_of(keys: Iterable[ModelKey]) -> list[PrefixKey]:
+    """The prefixes (advprune.prefix) the workflow trains for these models, each once: those that two or more of
+    them would fork from. A prefix of one model saves nothing (its e epochs are trained once either way) and costs a
+    job, so that model trains from scratch. The workflow passes every model of the configured plan (all_models), so
+    the target asked for never changes whether a model forks."""
+    counts = Counter(prefix for key in keys if (prefix := PrefixKey.of(key)) is not None)
+    return sorted((prefix for prefix, n in counts.items() if n >= 2),
+                  key=lambda p: (p.dataset, p.precision, p.schedule, p.epoch, p.seed))  # fmt: skip
+
+
+def prefix_words(key: PrefixKey, config: dict[str, Any]) -> list[str]:
+    """The `advprune prefix` arguments of a prefix (besides --out): the settings its forks train with."""
+    words = [
+        "--dataset", key.dataset, "--prune-epoch", str(key.epoch), "--seed", str(key.seed), "--precision",
+        key.precision, "--schedule-after-pruning", key.schedule, "--device", config["device"],
+        "--data-root", config["data_root"],
+    ]  # fmt: skip
+    for override in config["training_overrides"].get(key.dataset, []):
+        words += ["--set", override]
+    return words
+
+
+def keeps_prefixes(config: dict[str, Any], dataset: str) -> bool:
+    """Whether a dataset's prefixes stay after their forks are trained (config keep_prefixes; kept if not named)."""
+    return bool(config.get("keep_prefixes", {}).get(dataset, True))
 
 
 def _check_artefact_names(config: dict[str, Any]) -> None:

@@ -198,10 +198,22 @@ class Trainer:
         self.state["resumed_at_epochs"] = [*state["resumed_at_epochs"], state["epoch"]]
         return True
 
+    def fork_from(self, prefix: Path) -> None:
+        """Start this pruned run from its prefix (advprune.prefix): the state after its first prune_epoch full-data
+        epochs, trained once for the seed. The prefix becomes this run's resume.pt and is read by try_resume, the
+        code every resume goes through; a fork killed before its first epoch ends resumes from that file."""
+        from advprune.prefix import adopt_prefix
+
+        adopt_prefix(self, prefix)
+        self.try_resume()
+        self.state["resumed_at_epochs"] = self.state["resumed_at_epochs"][:-1]  # a fork starts there, not resumes
+
     # -- the loop -------------------------------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
+    def fit(self, stop_at: int | None = None) -> dict[str, Any] | None:
+        """Train to the end and write the model; with `stop_at` (a prefix), stop after that epoch, with the state
+        in resume.pt, and return None."""
         s, key = self.settings, self.key
-        epochs = s["epochs"]
+        epochs = s["epochs"] if stop_at is None else stop_at
         n_train = len(self.labels)
         full_batches = -(-n_train // s["batch_size"])
         self.model.train()
@@ -228,6 +240,8 @@ class Trainer:
             bar.update()
             self._log_epoch(record, epochs)
         bar.close()
+        if stop_at is not None:
+            return None
         return self._finish(n_train)
 
     def _log_epoch(self, record: dict[str, Any], epochs: int) -> None:
@@ -398,6 +412,7 @@ class Trainer:
             "collapsed": collapse_epoch is not None,
             "collapse_epoch": collapse_epoch,
             "resumed_at_epochs": state["resumed_at_epochs"],
+            "forked_from": state.get("forked_from"),  # the prefix it started from (advprune.prefix), or None
             "history": state["history"],
             "device": device_name(self.device),
             "jobs_on_device": self.jobs_on_device,

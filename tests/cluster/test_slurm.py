@@ -38,9 +38,13 @@ REPO = HERE.parents[1]
 ACCOUNT = "advprune_ci"  # tests/cluster/profile.yaml names it
 TARGET = "figures/fig2.pdf"
 # fig2 on the digits stand-in for MNIST, one seed: the full-data model and random keep 0.4 after one epoch, each
-# trained and AutoAttacked, in 5 epochs (the pruned run is stopped after epoch 2 and resumes for the other 3).
+# trained and AutoAttacked, in 5 epochs (the pruned run is stopped after epoch 2 and resumes for the other 3). The
+# pruned run forks from its prefix (the seed's first epoch, advprune.prefix), a Slurm job of its own that it waits for:
+# fig7 at e=1 (not built by the target) shares that prefix, and a prefix is planned where two models of the plan
+# share it.
 OVERLAY = {
-    "artefacts": {"fig2": {"roles": ["mnist"], "keep": [0.4, 1.0], "prune_epoch": 1, "seeds": 1}},
+    "artefacts": {"fig2": {"roles": ["mnist"], "keep": [0.4, 1.0], "prune_epoch": 1, "seeds": 1},
+                  "fig7": {"prune_epoch": 1}},
     "training_overrides": {"digits-mnist": ["epochs=5"]},
 }
 EPOCHS = 5
@@ -48,6 +52,7 @@ PAUSE_EPOCH = 2  # after the pruning (epoch 1): the resumed job must restore the
 PAUSED = "paused"  # the marker file tests/pause_training.py writes in the cluster copy once the run waits
 CANCELLED = "results/models/digits-mnist/fp32/random_keep0.4_e1_rescale/seed0"
 CANCELLED_COMMENT = "rule_train_model_wildcards_digits-mnist_fp32_random_keep0.4_e1_rescale_0"
+PREFIX = "results/prefixes/digits-mnist/fp32/rescale_e1/seed0/prefix.pt"
 GROUP_COMMENT = "rule_evaluation_evaluate_model"  # the plugin's comment for a job of group `evaluation`
 TIMING_COLUMNS = ["train_seconds", "scoring_seconds", "time_seconds", "time_minutes", "eval_seconds"]
 # Each rule's job sets OMP_NUM_THREADS to its threads (1) itself; pinned here too, for the Snakemake processes.
@@ -159,7 +164,7 @@ def processes_of(directory: Path) -> list[int]:
 
 
 def sacct_jobs(run_id: str) -> pd.DataFrame:
-    fields = ["JobID", "JobName", "Comment", "Partition", "Account", "AllocTRES", "State"]
+    fields = ["JobID", "JobName", "Comment", "Partition", "Account", "AllocTRES", "State", "Start", "End"]
     result = _run(["sacct", "-X", "--parsable2", "--noheader", "--starttime", "now-1days", "--name", run_id,
                    f"--format={','.join(fields)}"], timeout=60)
     assert result.returncode == 0, result.stderr
@@ -234,7 +239,13 @@ def test_sacct_lists_exactly_the_planned_jobs(runs):
     assert trainings["Comment"].nunique() == planned["train_model"]
     assert (trainings["Comment"] == CANCELLED_COMMENT).sum() == 2
     assert (jobs["Comment"] == GROUP_COMMENT).sum() == groups
-    assert len(jobs) == planned["train_model"] + 1 + groups, "a job that should have run locally went to Slurm"
+    # The prefix: one job, which the fork's first job waits for (sacct's times are ISO 8601, to the second).
+    prefixes = jobs[jobs["Comment"].str.startswith("rule_train_prefix_")]
+    assert len(prefixes) == planned["train_prefix"] == 1
+    fork = trainings[trainings["Comment"] == CANCELLED_COMMENT]
+    assert fork["Start"].min() >= prefixes["End"].iloc[0]
+    assert len(jobs) == planned["train_model"] + 1 + len(prefixes) + groups, (
+        "a job that should have run locally went to Slurm")
     states = jobs.set_index("JobID")["State"].str.split().str[0]  # "CANCELLED by 0" -> "CANCELLED"
     assert states.pop(runs["cancelled"]["job"]) == "CANCELLED"
     assert (states == "COMPLETED").all()
@@ -259,6 +270,11 @@ def test_cancelled_training_resumed_to_the_uninterrupted_result(runs):
     assert len(resumed["history"]) == len(uninterrupted["history"]) == EPOCHS
     assert uninterrupted["resumed_at_epochs"] == []
     assert not (cluster / "resume.pt").exists()
+    # Both forked from their prefix after epoch 1, which the cancel (after epoch 2) did not make it start again from.
+    for summary, directory in ((resumed, runs["cluster"]), (uninterrupted, runs["local"])):
+        assert summary["forked_from"] == {"prefix": PREFIX, "epoch": 1,
+                                          "weights_sha256": summary["history"][0]["weights_sha256"]}
+        assert (directory / PREFIX).exists()  # digits-mnist keeps its prefixes (config keep_prefixes)
     # ... and ended where the uninterrupted run did: the same weights, pruning decision and per-epoch history.
     weights = [torch.load(d / "model.pt", weights_only=True)["model_state"] for d in (cluster, local)]
     assert weights[0].keys() == weights[1].keys()
