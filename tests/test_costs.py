@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from advprune.costs import estimate
+from advprune.costs import estimate, missing_timings
 from advprune.identity import ModelKey
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +26,25 @@ def test_pruned_run_costs_its_share_of_a_full_one():
     assert cost.per_dataset == {"cifar10": 2}
 
 
-def test_unknown_dataset_is_refused():
-    key = ModelKey.create("mnist", "random", 1.0, None, 0)
-    with pytest.raises(ValueError, match="no timings for dataset 'mnist'"):
-        estimate([key], TIMINGS, n_examples=1000)
+def test_a_dataset_without_timings_has_epochs_but_no_hours():
+    keys = [ModelKey.create("mnist", "random", 1.0, None, 0), ModelKey.create("cifar10", "random", 1.0, None, 0)]
+    cost = estimate(keys, TIMINGS, n_examples=1000)
+    assert cost.training_hours is cost.evaluation_hours is cost.total_hours is None
+    assert cost.epochs_from_scratch == 10 + 15 and cost.per_dataset == {"mnist": 1, "cifar10": 1}
+    assert missing_timings(keys, TIMINGS) == ["mnist"]
+
+
+def test_cost_command_on_the_demo_config_prints_the_whole_table():
+    """The demo's digits have no timings (they are not the paper's datasets): epochs for every target, hours n/a,
+    and a line that says why, not a table cut off by an error."""
+    result = subprocess.run([sys.executable, "-m", "advprune", "cost", "--configfile", "config.yaml",
+                             "profiles/demo/demo.yaml"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ") and "target" not in line]
+    assert rows[-1][1].strip() == "all" and len(rows) >= 10
+    assert all(row[4].strip() == "n/a" for row in rows if row[2].strip() != "0")
+    assert all(float(row[7]) >= float(row[8]) for row in rows)
+    assert "n/a: no timings for digits-cifar, digits-mnist" in result.stdout
 
 
 def test_cost_command_on_the_paper_config():

@@ -589,7 +589,7 @@ def _toy(args: argparse.Namespace) -> int:
 def _cost(args: argparse.Namespace) -> int:
     from advprune import artefacts, plan
     from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
-    from advprune.costs import estimate, load_timings
+    from advprune.costs import estimate, load_timings, missing_timings
     from advprune.report.claim_rules import load_claims
 
     # As with Snakemake's --configfile, targets may follow the files: argparse gives them to --configfile, so a
@@ -628,12 +628,18 @@ def _cost(args: argparse.Namespace) -> int:
     print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) "
           "| epochs from scratch | epochs with prefixes | epochs saved |")
     print("|---|---|---|---|---|---|---|---|---|")
+    def hours(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
     for name, (keys, evaluated) in plans.items():
         cost = estimate(keys, timings, config["n_examples"], evaluated=evaluated)
         datasets = ", ".join(f"{d} {n}" for d, n in sorted(cost.per_dataset.items()))
         saved = f"{cost.epochs_saved:.0f} ({cost.epochs_saved / cost.epochs_from_scratch:.0%})" if keys else "0"
-        print(f"| {name} | {cost.models} | {datasets} | {cost.training_hours:.1f} | {cost.evaluation_hours:.1f} "
-              f"| {cost.total_hours:.1f} | {cost.epochs_from_scratch:.0f} | {cost.epochs:.0f} | {saved} |")
+        print(f"| {name} | {cost.models} | {datasets} | {hours(cost.training_hours)} | {hours(cost.evaluation_hours)} "
+              f"| {hours(cost.total_hours)} | {cost.epochs_from_scratch:.0f} | {cost.epochs:.0f} | {saved} |")
+    if missing := missing_timings((key for keys, _ in plans.values() for key in keys), timings):
+        print(f"n/a: no timings for {', '.join(missing)} (known: {', '.join(timings['datasets'])}); `advprune bench` "
+              "measures them on this machine, and `--timings` reads its JSON.")
     return 0
 
 

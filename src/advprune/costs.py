@@ -18,8 +18,9 @@ from advprune.prefix import PrefixKey
 class Cost:
     models: int
     per_dataset: dict[str, int]
-    training_hours: float
-    evaluation_hours: float
+    # None where a dataset of the models has no timings (a plugin's, the demo's digits): its epochs still count.
+    training_hours: float | None
+    evaluation_hours: float | None
     # Training in full-data epochs (a pruned epoch counts its keep): every model from scratch, and as the workflow
     # trains them, each prefix's e epochs once for all its forks (advprune.prefix).
     epochs_from_scratch: float = 0.0
@@ -30,7 +31,9 @@ class Cost:
         return self.epochs_from_scratch - self.epochs
 
     @property
-    def total_hours(self) -> float:
+    def total_hours(self) -> float | None:
+        if self.training_hours is None or self.evaluation_hours is None:
+            return None
         return self.training_hours + self.evaluation_hours
 
 
@@ -53,15 +56,15 @@ def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int,
     """A pruned run costs (e + (E - e) * keep) / E of a full one, less its first e epochs where it forks from a
     prefix, which costs e epochs once per (dataset, precision, schedule, e, seed); evaluation scales with
     n_examples. A prefix of one model saves nothing, so the estimate is the same where the workflow trains that
-    model from scratch instead (it plans a prefix only where two or more models share it, plan.prefixes_of)."""
+    model from scratch instead (it plans a prefix only where two or more models share it, plan.prefixes_of).
+    Hours are None where a dataset has no timings (missing_timings names them)."""
     keys = list(keys)
     training = evaluation = from_scratch = trained = 0.0
     per_dataset: dict[str, int] = {}
     prefixes: set[PrefixKey] = set()
+    unknown = {"epoch_seconds": float("nan"), "autoattack_seconds_per_1000": float("nan")}
     for key in keys:
-        if key.dataset not in timings["datasets"]:
-            raise ValueError(f"no timings for dataset {key.dataset!r}; known: {', '.join(timings['datasets'])}")
-        timing = timings["datasets"][key.dataset]
+        timing = timings["datasets"].get(key.dataset, unknown)
         epochs = resolve(key.dataset)["epochs"]
         share = 1.0 if key.strategy == FULL else (key.prune_epoch + (epochs - key.prune_epoch) * key.keep) / epochs
         prefix = PrefixKey.of(key)
@@ -74,4 +77,11 @@ def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int,
         if evaluated:
             evaluation += timing["autoattack_seconds_per_1000"] * n_examples / 1000
         per_dataset[key.dataset] = per_dataset.get(key.dataset, 0) + 1
-    return Cost(len(keys), per_dataset, training / 3600, evaluation / 3600, from_scratch, trained)
+    known = not missing_timings(keys, timings)
+    return Cost(len(keys), per_dataset, training / 3600 if known else None, evaluation / 3600 if known else None,
+                from_scratch, trained)
+
+
+def missing_timings(keys: Iterable[ModelKey], timings: dict[str, Any]) -> list[str]:
+    """The datasets of these models that the timings do not cover, sorted."""
+    return sorted({key.dataset for key in keys} - set(timings["datasets"]))
