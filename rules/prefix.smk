@@ -8,25 +8,36 @@ from advprune.prefix import PREFIX_DIRECTORY, PREFIX_FILE, PrefixKey, started_fr
 PREFIX_PATTERN = str(Path(PREFIX_DIRECTORY, PREFIX_FILE))
 
 
-# The prefixes that two or more models of the configured plan fork from (plan.prefixes_of), computed once at DAG
-# build from every artefact this configuration builds, not from the target asked for: adding a target never
-# changes whether a model forks. A model whose prefix would serve it alone trains from scratch.
-SHARED_PREFIXES = frozenset(plan.prefixes_of(plan.all_models(config)))
+# The prefixes that two or more models of the configured plan fork from, each with its forks
+# (plan.forks_by_prefix), computed once at DAG build from every artefact this configuration builds, not from the
+# target asked for: adding a target never changes whether a model forks. A model whose prefix would serve it alone
+# trains from scratch.
+FORKS = plan.forks_by_prefix(plan.all_models(config))
 
 
 def fork_prefix(w):
     """A pruned model's prefix, as an input of its training: [] for e = 0, the full-data model, a model whose prefix
     no other model of the plan shares, and a model trained from scratch (all those trained before prefixes): their
     inputs stay the ones Snakemake recorded, so they are not replanned; a model that began as a fork keeps its
-    prefix, even if the plan no longer shares it. ancient: a prefix rebuilt later (for a new cell) is not newer work
-    for the forks already trained."""
+    prefix, even if the plan no longer shares it.
+
+    Not ancient(): a prefix retrained because the method or a setting changed must retrain its forks, and when a
+    job reruns Snakemake (9.27) checks neither the params of its consumers nor, where their input is ancient and
+    present, their need to rerun: a METHOD_VERSION bump would leave them stale."""
     key = PrefixKey.of(ModelKey.from_run_name(w.dataset, w.precision, w.run, w.seed))
     if key is None:
         return []
     forked = started_from_prefix(key_directory(w))
-    if forked is None:  # not begun: it forks where the plan shares its prefix
-        forked = key in SHARED_PREFIXES
-    return [ancient(key.path)] if forked else []
+    if forked is None:  # not begun: it forks where the plan shares its prefix and the prefix is still to be had
+        forked = key in FORKS and not used_up(key)
+    return [key.path] if forked else []
+
+
+def used_up(key):
+    """A prefix gone after forks were trained from it (keep_prefixes false, or refused as damaged): a model added
+    later trains from scratch (bit for bit the same on the CPU), as rebuilding the prefix would make Snakemake train
+    every finished fork of it again."""
+    return not Path(key.path).exists() and any(started_from_prefix(model.directory) for model in FORKS[key])
 
 
 def key_directory(w):

@@ -154,7 +154,11 @@ def test_demo_training_logs_have_a_timestamped_line_per_epoch(demo) -> None:
         text = log.read_text()
         epochs = re.findall(rf"^{TIMESTAMP} INFO advprune\.training: epoch (\d+)/(\d+): lr \S+, loss \S+, "
                             r"train acc \S+, PGD acc \S+, \d+ points, \S+ s$", text, flags=re.M)
-        assert [int(e) for e, _ in epochs] == [row["epoch"] for row in summary["history"]], log
+        logged = [row["epoch"] for row in summary["history"]]
+        if summary["forked_from"] is not None:  # its first epochs are its prefix's, logged by the prefix's job
+            assert f"from {summary['forked_from']['prefix']} after epoch {summary['forked_from']['epoch']}" in text
+            logged = [epoch for epoch in logged if epoch > summary["forked_from"]["epoch"]]
+        assert [int(e) for e, _ in epochs] == logged, log
         pruned = re.findall(rf"^{TIMESTAMP} INFO advprune\.training: pruned after epoch (\d+): \S+ keeps (\d+) of",
                             text, flags=re.M)
         if summary["prune_epoch"] is None:
@@ -162,6 +166,10 @@ def test_demo_training_logs_have_a_timestamped_line_per_epoch(demo) -> None:
         else:
             assert pruned == [(str(summary["prune_epoch"]), str(summary["n_kept"]))], log
         assert "\r" not in text  # no progress bar in a log file
+    for log in sorted((directory / "logs/train_prefix").rglob("*.log")):  # a prefix logs its e epochs
+        epoch = int(log.parent.name.rpartition("_e")[2])
+        epochs = re.findall(rf"^{TIMESTAMP} INFO advprune\.training: epoch (\d+)/\d+: ", log.read_text(), flags=re.M)
+        assert [int(e) for e in epochs] == list(range(1, epoch + 1)), log
 
 
 @pytest.mark.workflow

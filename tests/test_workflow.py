@@ -437,17 +437,26 @@ def test_adding_a_seed_trains_only_that_seed(demo, tmp_path):
 
 @pytest.mark.slow
 def test_adding_a_strategy_trains_only_its_models_from_the_existing_prefixes(demo, tmp_path):
-    """A cell added at a pruning epoch whose prefixes are kept (digits-mnist) trains its models alone; where they
-    were deleted (digits-cifar, keep_prefixes false in the demo), their prefixes once more, never a full model."""
+    """A cell added at a pruning epoch whose prefixes are kept (digits-mnist) forks from them; where they were
+    deleted (digits-cifar, keep_prefixes false in the demo), its models train from scratch: a rebuilt prefix would
+    retrain the forks already trained from it. Never a full model, never a finished fork."""
     directory, _ = demo
     overlay = write_config_overlay(tmp_path, {"artefacts": {"table1": {"strategies": ["low+high", "random", "high"]}}})
-    jobs = planned_jobs(directory, "--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml",
-                        str(overlay))
+    command = ["--profile", "profiles/demo", "--configfile", "profiles/demo/demo.yaml", str(overlay)]
+    jobs = planned_jobs(directory, *command)
     # table1: high keep 0.4 (e=3) x 2 seeds x 2 digits variants.
     assert jobs["train_model"] == 4 and jobs["evaluate_model"] == 4
-    assert jobs.get("train_prefix", 0) == 0 and jobs["train_prefix_temporary"] == 2
+    assert jobs.get("train_prefix", 0) + jobs.get("train_prefix_temporary", 0) == 0
     assert sorted(directory.glob("results/prefixes/digits-mnist/fp32/*/*/prefix.pt"))  # kept
     assert not sorted(directory.glob("results/prefixes/digits-cifar/fp32/*/*/prefix.pt"))  # deleted
+    # The commands: the digits-mnist ones fork, the digits-cifar ones start from scratch.
+    result = snakemake(directory, "-n", "--printshellcmds", *command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trains = [line for line in result.stdout.splitlines() if "python -m advprune train " in line]
+    assert len(trains) == 4 and all("high_keep0.4_e3_rescale" in line for line in trains)
+    forks = sorted(re.search(r"--fork-from=(\S*)", line).group(1) for line in trains)
+    assert forks == ["", "", "results/prefixes/digits-mnist/fp32/rescale_e3/seed0/prefix.pt",
+                     "results/prefixes/digits-mnist/fp32/rescale_e3/seed1/prefix.pt"], trains
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ directory and the full-data sentinel are advprune.identity's.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -110,14 +109,23 @@ def training_words(key: ModelKey, config: dict[str, Any]) -> list[str]:
     return words
 
 
+def forks_by_prefix(keys: Iterable[ModelKey]) -> dict[PrefixKey, list[ModelKey]]:
+    """The prefixes (advprune.prefix) the workflow trains for these models, each with the models that fork from it:
+    those that two or more of them would fork from. A prefix of one model saves nothing (its e epochs are trained
+    once either way) and costs a job, so that model trains from scratch. The workflow passes every model of the
+    configured plan (all_models), so the target asked for never changes whether a model forks."""
+    forks: dict[PrefixKey, list[ModelKey]] = {}
+    for key in dict.fromkeys(keys):
+        if (prefix := PrefixKey.of(key)) is not None:
+            forks.setdefault(prefix, []).append(key)
+    shared = sorted((p for p, models in forks.items() if len(models) >= 2),
+                    key=lambda p: (p.dataset, p.precision, p.schedule, p.epoch, p.seed))  # fmt: skip
+    return {prefix: forks[prefix] for prefix in shared}
+
+
 def prefixes_of(keys: Iterable[ModelKey]) -> list[PrefixKey]:
-    """The prefixes (advprune.prefix) the workflow trains for these models, each once: those that two or more of
-    them would fork from. A prefix of one model saves nothing (its e epochs are trained once either way) and costs a
-    job, so that model trains from scratch. The workflow passes every model of the configured plan (all_models), so
-    the target asked for never changes whether a model forks."""
-    counts = Counter(prefix for key in keys if (prefix := PrefixKey.of(key)) is not None)
-    return sorted((prefix for prefix, n in counts.items() if n >= 2),
-                  key=lambda p: (p.dataset, p.precision, p.schedule, p.epoch, p.seed))  # fmt: skip
+    """The prefixes of forks_by_prefix, in order."""
+    return list(forks_by_prefix(keys))
 
 
 def prefix_words(key: PrefixKey, config: dict[str, Any]) -> list[str]:

@@ -41,7 +41,8 @@ FORK_RECORD = "fork.json"
 
 
 class DamagedPrefix(RunFailure):
-    """A prefix file that cannot be read as one: removed, so that the next run of the workflow rebuilds it."""
+    """A prefix file that cannot be read as one: removed, so that the next run of the workflow rebuilds it (or, where
+    forks of it are trained already, trains the fork that refused it from scratch: rules/prefix.smk)."""
 
 
 class ForeignPrefix(ValueError):
@@ -156,7 +157,8 @@ def adopt_prefix(trainer: "Trainer", path: Path) -> dict[str, Any]:
     except ValueError as error:
         path.unlink(missing_ok=True)
         raise DamagedPrefix(f"refused a damaged prefix: {' '.join(str(error).split())}; it was removed, so running "
-                            "the workflow again rebuilds it") from None
+                            "the workflow again rebuilds it (or trains this model from scratch where other forks of it "
+                            "are trained)") from None
     record = {"prefix": str(path), "epoch": trainer.key.prune_epoch,
               "weights_sha256": checkpoint["state"]["history"][-1]["weights_sha256"]}  # fmt: skip
     write_json(trainer.out_dir / FORK_RECORD, record)
