@@ -14,7 +14,7 @@ usage="usage: bash scripts/device-check.sh OUT [--device cuda|cpu] [--tiny] [--w
 out=${1:-}
 [ -n "$out" ] && [ "${out#-}" = "$out" ] || { echo "device-check: error: $usage" >&2; exit 2; }
 shift
-device=cuda tiny=0 wheels="" mnist="$repo/../shared/data/mnist-raw"
+device=cuda tiny=0 wheels="" mnist=""  # no --mnist: config.yaml's sources (the official mirror; needs network)
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=${2:-}; shift 2 ;;
@@ -74,7 +74,8 @@ echo "python: $python"
 # In this process, whatever pyproject's addopts say: the GPU tests share one device, and the wheel set has no xdist.
 step pytest-gpu "$python" -m pytest -o addopts="" -m gpu tests/test_gpu.py -p no:cacheprovider -rA -s --junitxml "$out/pytest-gpu.xml"
 
-# 3. Two real models through the workflow: MNIST on a GPU (offline copy --mnist), the digits on a CPU with --tiny.
+# 3. Two real models through the workflow: MNIST on a GPU (an offline copy with --mnist, else downloaded), the
+# digits on a CPU with --tiny.
 workflow=$out/workflow
 rm -rf "$workflow" && mkdir -p "$workflow"
 cp -r Snakefile rules schemas report profiles envs config.yaml src "$workflow"/
@@ -82,7 +83,7 @@ if [ "$tiny" = 1 ]; then
   dataset=digits-mnist n=10 overlay="datasets: {mnist: digits-mnist, cifar10: digits-cifar}"
 else
   dataset=mnist n=1000 overlay="datasets: {mnist: mnist, cifar10: cifar10}
-sources: {mnist: $mnist, cifar10: null}"
+sources: {${mnist:+mnist: $mnist, }cifar10: null}"
 fi
 cat > "$workflow/device-check.yaml" <<EOF
 $overlay
