@@ -1,4 +1,5 @@
-"""The tidy table: one row per trained model, built from its `train.json` and `metrics.json`.
+"""The tidy table: one row per trained model, built from its `train.json` and its evaluation
+(`autoattack-n<N>.json`, identity.EVALUATION_FILE).
 
 Every figure and table is drawn from this table only. Accuracies become percent here, once; times stay in seconds
 with `time_minutes` beside them. Column order is fixed (`COLUMNS`) and rows are sorted, so the CSV is stable.
@@ -56,7 +57,7 @@ NUMBER = (int, float)
 
 
 class RunRecordError(ValueError):
-    """A train.json or metrics.json that lacks a key or holds a value of the wrong kind."""
+    """A train.json or evaluation file that lacks a key or holds a value of the wrong kind."""
 
 
 def _get(record: dict[str, Any], key: str, kinds: tuple[type, ...], path: Path, nullable: bool = False) -> Any:
@@ -213,7 +214,7 @@ def _missing_text_as_none(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def collect(pairs: list[tuple[Path, Path]], n_examples: int | None = None) -> pd.DataFrame:
-    """One row per (train.json, metrics.json) pair, columns `COLUMNS`, rows sorted by `SORT_KEYS`; with `n_examples`,
+    """One row per (train.json, evaluation file) pair, columns `COLUMNS`, rows sorted by `SORT_KEYS`; with `n_examples`,
     every metrics file must be the evaluation on that many points (autoattack-n<N>.json)."""
     rows = [_row(Path(train), Path(metrics), n_examples) for train, metrics in pairs]
     df = _missing_text_as_none(pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES))
