@@ -24,7 +24,7 @@ wildcard_constraints:
     run=run_pattern(),
     seed=r"\d+",
     n=r"\d+",
-    artefact="|".join(artefacts.names(MODEL_GRID)),
+    artefact="|".join(artefacts.names(ModelGrid)),
 
 
 include: "rules/data.smk"

@@ -8,13 +8,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from advprune import METHOD_VERSION, artefacts, plan, plugins
-from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
+from advprune.kinds import ModelGrid, artefact_table, data_file
 from advprune.cli import WORKFLOW_JOB
 from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
 from advprune.identity import EVALUATION_FILE, MODEL_DIRECTORY, ModelKey, run_pattern
 from advprune.imports import module_files
-from advprune.report.captions import caption_facts
-from advprune.report.claim_rules import load_claims
 
 # A registry entry's default_config is its grid where config.yaml has none (a new figure needs no config edit).
 config["artefacts"] = artefacts.with_default_configs(config.get("artefacts", {}))
@@ -67,8 +65,8 @@ shell.prefix(
 
 # Path templates: a model's directory names every setting that changes its weights (advprune.identity); an
 # artefact's tidy table holds one row per model of its grid (rules/aggregate.smk).
-DATA_FILE = str(Path(config["data_root"], "{dataset}.npz"))
-ARTEFACT_TABLE = "results/artefacts/{artefact}.csv"
+DATA_FILE = data_file(config, "{dataset}")
+ARTEFACT_TABLE = artefact_table("{artefact}")
 
 
 def model_file(name):
@@ -84,11 +82,10 @@ def workflow_file(*parts):
 
 def code_files(*modules):
     """The package's source files that importing `modules` loads (advprune.imports, read from the imports at DAG
-    build): a job depends on exactly the code it runs, so editing a module reruns those jobs and no others.
-    The registry is left out: each rule's own entry is its params.entry, so editing one entry reruns one artefact."""
-    src = Path(workflow.basedir, "src")
-    registry = Path(src, *artefacts.__name__.split(".")).with_suffix(".py")
-    return [workflow_file(path) for path in module_files(src, modules) if path != registry]
+    build): a job depends on exactly the code it runs, so editing a module reruns those jobs and no others. The
+    registry and the kinds are not among them (no builder imports them): each rule's entry is its params.entry and
+    its command its params.command, so editing one entry reruns one artefact."""
+    return [workflow_file(path) for path in module_files(Path(workflow.basedir, "src"), modules)]
 
 
 def quoted(*words):
@@ -111,20 +108,7 @@ def finished(keys):
 
 
 def artefact_models(name):
-    return finished(plan.artefact_models(config, name))
-
-
-# Every artefact's files, by name: `snakemake <name>` builds one (rules/targets.smk), `all` builds them all. The
-# named targets are the PDF, a table's .csv/.tex/.md, the claims' .csv/.md (a figure's PNG comes with its PDF).
-ARTEFACT_FILES = {
-    artefact.name: [path for suffix, path in artefact.paths.items() if suffix != "png"]
-    for artefact in artefacts.ARTEFACTS
-}
-# `all` builds the artefacts of the configured roles (config `roles`); the toy model needs none.
-BUILT_ARTEFACTS = plan.built_artefacts(config) + list(artefacts.names(CLAIMS))
-ARTEFACT_TARGETS = [path for name in BUILT_ARTEFACTS for path in ARTEFACT_FILES[name]]
-# The claims' artefacts this configuration builds; claims on the others are reported as not measured.
-CLAIM_ARTEFACTS = sorted({claim.artefact for claim in load_claims()} & set(plan.built_artefacts(config)))
+    return finished(artefacts.get(name).models(config))
 
 
 def provenance_file(name):
@@ -179,75 +163,9 @@ def table_inputs(keys):
     }
 
 
-# -- an artefact's rule, by its kind (advprune.artefacts): inputs, and the `python -m advprune` command -------------
-
-
-def embedding_inputs(name):
-    """fig8 / table2 read the canonical data of each role and the pruning decision of one model."""
-    pruned = plan.pruned_model(config, name)
-    return {
-        "data": [f"{config['data_root']}/{config['datasets'][role]}.npz" for role in plan.artefact_roles(config, name)],
-        "pruning": f"{pruned.directory}/pruning.npz",
-    }
-
-
-def embedding_variants(name):
-    """One `--variant NAME=DATA[:PRUNING]` per panel/row: each role's dataset, plus the pruned model's kept set
-    right after the dataset it was trained on."""
-    pruned = plan.pruned_model(config, name)
-    words = []
-    for role in plan.artefact_roles(config, name):
-        dataset = config["datasets"][role]
-        data = f"{config['data_root']}/{dataset}.npz"
-        words += ["--variant", f"{dataset}={data}"]
-        if dataset == pruned.dataset:
-            words += ["--variant", f"{dataset} pruned={data}:{pruned.directory}/pruning.npz"]
-    return words
-
-
-def option_words(artefact):
-    """The entry's options from config artefacts.<name>, as `--n-points 500` (a list gives several values; `seeds`
-    as a count means 0..n-1)."""
-    spec, words = config["artefacts"][artefact.name], []
-    for key in artefact.options:
-        value = plan.seeds_of(spec[key]) if key == "seeds" else spec[key]
-        words += [f"--{key.replace('_', '-')}", *(value if isinstance(value, list) else [value])]
-    return words
-
-
-def selection_words():
-    return ["--schedule", config["schedule_after_pruning"], "--precision", config["precision"]]
-
-
-ARTEFACT_INPUTS = {
-    MODEL_GRID: lambda name: {"table": ARTEFACT_TABLE.format(artefact=name)},
-    DATA: embedding_inputs,
-    SIMULATION: lambda name: {},
-    CLAIMS: lambda name: {"tables": [ARTEFACT_TABLE.format(artefact=name) for name in CLAIM_ARTEFACTS]},
-}
-# (entry, its inputs, its outputs) -> the `python -m advprune` words, all known when the Snakefile is read: a params
-# value Snakemake records, so a config edit that changes an artefact's command reruns it.
-ARTEFACT_COMMANDS = {
-    MODEL_GRID: lambda a, inputs, outputs: ["render", a.name, "--table", inputs["table"], *selection_words()],
-    DATA: lambda a, inputs, outputs: ["embed", a.name, *embedding_variants(a.name), *option_words(a)],
-    SIMULATION: lambda a, inputs, outputs: ["toy", *option_words(a), "--runs", outputs["runs"]],
-    CLAIMS: lambda a, inputs, outputs: [
-        "claims", *(f"--table={name}={table}" for name, table in zip(CLAIM_ARTEFACTS, inputs["tables"])),
-        *(f"--role={role}={config['datasets'][role]}" for role in config["roles"]), *selection_words(),
-    ],
-}
-
-
 def artefact_inputs(artefact):
-    """Its kind's inputs, and its code: the modules its builder imports and the package data it reads."""
+    """Its kind's inputs (advprune.kinds), and its code: the modules its builder imports and the package data it
+    reads."""
     code = code_files(*artefact.code_modules)
     code += [workflow_file("src/advprune", name) for name in artefact.package_data]
-    return lambda w: {**ARTEFACT_INPUTS[artefact.kind](artefact.name), "code": code}
-
-
-def artefact_command(artefact):
-    """`python -m advprune ...` of the entry's kind, writing its first file (the PDF, or the claims' CSV)."""
-    inputs = ARTEFACT_INPUTS[artefact.kind](artefact.name)
-    outputs = {**artefact.paths, **artefact.extra_outputs}
-    words = ARTEFACT_COMMANDS[artefact.kind](artefact, inputs, outputs)
-    return quoted(*words, "--out", artefact.paths[artefact.files[0]])
+    return {**artefact.inputs(config), "code": code}

@@ -1019,6 +1019,7 @@ def test_13_a_line_of_one_point_draws_without_a_future_warning(name: str, tmp_pa
     import numpy as np
 
     from advprune.report.aggregate import write_table
+    from advprune.artefacts import get
     from advprune.report.render import render
     from test_report import DEMO_GRIDS, build, check_figure, grid_runs
 
@@ -1026,7 +1027,7 @@ def test_13_a_line_of_one_point_draws_without_a_future_warning(name: str, tmp_pa
     one_cell = runs[(runs["strategy"] == "random") & np.isclose(runs["keep"], 0.4)]
     assert len(one_cell) and one_cell["prune_epoch"].nunique() == 1
     write_table(one_cell, tmp_path / f"{name}.csv")
-    render(name, tmp_path / f"{name}.csv", tmp_path / f"{name}.pdf")
+    render(get(name), tmp_path / f"{name}.csv", tmp_path / f"{name}.pdf")
     assert (tmp_path / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     check_figure(name, build(name, one_cell), one_cell)  # the bars are still each point's mean ± sd
 
