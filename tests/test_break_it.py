@@ -667,6 +667,8 @@ def _bad_workflow_config(case: str) -> dict:
     config = _demo_config()
     if case == "misspelt override dataset":
         config["training_overrides"] = {"digits_mnist": ["epochs=2"]}
+    elif case == "misspelt resources dataset":
+        config["job_resources"]["digits_mnist"] = {"train_model": {"runtime": 2}}
     elif case == "tiny keep":
         config["artefacts"]["fig2"]["keep"] = [0.00001, 1.0]
     elif case == "tiny pruned keep":
@@ -682,6 +684,7 @@ def _bad_workflow_config(case: str) -> dict:
 
 CONFIG_CASES = {
     "misspelt override dataset": ["training_overrides.digits_mnist", "digits-mnist"],  # was ignored without a word
+    "misspelt resources dataset": ["job_resources.digits_mnist", "digits-mnist"],
     "tiny keep": ["artefacts.fig2.keep", "1e-05"],  # planned a path that no rule's wildcard matches
     "tiny pruned keep": ["artefacts.fig8.pruned_model.keep", "1e-05"],
     "wildcard in data_root": ["data_root", "{x}"],  # broke the DAG

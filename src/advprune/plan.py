@@ -30,6 +30,13 @@ def all_models(config: dict[str, Any], artefacts: Iterable[str] | None = None) -
     return sorted_keys({key for name in names for key in registry.get(name).models(config)})
 
 
+def job_resources(config: dict[str, Any], dataset: str) -> dict[str, dict[str, int]]:
+    """What a dataset's train_model and evaluate_model jobs ask for: its config job_resources over their `default`."""
+    table = config["job_resources"]
+    own = table.get(dataset, {})
+    return {rule: {**values, **own.get(rule, {})} for rule, values in table["default"].items()}
+
+
 def training_words(key: ModelKey, config: dict[str, Any]) -> list[str]:
     """The `advprune train` arguments of a model (besides --out): its key's settings and the config's device, data
     root and the dataset's overrides. A params value of its rule, so these words must not change for a finished
@@ -103,11 +110,17 @@ def _check_keeps(config: dict[str, Any]) -> None:
 
 
 def _check_overrides(config: dict[str, Any]) -> None:
-    """A misspelt dataset name under training_overrides was ignored without a word: the run used the defaults."""
+    """A misspelt dataset name under training_overrides or job_resources was ignored without a word: the run used the
+    defaults."""
     known = known_datasets()
-    for dataset in config["training_overrides"]:
-        if dataset not in known:
-            raise ValueError(f"training_overrides.{dataset}: no dataset of that name; known: {', '.join(known)}")
+    named = {
+        "training_overrides": list(config["training_overrides"]),
+        "job_resources": [name for name in config.get("job_resources", {}) if name != "default"],
+    }
+    for key, datasets in named.items():
+        for dataset in datasets:
+            if dataset not in known:
+                raise ValueError(f"{key}.{dataset}: no dataset of that name; known: {', '.join(known)}")
 
 
 MAX_SEEDS = 1000  # per artefact: the paper uses 30; 10^8 ran out of memory listing them, then their models
