@@ -189,7 +189,7 @@ def table2_block(table: pd.DataFrame, cut: float = 0.01) -> Block:
     return Block(table2_layout(table), title, notes, "paper")
 
 
-# -- the registry's builders (advprune.artefacts): `advprune embed fig8|table2` --------------------------------------
+# -- the registry's builders (advprune.artefacts): `advprune build fig8|table2` --------------------------------------
 
 # (variant name, canonical .npz, pruning.npz or None): a panel of fig8, a row of table2.
 VariantFiles = tuple[str, Path, "Path | None"]
