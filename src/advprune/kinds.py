@@ -19,6 +19,7 @@ rule's code inputs are its builder's modules alone).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,6 +423,14 @@ class Simulation(Artefact):
 MAX_RESAMPLES = 1_000_000  # bootstrap resamples: 10^11 ran out of memory
 
 
+@functools.cache
+def _claimed_artefacts() -> frozenset[str]:
+    """The artefacts advprune/claims.yaml's claims read, read once: the Snakefile asks for them several times."""
+    from advprune.report.claim_rules import load_claims
+
+    return frozenset(claim.artefact for claim in load_claims())
+
+
 @dataclass(frozen=True)
 class Claims(Artefact):
     """Built from the tidy tables of the model grids that its rules (advprune/claims.yaml) name and this
@@ -441,11 +450,9 @@ class Claims(Artefact):
 
     def read_artefacts(self, config: dict[str, Any]) -> list[str]:
         """The model grids its claims read that this configuration builds."""
-        # Imported here: the planner imports the registry, which imports this module.
-        from advprune import plan
-        from advprune.report.claim_rules import load_claims
+        from advprune import plan  # the planner imports the registry, which imports this module
 
-        return sorted({claim.artefact for claim in load_claims()} & set(plan.built_artefacts(config)))
+        return sorted(_claimed_artefacts() & set(plan.built_artefacts(config)))
 
     def models(self, config: dict[str, Any]) -> list[ModelKey]:
         from advprune import artefacts  # the registry, which imports this module
