@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from advprune.kinds import CLAIMS_FILES, TABLE_FILES, Artefact, Claims, DataArtefact, ModelGrid, Simulation
+from advprune.kinds import TABLE_FILES, Artefact, Claims, DataArtefact, ModelGrid, Simulation
 
 
 def _figure(name: str, builder: str, **more: Any) -> ModelGrid:
@@ -41,8 +41,7 @@ ARTEFACTS: tuple[Artefact, ...] = (
     DataArtefact("table2", "advprune.report.embedding:build_table2", TABLE_FILES, resources=_T_SNE),
     Simulation("toy", "advprune.report.toy:build_toy", TABLE_FILES, options=_TOY_OPTIONS,
                extra_outputs={"runs": "results/artefacts/toy.csv"}),  # fmt: skip
-    Claims("claims", "advprune.report.claims:build_claims", CLAIMS_FILES,
-           package_data=("claims.yaml", "claims-v1.yaml")),
+    Claims("claims", "advprune.report.claims:build_claims", package_data=("claims.yaml", "claims-v1.yaml")),
 )
 BY_NAME: dict[str, Artefact] = {artefact.name: artefact for artefact in ARTEFACTS}
 

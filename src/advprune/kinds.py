@@ -177,8 +177,9 @@ class Artefact:
         return {}
 
     def command(self, config: dict[str, Any]) -> list[str]:
-        """The `python -m advprune` words of its rule."""
-        return ["build", self.name, *self.arguments(config), "--out", self.main_file]
+        """The `python -m advprune` words of its rule: its kind's arguments, then where its files go."""
+        extra = [word for name, path in self.extra_outputs.items() for word in (f"--{name}", path)]
+        return ["build", self.name, *self.arguments(config), *extra, "--out", self.main_file]
 
     def arguments(self, config: dict[str, Any]) -> list[str]:
         """Its kind's words of `build <name>`, all known from the config: what `add_arguments` reads back."""
@@ -389,10 +390,6 @@ class Simulation(Artefact):
         """Whenever the config has its parameters: it needs no dataset."""
         return self.name in config["artefacts"]
 
-    def arguments(self, config: dict[str, Any]) -> list[str]:
-        return [*super().arguments(config), *(word for name, path in self.extra_outputs.items()
-                                              for word in (f"--{name}", path))]  # fmt: skip
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         from advprune.toy import TOY_STRATEGIES, ToyParameters
 
@@ -417,7 +414,7 @@ class Simulation(Artefact):
         values = {key: getattr(args, key) for key in self.options}
         params = ToyParameters(**{key: tuple(v) if isinstance(v, list) else v for key, v in values.items()})
         params.check()  # before the simulation
-        return self.load_builder()(params, args.runs)
+        return self.load_builder()(params, **{name: getattr(args, name) for name in self.extra_outputs})
 
 
 MAX_RESAMPLES = 1_000_000  # bootstrap resamples: 10^11 ran out of memory
@@ -436,7 +433,7 @@ class Claims(Artefact):
     """Built from the tidy tables of the model grids that its rules (advprune/claims.yaml) name and this
     configuration builds; claims on the others are reported as not measured."""
 
-    files: tuple[str, ...] = CLAIMS_FILES
+    files: tuple[str, ...] = CLAIMS_FILES  # its table's own layout: CSV and Markdown (its `Built.markdown`)
 
     def report_category(self, suffix: str) -> str:
         return "Claims"

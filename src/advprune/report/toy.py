@@ -116,8 +116,8 @@ def toy_caption(runs: pd.DataFrame, params: ToyParameters) -> str:
     )
 
 
-def build_toy(params: ToyParameters, runs_csv: Path) -> Built:
-    """The registry's builder: simulate every seed; the figure, the table and the per-seed rows (to `runs_csv`)."""
-    runs = simulate(params)
-    return Built(figure=toy_figure(runs, params), blocks=[Block(toy_table(runs), toy_caption(runs, params))],
-                 tables={Path(runs_csv): runs}, parameters=params.as_dict())  # fmt: skip
+def build_toy(params: ToyParameters, runs: Path) -> Built:
+    """The registry's builder: simulate every seed; the figure, the table and the per-seed rows (to the CSV `runs`)."""
+    rows = simulate(params)
+    return Built(figure=toy_figure(rows, params), blocks=[Block(toy_table(rows), toy_caption(rows, params))],
+                 tables={Path(runs): rows}, parameters=params.as_dict())  # fmt: skip
