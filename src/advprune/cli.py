@@ -145,7 +145,8 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
 
 def _add_artefacts(parser: argparse.ArgumentParser, artefacts: Sequence[Artefact]) -> None:
     """NAME, then its kind's options (advprune.kinds: add_arguments)."""
-    names = parser.add_subparsers(dest="name", required=True, metavar="NAME")
+    names = parser.add_subparsers(dest="name", required=True, metavar="NAME",
+                                  help="the artefact; `NAME --help` lists its kind's options")
     for artefact in artefacts:
         artefact.add_arguments(names.add_parser(artefact.name, help=artefact.rule.replace("_", " ", 1)))
     parser.set_defaults(handler=_build)
