@@ -15,8 +15,8 @@ from advprune.schedules import SCHEDULES
 if TYPE_CHECKING:
     from advprune.kinds import Artefact
 
-# Set (to 1) by the workflow for its jobs (rules/environment.smk): `train` then waits for a busy run directory and ends
-# without work on a run it finds finished, as a job of a rerun must (README: interruptions).
+# Set (to 1) by the workflow for its jobs (rules/environment.smk): `train` then waits for a busy run directory and
+# ends without work on a run it finds finished, as a job of a rerun must (README: interruptions).
 WORKFLOW_JOB = "ADVPRUNE_WORKFLOW_JOB"
 
 
