@@ -2,6 +2,9 @@
 # Run `snakemake --profile profiles/demo` (offline, CPU) or `snakemake --profile profiles/workstation figures/fig4.pdf`.
 from snakemake.utils import min_version
 
+from advprune.identity import run_pattern
+from advprune.kinds import ModelGrid
+
 min_version("9.0")
 
 
@@ -11,11 +14,14 @@ configfile: "config.yaml"
 report: "captions/workflow.rst"
 
 
-# Jobs find `python -m advprune` through PATH (rules/common.smk puts this interpreter first).
+# Jobs find `python -m advprune` through PATH (rules/environment.smk puts this interpreter first).
 envvars:
     "PATH",
 
 
+include: "rules/config.smk"
+include: "rules/environment.smk"
+include: "rules/resources.smk"
 include: "rules/common.smk"
 # One global block of tight wildcard patterns (the run pattern is built from the strategy registry).
 wildcard_constraints:
@@ -24,7 +30,7 @@ wildcard_constraints:
     run=run_pattern(),
     seed=r"\d+",
     n=r"\d+",
-    artefact="|".join(artefacts.names(MODEL_GRID)),
+    artefact="|".join(artefacts.names(ModelGrid)),
 
 
 include: "rules/data.smk"

@@ -1,6 +1,8 @@
-# Every figure and table of the registry (advprune.artefacts), one rule each: tidy tables -> the paper's figures
-# (seaborn) and tables (.pdf, .csv, .tex, .md); fig8/table2 from the datasets and one model's pruning decision;
-# section 5.2's toy model from its config alone; the claims from the artefact tables. Each with a report caption.
+# Every figure and table of the registry (advprune.artefacts), one rule each, whose inputs and command its kind
+# gives (advprune.kinds): tidy tables -> the paper's figures (seaborn) and tables (.pdf, .csv, .tex, .md); fig8/table2
+# from the datasets and one model's pruning decision; section 5.2's toy model from its config alone; the claims from
+# the artefact tables. Each with a report caption.
+from advprune.report.captions import caption_facts
 
 for artefact in artefacts.ARTEFACTS:
 
@@ -11,7 +13,7 @@ for artefact in artefacts.ARTEFACTS:
         # resources (t-SNE) is a job of its own.
         localrule: not artefact.resources
         input:
-            unpack(artefact_inputs(artefact)),
+            **artefact_inputs(artefact),
         output:
             **{
                 suffix: report(path, caption=f"../{artefact.caption}", category=artefact.report_category(suffix))
@@ -22,7 +24,9 @@ for artefact in artefacts.ARTEFACTS:
             **artefact.extra_outputs,
             provenance=provenance_file(artefact.name),
         params:
-            command=artefact_command(artefact),
+            # Known when the Snakefile is read: a params value Snakemake records, so a config edit that changes an
+            # artefact's command reruns it.
+            command=quoted(*artefact.command(config)),
             # Not used by the command: the entry itself, so editing it reruns this artefact and no other.
             entry=repr(artefact),
             caption=caption_facts(config, artefact.name),  # printed by the report caption

@@ -1,74 +1,20 @@
-# Config loading and validation, wildcard constraints, and the functions that turn artefact grids into inputs.
+# Path templates and the input and params functions the rules share: models, tidy tables, artefacts' code (each
+# artefact's own inputs and command are its kind's, advprune.kinds). The names imported here serve every rules file.
 import os
 import shlex
-import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from advprune import METHOD_VERSION, artefacts, plan, plugins
-from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
-from advprune.cli import WORKFLOW_JOB
-from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
-from advprune.identity import EVALUATION_FILE, MODEL_DIRECTORY, ModelKey, run_pattern
+from advprune import METHOD_VERSION, artefacts, plan
+from advprune.identity import EVALUATION_FILE, MODEL_DIRECTORY, ModelKey
 from advprune.imports import module_files
-from advprune.report.captions import caption_facts
-from advprune.report.claim_rules import load_claims
+from advprune.kinds import artefact_table, data_file
 
-# A registry entry's default_config is its grid where config.yaml has none (a new figure needs no config edit).
-config["artefacts"] = artefacts.with_default_configs(config.get("artefacts", {}))
-validate(config, "../schemas/config.schema.yaml")
-try:
-    # Plugins first: they add the strategies and datasets the config may name (advprune.plugins).
-    PLUGINS = plugins.load(config["plugins"])
-except (ValueError, FileNotFoundError) as error:
-    raise WorkflowError(f"invalid config: plugins: {error}") from None
-try:
-    plan.check_config(config)
-except ValueError as error:
-    raise WorkflowError(f"invalid config: {error}") from None
-
-
-def placeholder_resources(settings):
-    """Resources a profile still sets to a CHANGE_ME placeholder, as 'where: name=value' (profiles/slurm ships its
-    site-specific values so; submitted as they are, every job would fail at sbatch, or wait in a wrong queue)."""
-    sources = [("default-resources", settings.default_resources or {})]
-    sources += [(f"set-resources: {rule}", values) for rule, values in (settings.overwrite_resources or {}).items()]
-    return [
-        f"{where}: {name}={getattr(value, 'raw', value)}"
-        for where, values in sources
-        for name, value in values.items()
-        if "CHANGE_ME" in str(getattr(value, "raw", value))
-    ]
-
-
-if placeholders := placeholder_resources(workflow.resource_settings):
-    raise WorkflowError(
-        f"the profile still has placeholders: {'; '.join(placeholders)}; set your site's values in the profile "
-        "(slurm_account: `sacctmgr show assoc user=$USER`; slurm_partition: `sinfo -s`); README: 'On a Slurm cluster'"
-    )
-
-
-# Jobs run `python -m advprune`. This interpreter goes first on PATH, so an un-activated virtual environment
-# (.venv/bin/snakemake) still finds torch and advprune; under --sdm conda the job's environment is activated in front
-# of it, and finds advprune through PYTHONPATH, so the environments need not install the project.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-shell.prefix(
-    f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir, 'src')))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-    f"export {plugins.ENVIRONMENT_VARIABLE}={shlex.quote(plugins.environment_value(PLUGINS))}; "
-    # Jobs per GPU for the GPU picker (advprune.gpu_slots): exported, not a param, as sharing a GPU changes no result
-    # and must retrain nothing.
-    f"export {JOBS_PER_GPU_VARIABLE}={int(config['jobs_per_gpu'])}; "
-    # A workflow job's `train` waits for a busy run directory (a job a killed Snakemake left running) and ends without
-    # work on a run it finds finished: a rerun never retrains, nor fails and so removes, a finished model (README).
-    f"export {WORKFLOW_JOB}=1; "
-)
-
-# Path templates: a model's directory names every setting that changes its weights (advprune.identity); an
-# artefact's tidy table holds one row per model of its grid (rules/aggregate.smk).
-DATA_FILE = str(Path(config["data_root"], "{dataset}.npz"))
-ARTEFACT_TABLE = "results/artefacts/{artefact}.csv"
+# A model's directory names every setting that changes its weights (advprune.identity); a model grid's tidy table
+# holds one row per model of its grid (rules/aggregate.smk).
+DATA_FILE = data_file(config, "{dataset}")
+ARTEFACT_TABLE = artefact_table("{artefact}")
 
 
 def model_file(name):
@@ -84,11 +30,10 @@ def workflow_file(*parts):
 
 def code_files(*modules):
     """The package's source files that importing `modules` loads (advprune.imports, read from the imports at DAG
-    build): a job depends on exactly the code it runs, so editing a module reruns those jobs and no others.
-    The registry is left out: each rule's own entry is its params.entry, so editing one entry reruns one artefact."""
-    src = Path(workflow.basedir, "src")
-    registry = Path(src, *artefacts.__name__.split(".")).with_suffix(".py")
-    return [workflow_file(path) for path in module_files(src, modules) if path != registry]
+    build): a job depends on exactly the code it runs, so editing a module reruns those jobs and no others. The
+    registry and the kinds are not among them (no builder imports them): each rule's entry is its params.entry and
+    its command its params.command, so editing one entry reruns one artefact."""
+    return [workflow_file(path) for path in module_files(Path(workflow.basedir, "src"), modules)]
 
 
 def quoted(*words):
@@ -96,73 +41,26 @@ def quoted(*words):
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
-def evaluation_file(key):
-    return key.evaluation_file(config["n_examples"])
-
-
 def finished(keys):
     """Under `partial: true`, only the models whose evaluation exists; otherwise all of them."""
     if not config["partial"]:
         return keys
-    done = [key for key in keys if Path(evaluation_file(key)).exists()]
+    done = [key for key in keys if Path(key.evaluation_file(config["n_examples"])).exists()]
     if not done:
         raise WorkflowError("partial: true, but none of the models this artefact needs has been evaluated yet")
     return done
 
 
 def artefact_models(name):
-    return finished(plan.artefact_models(config, name))
+    return finished(artefacts.get(name).models(config))
 
 
-# Every artefact's files, by name: `snakemake <name>` builds one (rules/targets.smk), `all` builds them all. The
-# named targets are the PDF, a table's .csv/.tex/.md, the claims' .csv/.md (a figure's PNG comes with its PDF).
-ARTEFACT_FILES = {
-    artefact.name: [path for suffix, path in artefact.paths.items() if suffix != "png"]
-    for artefact in artefacts.ARTEFACTS
-}
-# `all` builds the artefacts of the configured roles (config `roles`); the toy model needs none.
-BUILT_ARTEFACTS = plan.built_artefacts(config) + list(artefacts.names(CLAIMS))
-ARTEFACT_TARGETS = [path for name in BUILT_ARTEFACTS for path in ARTEFACT_FILES[name]]
-# The claims' artefacts this configuration builds; claims on the others are reported as not measured.
-CLAIM_ARTEFACTS = sorted({claim.artefact for claim in load_claims()} & set(plan.built_artefacts(config)))
-
-
-def provenance_file(name):
-    """Beside every artefact: the code, configuration, data and models it was built from (advprune.provenance)."""
-    return report(f"figures/{name}.provenance.json", category="Provenance", labels={"artefact": name})
-
-
-# -- training and evaluation --------------------------------------------------------------------------------
-
-# Per-dataset scheduling estimates per rule (from SPEC's H100 measurements, with headroom); a profile may override
-# them with set-resources. Datasets not listed get the default.
-JOB_RESOURCES = {
-    "train_model": {
-        "mnist": {"mem_mb": 6000, "runtime": 20},
-        "cifar10": {"mem_mb": 12000, "runtime": 60},
-        "digits-mnist": {"mem_mb": 1500, "runtime": 5},
-        "digits-cifar": {"mem_mb": 1500, "runtime": 5},
-    },
-    "evaluate_model": {
-        "mnist": {"mem_mb": 6000, "runtime": 20},
-        "cifar10": {"mem_mb": 12000, "runtime": 60},
-        "digits-mnist": {"mem_mb": 1500, "runtime": 10},
-        "digits-cifar": {"mem_mb": 1500, "runtime": 10},
-    },
-}
-DEFAULT_RESOURCES = {"mem_mb": 8000, "runtime": 60}
-
-
-# GPU jobs at once on a local run: gpus x jobs_per_gpu (each training and evaluation asks for gpu_slots=1). The
-# picker's locks (advprune.gpu_slots) hold every job to jobs_per_gpu per GPU whatever Snakemake starts; this limit
-# only keeps Snakemake from starting jobs that would wait for a slot. A --resources gpu_slots=N given by hand wins.
-if config["gpus"] and "gpu_slots" not in workflow.global_resources:
-    workflow.register_resource("gpu_slots", config["gpus"] * config["jobs_per_gpu"])
-GPU_SLOTS = 0 if config["device"] == "cpu" else 1
-
-
-def job_resource(rule_name, resource):
-    return lambda w: JOB_RESOURCES[rule_name].get(w.dataset, DEFAULT_RESOURCES)[resource]
+def table_inputs(keys):
+    """What `collect` reads of each model."""
+    return {
+        "summaries": [f"{key.directory}/train.json" for key in keys],
+        "evaluations": [key.evaluation_file(config["n_examples"]) for key in keys],
+    }
 
 
 def training_arguments(w):
@@ -170,84 +68,14 @@ def training_arguments(w):
     return quoted(*plan.training_words(key, config))
 
 
-# -- tables and artefacts --------------------------------------------------------------------------------
-
-def table_inputs(keys):
-    return {
-        "summaries": [f"{key.directory}/train.json" for key in keys],
-        "evaluations": [evaluation_file(key) for key in keys],
-    }
-
-
-# -- an artefact's rule, by its kind (advprune.artefacts): inputs, and the `python -m advprune` command -------------
-
-
-def embedding_inputs(name):
-    """fig8 / table2 read the canonical data of each role and the pruning decision of one model."""
-    pruned = plan.pruned_model(config, name)
-    return {
-        "data": [f"{config['data_root']}/{config['datasets'][role]}.npz" for role in plan.artefact_roles(config, name)],
-        "pruning": f"{pruned.directory}/pruning.npz",
-    }
-
-
-def embedding_variants(name):
-    """One `--variant NAME=DATA[:PRUNING]` per panel/row: each role's dataset, plus the pruned model's kept set
-    right after the dataset it was trained on."""
-    pruned = plan.pruned_model(config, name)
-    words = []
-    for role in plan.artefact_roles(config, name):
-        dataset = config["datasets"][role]
-        data = f"{config['data_root']}/{dataset}.npz"
-        words += ["--variant", f"{dataset}={data}"]
-        if dataset == pruned.dataset:
-            words += ["--variant", f"{dataset} pruned={data}:{pruned.directory}/pruning.npz"]
-    return words
-
-
-def option_words(artefact):
-    """The entry's options from config artefacts.<name>, as `--n-points 500` (a list gives several values; `seeds`
-    as a count means 0..n-1)."""
-    spec, words = config["artefacts"][artefact.name], []
-    for key in artefact.options:
-        value = plan.seeds_of(spec[key]) if key == "seeds" else spec[key]
-        words += [f"--{key.replace('_', '-')}", *(value if isinstance(value, list) else [value])]
-    return words
-
-
-def selection_words():
-    return ["--schedule", config["schedule_after_pruning"], "--precision", config["precision"]]
-
-
-ARTEFACT_INPUTS = {
-    MODEL_GRID: lambda name: {"table": ARTEFACT_TABLE.format(artefact=name)},
-    DATA: embedding_inputs,
-    SIMULATION: lambda name: {},
-    CLAIMS: lambda name: {"tables": [ARTEFACT_TABLE.format(artefact=name) for name in CLAIM_ARTEFACTS]},
-}
-# (entry, its inputs, its outputs) -> the `python -m advprune` words, all known when the Snakefile is read: a params
-# value Snakemake records, so a config edit that changes an artefact's command reruns it.
-ARTEFACT_COMMANDS = {
-    MODEL_GRID: lambda a, inputs, outputs: ["render", a.name, "--table", inputs["table"], *selection_words()],
-    DATA: lambda a, inputs, outputs: ["embed", a.name, *embedding_variants(a.name), *option_words(a)],
-    SIMULATION: lambda a, inputs, outputs: ["toy", *option_words(a), "--runs", outputs["runs"]],
-    CLAIMS: lambda a, inputs, outputs: [
-        "claims", *(f"--table={name}={table}" for name, table in zip(CLAIM_ARTEFACTS, inputs["tables"])),
-        *(f"--role={role}={config['datasets'][role]}" for role in config["roles"]), *selection_words(),
-    ],
-}
-
-
 def artefact_inputs(artefact):
-    """Its kind's inputs, and its code: the modules its builder imports and the package data it reads."""
+    """Its kind's inputs (advprune.kinds), and its code: the modules its builder imports and the package data it
+    reads."""
     code = code_files(*artefact.code_modules)
     code += [workflow_file("src/advprune", name) for name in artefact.package_data]
-    return lambda w: {**ARTEFACT_INPUTS[artefact.kind](artefact.name), "code": code}
+    return {**artefact.inputs(config), "code": code}
 
 
-def artefact_command(artefact):
-    """`python -m advprune ...` of the entry's kind, writing its first file (the PDF, or the claims' CSV)."""
-    inputs = ARTEFACT_INPUTS[artefact.kind](artefact.name)
-    outputs = {**artefact.paths, **artefact.extra_outputs}
-    words = ARTEFACT_COMMANDS[artefact.kind](artefact, inputs, outputs)
-    return quoted(*words, "--out", artefact.paths[artefact.files[0]])
+def provenance_file(name):
+    """Beside every artefact: the code, configuration, data and models it was built from (advprune.provenance)."""
+    return report(f"figures/{name}.provenance.json", category="Provenance", labels={"artefact": name})

@@ -667,6 +667,8 @@ def _bad_workflow_config(case: str) -> dict:
     config = _demo_config()
     if case == "misspelt override dataset":
         config["training_overrides"] = {"digits_mnist": ["epochs=2"]}
+    elif case == "misspelt resources dataset":
+        config["job_resources"]["digits_mnist"] = {"train_model": {"runtime": 2}}
     elif case == "tiny keep":
         config["artefacts"]["fig2"]["keep"] = [0.00001, 1.0]
     elif case == "tiny pruned keep":
@@ -682,6 +684,7 @@ def _bad_workflow_config(case: str) -> dict:
 
 CONFIG_CASES = {
     "misspelt override dataset": ["training_overrides.digits_mnist", "digits-mnist"],  # was ignored without a word
+    "misspelt resources dataset": ["job_resources.digits_mnist", "digits-mnist"],
     "tiny keep": ["artefacts.fig2.keep", "1e-05"],  # planned a path that no rule's wildcard matches
     "tiny pruned keep": ["artefacts.fig8.pruned_model.keep", "1e-05"],
     "wildcard in data_root": ["data_root", "{x}"],  # broke the DAG
@@ -1019,6 +1022,7 @@ def test_13_a_line_of_one_point_draws_without_a_future_warning(name: str, tmp_pa
     import numpy as np
 
     from advprune.report.aggregate import write_table
+    from advprune.artefacts import get
     from advprune.report.render import render
     from test_report import DEMO_GRIDS, build, check_figure, grid_runs
 
@@ -1026,7 +1030,7 @@ def test_13_a_line_of_one_point_draws_without_a_future_warning(name: str, tmp_pa
     one_cell = runs[(runs["strategy"] == "random") & np.isclose(runs["keep"], 0.4)]
     assert len(one_cell) and one_cell["prune_epoch"].nunique() == 1
     write_table(one_cell, tmp_path / f"{name}.csv")
-    render(name, tmp_path / f"{name}.csv", tmp_path / f"{name}.pdf")
+    render(get(name), tmp_path / f"{name}.csv", tmp_path / f"{name}.pdf")
     assert (tmp_path / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     check_figure(name, build(name, one_cell), one_cell)  # the bars are still each point's mean ± sd
 

@@ -15,7 +15,8 @@ from test_report import make_runs
 from advprune import cli
 from advprune.report import claims
 from advprune.report.aggregate import COLUMNS, write_table
-from advprune.artefacts import MODEL_GRID, names
+from advprune.artefacts import names
+from advprune.kinds import ModelGrid
 
 R, NR, INC, NM = claims.REPRODUCED, claims.NOT_REPRODUCED, claims.INCONCLUSIVE, claims.NOT_MEASURED
 
@@ -25,7 +26,7 @@ def test_packaged_claims_are_well_formed(version):
     loaded = claims.load_rules(version).claims
     assert len({c.id for c in loaded}) == len(loaded) >= 10
     for claim in loaded:
-        assert claim.artefact in names(MODEL_GRID) and claim.role in ("mnist", "cifar10")
+        assert claim.artefact in names(ModelGrid) and claim.role in ("mnist", "cifar10")
         if claim.measure["kind"] == "all_of":
             continue
         metric = claim.measure["metric"]

@@ -21,8 +21,9 @@ from snakemake.utils import update_config
 from snakemake.utils import validate as snakemake_validate
 
 from advprune import plan
-from advprune.artefacts import DATA, MODEL_GRID, names
+from advprune.artefacts import names
 from advprune.identity import MODEL_ROOT, run_pattern
+from advprune.kinds import DataArtefact, ModelGrid
 from workflow_helpers import hypothesis_profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
          "tiny_keep", "data_root", "override_dataset"]
     ))
     if kind == "tiny_keep":  # issue 25: a keep whose directory name is in exponent notation
-        name = draw(st.sampled_from(list(names(MODEL_GRID))))
+        name = draw(st.sampled_from(list(names(ModelGrid))))
         keep = draw(st.sampled_from([1e-5, 0.00009, 1e-9, 0.0001, 0.00015]))
         config["artefacts"][name]["keep"] = [keep]
         return base, config, ("artefacts", name, "keep"), f"keep {keep!r}"
@@ -127,7 +128,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
         config["training_overrides"] = {dataset: [value]}
         return base, config, ("training_overrides", dataset, 0), f"override {value!r}"
     if kind == "prune_epoch":
-        name = draw(st.sampled_from(list(names(MODEL_GRID)) + ["fig8.pruned_model", "table2.pruned_model"]))
+        name = draw(st.sampled_from(list(names(ModelGrid)) + ["fig8.pruned_model", "table2.pruned_model"]))
         where = name.split(".")
         spec = _get(config, ("artefacts", *where))
         epoch = draw(st.sampled_from([-1, 10, 15, 16, 100]))
@@ -144,7 +145,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
             spec["prune_epoch"] = {"mnist": [1], "cifar10": [1], "imagenet": [1]}
         return base, config, ("artefacts", *where, "prune_epoch"), f"prune_epoch {shape} {epoch}"
     if kind == "seeds":
-        name = draw(st.sampled_from(list(names(MODEL_GRID))))
+        name = draw(st.sampled_from(list(names(ModelGrid))))
         value = draw(st.sampled_from([[0, 1, 1], [3, 3], [-1], [0, -2], -2, 0, [], [0.5], "5"]))
         config["artefacts"][name]["seeds"] = value
         return base, config, ("artefacts", name, "seeds"), f"seeds {value!r}"
@@ -156,11 +157,11 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any], Path_, str]:
             config["datasets"][role] = value
             return base, config, ("datasets", role), f"dataset {value!r}"
         if choice.startswith("pruned"):
-            name = draw(st.sampled_from(list(names(DATA))))
+            name = draw(st.sampled_from(list(names(DataArtefact))))
             key = "role" if choice == "pruned_role" else "strategy"
             config["artefacts"][name]["pruned_model"][key] = value
             return base, config, ("artefacts", name, "pruned_model", key), f"{key} {value!r}"
-        name = draw(st.sampled_from(list(names(MODEL_GRID))))
+        name = draw(st.sampled_from(list(names(ModelGrid))))
         config["artefacts"][name][choice].append(value)
         return base, config, ("artefacts", name, choice), f"{choice} + {value!r}"
     if kind == "extra_key":
@@ -287,11 +288,13 @@ def test_config_values_reach_the_shell_single_quoted(tmp_path: Path) -> None:
     assert result.returncode == 0, output[-3000:]
     prefix = "Shell command: "
     commands = [line.strip()[len(prefix):] for line in output.splitlines() if line.strip().startswith(prefix)]
-    kinds = {command.split()[3] for command in commands}
-    assert {"prepare", "train", "evaluate", "collect", "render", "embed"} <= kinds, kinds
+    # A command's word after `python -m advprune`, and an artefact's name after `build`.
+    kinds = {command.split()[3 + (command.split()[3] == "build")] for command in commands}
+    assert {"prepare", "train", "evaluate", "collect", "table1", "fig1", "fig8"} <= kinds, kinds
     hostile = [command for command in commands if "PWNED" in command]
-    # The hostile values did reach the commands that take them: every prepare/train/evaluate/embed command.
-    assert {command.split()[3] for command in hostile} >= {"prepare", "train", "evaluate", "embed"}
+    # The hostile values did reach the commands that take them: every prepare/train/evaluate command and fig8's.
+    assert {command.split()[3 + (command.split()[3] == "build")] for command in hostile} >= {
+        "prepare", "train", "evaluate", "fig8"}
     assert any("--source" in command for command in hostile)
     assert any("--set" in command and "model=" in command for command in hostile)
     for command in commands:

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from workflow_helpers import copy_workflow, planned_jobs, snakemake, write_config_overlay
 
-from advprune import cli, datasets, pruning, settings
+from advprune import cli, datasets, plan, pruning, settings
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "examples/plugin.py"
@@ -38,6 +39,19 @@ def test_a_plugin_adds_a_dataset_with_settings_and_a_strategy(tmp_path):
     # Without the plugin the names are unknown, and the error says which ones are known.
     result = advprune("settings", "--dataset", "digits-noisy", plugins="", cwd=tmp_path)
     assert result.returncode == 2 and "no settings for dataset 'digits-noisy'" in result.stderr
+
+
+def test_a_new_dataset_inherits_the_default_job_resources():
+    """config.yaml's job_resources: a dataset it does not name (a plugin's) gets `default`; a named one takes from
+    `default` what it does not set (a site's config file may set runtime alone)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    default = config["job_resources"]["default"]
+    assert plan.job_resources(config, "digits-noisy") == default
+    config["job_resources"]["digits-noisy"] = {"train_model": {"runtime": 7}}
+    resources = plan.job_resources(config, "digits-noisy")
+    assert resources["train_model"] == {"mem_mb": default["train_model"]["mem_mb"], "runtime": 7}
+    assert resources["evaluate_model"] == default["evaluate_model"]
+    assert plan.job_resources(config, "cifar10")["train_model"]["mem_mb"] > default["train_model"]["mem_mb"]
 
 
 def test_the_example_strategy_keeps_both_tails():

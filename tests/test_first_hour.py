@@ -26,10 +26,16 @@ TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 # -- command line -----------------------------------------------------------------------------------------------------
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = cli.build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+def _subcommands(parser: argparse.ArgumentParser | None = None,
+                 prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by its words, `build fig8` (an artefact of `build`) included."""
+    parser = parser or cli.build_parser()
+    action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    found = {}
+    for name, sub in (action.choices if action else {}).items():
+        found[prefix + name] = sub
+        found |= _subcommands(sub, f"{prefix}{name} ")
+    return found
 
 
 @pytest.mark.parametrize("command", sorted(_subcommands()))

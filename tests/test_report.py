@@ -16,23 +16,24 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from PIL import Image
 
-from advprune.artefacts import MODEL_GRID, get, names
+from advprune.artefacts import get, names
 from advprune.report.aggregate import ATTACKS, COLUMNS, DTYPES, RunRecordError, collect, read_table, write_table
 from advprune.report.figures import fig5_fits
 from advprune.report.output import save_figure
 from advprune.report.paper import TABLE1, TABLE1_CELLS, cell_header
+from advprune.kinds import ModelGrid
 from advprune.report.render import render
 from advprune.report.selection import expand_full, require_single_setting, select_rows
 from advprune.report.stats import linear_fit, summarise
 from advprune.report.tables import table_values
 
 # The registry's figures drawn from a tidy table (the tables are test_tables.py's).
-FIGURES = [name for name in names(MODEL_GRID) if not get(name).is_table]
+FIGURES = [name for name in names(ModelGrid) if not get(name).is_table]
 
 
 def build(name: str, df: pd.DataFrame) -> Figure:
     """The registry's builder of figure `name`, as `advprune render` calls it."""
-    return get(name, MODEL_GRID).load_builder()(df)
+    return get(name, ModelGrid).load_builder()(df)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -351,11 +352,11 @@ def test_every_figure_writes_a_pdf_of_its_paper_grid(tmp_path: Path, name: str) 
 def test_demo_grid_draws_every_artefact_from_its_table(tmp_path: Path) -> None:
     """The demo's reduced grids (fig1: keep 0.4 at e = 1, 3; fig2: keeps 0.4, 1.0; ...) through the CLI's entry
     points: nothing is filtered away, and every plotted point is the mean ± sd of its input rows."""
-    for name in names(MODEL_GRID):
+    for name in names(ModelGrid):
         df = grid_runs(DEMO_GRIDS, name)
         write_table(df, tmp_path / f"{name}.csv")
         pdf = tmp_path / "figures" / f"{name}.pdf"
-        render(name, tmp_path / f"{name}.csv", pdf, schedule="rescale", precision="fp32")
+        render(get(name), tmp_path / f"{name}.csv", pdf, schedule="rescale", precision="fp32")
         if name in FIGURES:
             check_figure(name, build(name, df), df)
         else:
@@ -401,7 +402,7 @@ def test_unequal_n_is_labelled_per_point() -> None:
 def test_figures_refuse_an_empty_selection(tmp_path: Path) -> None:
     write_table(grid_runs(PAPER_GRIDS, "fig3"), tmp_path / "fig3.csv")
     with pytest.raises(ValueError, match="no rows"):
-        render("fig3", tmp_path / "fig3.csv", tmp_path / "x.pdf", prune_epoch=99)
+        render(get("fig3"), tmp_path / "fig3.csv", tmp_path / "x.pdf", prune_epoch=99)
     assert not (tmp_path / "x.pdf").exists()
 
 
@@ -445,14 +446,14 @@ def test_commands_go_from_json_files_to_artefacts(tmp_path: Path) -> None:
             )  # fmt: skip
             pairs.append(write_pair(tmp_path / "runs", f"{strategy}-{keep}-{seed}", train, metrics_record()))
     write_table(collect(pairs), tmp_path / "runs.csv")
-    render("table1", tmp_path / "runs.csv", tmp_path / "tables" / "table1.pdf")
-    render("fig5", tmp_path / "runs.csv", tmp_path / "fig5.pdf")
+    render(get("table1"), tmp_path / "runs.csv", tmp_path / "tables" / "table1.pdf")
+    render(get("fig5"), tmp_path / "runs.csv", tmp_path / "fig5.pdf")
     assert is_pdf(tmp_path / "tables" / "table1.pdf") and is_pdf(tmp_path / "fig5.pdf")
     # A CPU job does not count the jobs beside it: the table says so instead of "jobs per GPU: 1".
     assert "how many jobs shared the CPU is not recorded" in (tmp_path / "tables" / "table1.md").read_text()
     assert (tmp_path / "fig5.png").is_file() and (tmp_path / "tables" / "table1.png").is_file()
     with pytest.raises(ValueError, match="unknown artefact 'fig6'; known: fig1, fig2, table1"):
-        render("fig6", tmp_path / "runs.csv", tmp_path / "fig6.pdf")
+        get("fig6", ModelGrid)
 
 
 def test_tables_report_statistics_with_and_without_collapsed_runs() -> None:

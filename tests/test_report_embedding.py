@@ -9,13 +9,14 @@ import pytest
 
 from advprune.report.embedding import (
     class_statistics,
-    draw_fig8,
+    fig8_figure,
     subsample,
     table2,
     table2_block,
     tsne_embedding,
     unit_features,
 )
+from advprune.report.output import save_figure
 
 
 def clusters(centres: np.ndarray, spread: float, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +96,7 @@ def test_table2_ranks_ours_beside_the_paper(tmp_path: Path) -> None:
 
     out = tmp_path / "fig8.pdf"
     embedding = np.random.default_rng(0).normal(size=(len(tight[1]), 2))  # drawing needs no real t-SNE
-    draw_fig8([("digits-mnist", embedding, tight[1]), ("digits-mnist pruned", embedding[:50], tight[1][:50])], out)
+    panels = [("digits-mnist", embedding, tight[1]), ("digits-mnist pruned", embedding[:50], tight[1][:50])]
+    save_figure(fig8_figure(panels), out)
     assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 1000
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")

@@ -182,7 +182,7 @@ def test_snakemake_builds_the_toy_artefact(demo):
 
 @pytest.mark.workflow
 def test_the_toy_rule_passes_the_configs_values_on(demo, tmp_path):
-    """Every key of artefacts.toy reaches `advprune toy` (the registry entry's options): a changed value reruns
+    """Every key of artefacts.toy reaches `advprune build toy` (the registry entry's options): a changed value reruns
     the toy alone, with that value on its command line."""
     from workflow_helpers import planned_jobs, snakemake, write_config_overlay
 
@@ -192,7 +192,8 @@ def test_the_toy_rule_passes_the_configs_values_on(demo, tmp_path):
     assert planned_jobs(directory, *args) == {"simulate_toy": 1, "all": 1}
     result = snakemake(directory, "-n", "-p", "toy", *args)  # a target after --configfile would be a file
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (command,) = [line for line in (result.stdout + result.stderr).splitlines() if "python -m advprune toy" in line]
+    lines = (result.stdout + result.stderr).splitlines()
+    (command,) = [line for line in lines if "python -m advprune build toy" in line]
     spec = yaml.safe_load((REPO / "config.yaml").read_text())["artefacts"]["toy"]
     assert f"--d {spec['d']} --p-R {spec['p_R']} " in command
     assert "--steps 7 " in command and "--keep 0.5 1.0 " in command and "--seeds 0 1 " in command

@@ -309,9 +309,9 @@ def test_editing_plotting_code_reruns_only_figures(demo):
 
 
 @pytest.mark.slow
-def test_editing_the_shared_output_code_redraws_every_figure_and_table_and_no_model(demo):
-    """save_figure lives in report/output.py, which every figure and table imports: editing it replans them all
-    (the claims, written by pandas alone, and every training and evaluation stay done)."""
+def test_editing_the_shared_output_code_rebuilds_every_artefact_and_no_model(demo):
+    """save_artefact lives in report/output.py, which every builder imports: editing it replans every artefact (and
+    every training and evaluation stays done)."""
     directory, _ = demo
     output_code = directory / "src/advprune/report/output.py"
     with restored(output_code):
@@ -319,7 +319,7 @@ def test_editing_the_shared_output_code_redraws_every_figure_and_table_and_no_mo
         assert "def save_figure(" in text
         output_code.write_text(text.replace("def save_figure(", "def save_figure(  # an edit\n", 1))
         jobs = planned_jobs(directory, "--profile", "profiles/demo")
-    drawn = {artefact.rule: 1 for artefact in artefacts.ARTEFACTS if artefact.kind != artefacts.CLAIMS}
+    drawn = {artefact.rule: 1 for artefact in artefacts.ARTEFACTS}
     assert jobs == drawn | {"all": 1}
     assert planned_jobs(directory, "--profile", "profiles/demo") == {}
 

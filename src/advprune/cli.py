@@ -7,13 +7,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
 from advprune import settings as settings_module
 from advprune.schedules import SCHEDULES
 
-# Set (to 1) by the workflow for its jobs (rules/common.smk): `train` then waits for a busy run directory and ends
-# without work on a run it finds finished, as a job of a rerun must (README: interruptions).
+if TYPE_CHECKING:
+    from advprune.kinds import Artefact
+
+# Set (to 1) by the workflow for its jobs (rules/environment.smk): `train` then waits for a busy run directory and
+# ends without work on a run it finds finished, as a job of a rerun must (README: interruptions).
 WORKFLOW_JOB = "ADVPRUNE_WORKFLOW_JOB"
 
 
@@ -154,47 +157,37 @@ def _add_collect(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_collect)
 
 
-def _add_render(commands: argparse._SubParsersAction) -> None:
-    from advprune.artefacts import MODEL_GRID, names
+def _add_build(commands: argparse._SubParsersAction) -> None:
+    from advprune.artefacts import ARTEFACTS
 
-    p = commands.add_parser("render", help="draw a figure or table from an artefact's tidy CSV")
-    p.add_argument("name", choices=names(MODEL_GRID), help=" | ".join(names(MODEL_GRID)))
-    p.add_argument("--table", type=Path, required=True, help="tidy CSV from `collect`")
-    p.add_argument("--out", type=Path, required=True, help="PDF; tables also write .csv/.tex/.md beside it")
-    p.add_argument("--prune-epoch", type=int, help="only pruned runs of this epoch, for a subset drawn by hand "
-                   "(default: every row of the table, as the workflow draws it)")
-    p.add_argument("--schedule", default="rescale", choices=SCHEDULES, help="pruned runs of this schedule")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
-    p.set_defaults(handler=_render)
+    p = commands.add_parser("build", help="build one artefact of the registry (a figure, a table, the toy model, the "
+                            "claims) and its provenance, as the workflow's rule for it does")
+    _add_artefacts(p, ARTEFACTS)
 
 
-def _add_embed(commands: argparse._SubParsersAction) -> None:
-    from advprune.artefacts import DATA, names
-
-    p = commands.add_parser("embed", help="fig8 (t-SNE) or table2 (class density and separation) from datasets")
-    p.add_argument("name", choices=names(DATA), help=" | ".join(names(DATA)))
-    p.add_argument("--variant", action="append", required=True, metavar="NAME=DATA[:PRUNING]",
-                   help="a panel/row: '<dataset>=<canonical.npz>' or '<dataset> pruned=<canonical.npz>:<pruning.npz>'")
-    p.add_argument("--out", type=Path, required=True, help="PDF; table2 also writes .csv/.tex/.md beside it")
-    p.add_argument("--n-points", type=int, help="fig8: seeded subsample per panel (default 5000)")
-    p.add_argument("--seed", type=int, help="fig8: seed of the subsample and of t-SNE (default 0)")
-    p.set_defaults(handler=_embed)
+def _add_artefacts(parser: argparse.ArgumentParser, artefacts: Sequence[Artefact]) -> None:
+    """NAME, then its kind's options (advprune.kinds: add_arguments)."""
+    names = parser.add_subparsers(dest="name", required=True, metavar="NAME",
+                                  help="the artefact; `NAME --help` lists its kind's options")
+    for artefact in artefacts:
+        artefact.add_arguments(names.add_parser(artefact.name, help=artefact.rule.replace("_", " ", 1)))
+    parser.set_defaults(handler=_build)
 
 
-def _add_claims(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("claims", help="the paper's claims against the artefact tables: effect, 95%% CI, verdict")
-    p.add_argument("--table", action="append", default=[], metavar="ARTEFACT=CSV",
-                   help="an artefact's tidy CSV, e.g. table1=results/artefacts/table1.csv (repeatable)")
-    p.add_argument("--role", action="append", default=[], metavar="ROLE=DATASET",
-                   help="the dataset standing in for the paper's, e.g. mnist=digits-mnist (repeatable)")
-    p.add_argument("--out", type=Path, required=True, help="claims CSV; the Markdown table is written beside it")
-    p.add_argument("--schedule", default="rescale", choices=SCHEDULES, help="pruned runs of this schedule")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="runs of this precision")
-    p.add_argument("--rules", default="v2", choices=["v1", "v2"],
-                   help="the verdict rules: v2 (claims.yaml, the default) or the first rules, v1 (claims-v1.yaml)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.set_defaults(handler=_claims)
+def _add_build_aliases(commands: argparse._SubParsersAction) -> None:
+    """The commands of each kind from before `build`, kept as its aliases: records and docs name them."""
+    from advprune.artefacts import get, names
+    from advprune.kinds import DataArtefact, ModelGrid
+
+    p = commands.add_parser("render", help="`build NAME` of a figure or table drawn from its tidy CSV")
+    _add_artefacts(p, [get(name) for name in names(ModelGrid)])
+    p = commands.add_parser("embed", help="`build NAME` of fig8 (t-SNE) or table2 (class density and separation)")
+    _add_artefacts(p, [get(name) for name in names(DataArtefact)])
+    for name, text in (("toy", "the toy model of section 5.2"),
+                       ("claims", "the paper's claims against the artefact tables: effect, 95%% CI, verdict")):
+        p = commands.add_parser(name, help=f"`build {name}`: {text}")
+        get(name).add_arguments(p)
+        p.set_defaults(handler=_build, name=name)
 
 
 def _add_publish(commands: argparse._SubParsersAction) -> None:
@@ -228,28 +221,6 @@ def _add_missing(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", default=[], metavar="STRATEGY=KEEP",
                    help="only this cell, e.g. random=0.4 or full=1 (repeatable; default: every cell)")
     p.set_defaults(handler=_missing)
-
-
-def _add_toy(commands: argparse._SubParsersAction) -> None:
-    from advprune.toy import TOY_STRATEGIES, ToyParameters
-
-    paper = ToyParameters()  # defaults: the values of config.yaml's artefacts.toy
-    p = commands.add_parser("toy", help="the toy model of section 5.2: simulate, prune, draw figure and table")
-    p.add_argument("--d", type=int, default=paper.d, help="fragile features; eta = 3 / sqrt(d)")
-    p.add_argument("--p-R", dest="p_R", type=float, default=paper.p_R, help="P(point from D_robust)")
-    p.add_argument("--p-robust", type=float, default=paper.p_robust, help="P(x1 = y) in D_robust")
-    p.add_argument("--p-fragile", type=float, default=paper.p_fragile, help="P(x1 = y) in D_fragile")
-    p.add_argument("--n", type=int, default=paper.n, help="training points per seed (and test points)")
-    p.add_argument("--eps-over-eta", type=float, default=paper.eps_over_eta, help="adversary's L-inf budget / eta")
-    p.add_argument("--steps", type=int, default=paper.steps, help="full-batch gradient steps")
-    p.add_argument("--lr", type=float, default=paper.lr, help="initial step size (decays linearly to 0)")
-    p.add_argument("--keep", type=float, nargs="+", default=list(paper.keep), help="fractions kept")
-    p.add_argument("--strategies", nargs="+", default=list(paper.strategies), help=" | ".join(TOY_STRATEGIES))
-    p.add_argument("--seeds", type=int, nargs="+", default=list(paper.seeds), help="one simulation per seed")
-    p.add_argument("--out", type=Path, required=True, help="figure PDF; the table (.csv/.tex/.md) and "
-                   "<stem>.provenance.json are written beside it")
-    p.add_argument("--runs", type=Path, required=True, help="CSV of the per-seed rows")
-    p.set_defaults(handler=_toy)
 
 
 def _add_cost(commands: argparse._SubParsersAction) -> None:
@@ -483,36 +454,18 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(args: argparse.Namespace) -> int:
-    from advprune.report.render import render
+def _build(args: argparse.Namespace) -> int:
+    from advprune.artefacts import get
+    from advprune.report.output import save_artefact
 
-    render(args.name, args.table, args.out, schedule=args.schedule, precision=args.precision,
-           prune_epoch=args.prune_epoch)  # fmt: skip
+    artefact = get(args.name)
+    save_artefact(artefact, artefact.build(args), args.out)
+    print(args.out)
     return 0
 
 
-def _parse_variant(text: str) -> tuple[str, Path, Path | None]:
-    name, sep, files = text.partition("=")
-    if not sep or not files:
-        raise ValueError(f"--variant {text!r} is not of the form NAME=DATA[:PRUNING]")
-    data, _, pruning = files.partition(":")
-    return name, Path(data), Path(pruning) if pruning else None
-
-
-def _embed(args: argparse.Namespace) -> int:
-    from advprune.artefacts import DATA, get
-
-    artefact = get(args.name, DATA)
-    variants = [_parse_variant(text) for text in args.variant]
-    given = {key: getattr(args, key) for key in ("n_points", "seed") if getattr(args, key) is not None}
-    unused = sorted(set(given) - set(artefact.options))
-    if unused:
-        raise ValueError(f"{args.name} takes no {', '.join('--' + key.replace('_', '-') for key in unused)}")
-    artefact.load_builder()(variants, args.out, **given)
-    return 0
-
-
-def _pairs(texts: list[str], option: str) -> dict[str, str]:
+def parse_pairs(texts: list[str], option: str) -> dict[str, str]:
+    """Repeated NAME=VALUE options, e.g. `--role mnist=mnist`, as a dict; a ValueError naming the malformed one."""
     pairs = {}
     for text in texts:
         key, sep, value = text.partition("=")
@@ -522,27 +475,15 @@ def _pairs(texts: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
-def _claims(args: argparse.Namespace) -> int:
-    from advprune.report.claims import run_claims
-
-    if not 100 <= args.resamples <= MAX_RESAMPLES:  # below: too coarse a 95% interval; above: out of memory
-        raise ValueError(f"--resamples must be in [100, {MAX_RESAMPLES}] (at least 100 for a 95% interval), "
-                         f"got {args.resamples}")
-    tables = {name: Path(path) for name, path in _pairs(args.table, "--table").items()}
-    run_claims(tables, _pairs(args.role, "--role"), args.out, schedule=args.schedule, precision=args.precision,
-               n_resamples=args.resamples, seed=args.seed, rules=args.rules)
-    return 0
-
-
 def _publish(args: argparse.Namespace) -> int:
     import yaml
 
     from advprune import plan
     from advprune.report.record import publish
 
-    overrides = {key: yaml.safe_load(value) for key, value in _pairs(args.set, "--set").items()}
+    overrides = {key: yaml.safe_load(value) for key, value in parse_pairs(args.set, "--set").items()}
     config = plan.load_config(args.configfile, overrides)
-    facts = publish(args.run_dir, args.record, config, args.artefact, _pairs(args.role, "--role"), args.log)
+    facts = publish(args.run_dir, args.record, config, args.artefact, parse_pairs(args.role, "--role"), args.log)
     per_artefact = ", ".join(f"{name}: {n}" for name, n in facts["models_per_artefact"].items())
     print(f"{args.record}: {facts['models']} models ({per_artefact})")
     return 0
@@ -554,11 +495,11 @@ def _missing(args: argparse.Namespace) -> int:
     from advprune import plan
     from advprune.report.record import missing_targets
 
-    overrides = {key: yaml.safe_load(value) for key, value in _pairs(args.set, "--set").items()}
+    overrides = {key: yaml.safe_load(value) for key, value in parse_pairs(args.set, "--set").items()}
     config = plan.load_config(args.configfile, overrides)
     only = []
     for text in args.only:
-        (strategy, keep), = _pairs([text], "--only").items()
+        (strategy, keep), = parse_pairs([text], "--only").items()
         try:
             only.append((strategy, float(keep)))
         except ValueError:
@@ -568,29 +509,10 @@ def _missing(args: argparse.Namespace) -> int:
     return 0
 
 
-MAX_RESAMPLES = 1_000_000  # bootstrap resamples: 10^11 ran out of memory
-
-
-def _toy(args: argparse.Namespace) -> int:
-    from advprune.report.toy import run_toy
-    from advprune.toy import ToyParameters
-
-    params = ToyParameters(
-        d=args.d, p_R=args.p_R, p_robust=args.p_robust, p_fragile=args.p_fragile, n=args.n,
-        eps_over_eta=args.eps_over_eta, steps=args.steps, lr=args.lr, keep=tuple(args.keep),
-        strategies=tuple(args.strategies), seeds=tuple(args.seeds),
-    )
-    params.check()  # before the slow imports of the report code
-    run_toy(params, args.out, args.runs)
-    print(args.out)
-    return 0
-
-
 def _cost(args: argparse.Namespace) -> int:
     from advprune import artefacts, plan
-    from advprune.artefacts import CLAIMS, DATA, MODEL_GRID, SIMULATION
     from advprune.costs import estimate, load_timings, missing_timings
-    from advprune.report.claim_rules import load_claims
+    from advprune.kinds import Claims, DataArtefact, ModelGrid
 
     # As with Snakemake's --configfile, targets may follow the files: argparse gives them to --configfile, so a
     # known target name that is not a file is taken back as a target.
@@ -602,24 +524,18 @@ def _cost(args: argparse.Namespace) -> int:
     targets = [str(path) for path in trailing] + args.targets
     config = plan.load_config(configfiles)
     timings = load_timings(args.timings, args.jobs_per_gpu)
-    claim_artefacts = {claim.artefact for claim in load_claims()}
 
     def models_of(name: str) -> tuple[list, bool]:
         """(the models a target trains, whether they are evaluated)"""
         if name == "all":
             return plan.all_models(config), True
-        kind = artefacts.get(name).kind if name in artefacts.BY_NAME else None
-        if kind == MODEL_GRID:
-            return plan.artefact_models(config, name), True
-        if kind == DATA:
-            return [plan.pruned_model(config, name)], False
-        if kind == CLAIMS:
-            return list({key for a in claim_artefacts for key in plan.artefact_models(config, a)}), True
-        if kind == SIMULATION:
-            return [], False  # a CPU simulation of seconds
-        raise ValueError(f"unknown target {name!r}; known: {', '.join(artefacts.names())}, all")
+        if name not in artefacts.BY_NAME:
+            raise ValueError(f"unknown target {name!r}; known: {', '.join(artefacts.names())}, all")
+        artefact = artefacts.get(name)
+        return artefact.models(config), artefact.evaluated
 
-    targets = targets or [*artefacts.names(MODEL_GRID, DATA, CLAIMS), "all"]
+    # The toy model (a Simulation) trains nothing: a CPU simulation of seconds.
+    targets = targets or [*artefacts.names(ModelGrid, DataArtefact, Claims), "all"]
     plans = {name: models_of(name) for name in targets}  # every name checked before anything is printed
     jobs = "one job per GPU" if args.jobs_per_gpu == 1 else f"training at {args.jobs_per_gpu} jobs per GPU"
     print(f"Estimated on: {timings['device']}; {jobs}; AutoAttack on {config['n_examples']} points.")
@@ -628,6 +544,7 @@ def _cost(args: argparse.Namespace) -> int:
     print("| target | models | per dataset | training (GPU h) | AutoAttack (GPU h) | total (GPU h) "
           "| epochs from scratch | epochs with prefixes | epochs saved |")
     print("|---|---|---|---|---|---|---|---|---|")
+
     def hours(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.1f}"
 
@@ -652,8 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (
-        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_render, _add_embed, _add_claims, _add_publish,
-        _add_missing, _add_toy, _add_cost, _add_settings, _add_bench, _add_prefix,
+        _add_prepare, _add_train, _add_evaluate, _add_collect, _add_build, _add_build_aliases, _add_publish,
+        _add_missing, _add_cost, _add_settings, _add_bench, _add_prefix,
     ):
         add(commands)
     return parser

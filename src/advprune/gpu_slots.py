@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
 
 LOCK_DIR = "ADVPRUNE_GPU_LOCKS"
-JOBS_PER_GPU = "ADVPRUNE_JOBS_PER_GPU"  # the workflow's jobs_per_gpu, exported to its jobs (rules/common.smk)
+JOBS_PER_GPU = "ADVPRUNE_JOBS_PER_GPU"  # the workflow's jobs_per_gpu, exported to its jobs (rules/environment.smk)
 FAKE_GPUS = "ADVPRUNE_FAKE_GPUS"
 MAX_JOBS_PER_GPU = 64
 

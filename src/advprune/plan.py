@@ -1,7 +1,8 @@
-"""What the Snakemake workflow plans: artefact grids -> model keys, and each model's training command.
+"""What the Snakemake workflow plans: the artefacts a configuration builds and their models, each model's training
+command, and the checks of a configuration.
 
-Pure Python, so it is unit-tested. The artefacts are those of the registry (advprune.artefacts); a model's key,
-directory and the full-data sentinel are advprune.identity's.
+Pure Python, so it is unit-tested. The artefacts are those of the registry (advprune.artefacts), each of its kind
+(advprune.kinds), which knows its models; a model's key, directory and the full-data sentinel are advprune.identity's.
 """
 
 from __future__ import annotations
@@ -10,87 +11,31 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from advprune import artefacts as registry
-from advprune.artefacts import DATA, MODEL_GRID, SIMULATION
 from advprune.datasets import check_n_examples
 from advprune.identity import ModelKey, sorted_keys
+from advprune.kinds import DataArtefact, ModelGrid, active_roles, as_list, per_role, seeds_of
 from advprune.prefix import PrefixKey
 from advprune.pruning import STRATEGIES
 from advprune.settings import deep_update, known_datasets, number_problem, resolve
 from advprune.toy import ToyParameters
 
 
-def seeds_of(value: int | list[int]) -> list[int]:
-    """`seeds: 5` means seeds 0..4; a list names them (adding one trains only that one)."""
-    return list(range(value)) if isinstance(value, int) else list(value)
-
-
-def artefact_roles(config: dict[str, Any], name: str) -> list[str]:
-    """The roles an artefact covers in this run: its own `roles`, restricted to the config's top-level `roles`."""
-    return [role for role in config["artefacts"][name].get("roles", []) if role in _active_roles(config)]
-
-
-def _active_roles(config: dict[str, Any]) -> list[str]:
-    return config.get("roles") or list(config["datasets"])
-
-
 def built_artefacts(config: dict[str, Any]) -> list[str]:
-    """Artefacts this configuration builds: those left with a role (a data artefact also needs its pruned model's
-    role); the simulated ones need no dataset."""
-    names = [name for name in registry.names(MODEL_GRID) if artefact_roles(config, name)]
-    names += [
-        name for name in registry.names(DATA)
-        if artefact_roles(config, name) and config["artefacts"][name]["pruned_model"]["role"] in _active_roles(config)
-    ]
-    return names + [name for name in registry.names(SIMULATION) if name in config["artefacts"]]
-
-
-def artefact_seeds(config: dict[str, Any], spec: dict[str, Any]) -> list[int]:
-    """An artefact's seeds, capped at the first `seeds_max` (a budget knob: raising it later trains only the rest)."""
-    seeds = seeds_of(spec["seeds"])
-    cap = config.get("seeds_max")
-    return seeds if cap is None else seeds[:cap]
-
-
-def _per_role(value: Any, role: str) -> Any:
-    return value[role] if isinstance(value, dict) else value
-
-
-def _as_list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def artefact_models(config: dict[str, Any], name: str) -> list[ModelKey]:
-    """Every model an artefact's grid names, deduplicated and sorted."""
-    spec = config["artefacts"][name]
-    keys = set()
-    for role in artefact_roles(config, name):
-        dataset = config["datasets"][role]
-        for strategy in spec["strategies"]:
-            for keep in _as_list(_per_role(spec["keep"], role)):
-                for epoch in _as_list(_per_role(spec["prune_epoch"], role)):
-                    for schedule in spec.get("schedules", [config["schedule_after_pruning"]]):
-                        for seed in artefact_seeds(config, spec):
-                            keys.add(ModelKey.create(dataset, strategy, keep, epoch, seed,
-                                                     precision=config["precision"], schedule=schedule))  # fmt: skip
-    return sorted_keys(keys)
-
-
-def pruned_model(config: dict[str, Any], name: str) -> ModelKey:
-    """The one model whose kept set fig8 and table2 show as "pruned"."""
-    spec = config["artefacts"][name]["pruned_model"]
-    return ModelKey.create(
-        config["datasets"][spec["role"]], spec["strategy"], spec["keep"], spec["prune_epoch"], spec["seed"],
-        precision=config["precision"], schedule=config["schedule_after_pruning"],
-    )
+    """The artefacts this configuration builds (`all`), each by its kind's rule (advprune.kinds: is_built)."""
+    return [artefact.name for artefact in registry.ARTEFACTS if artefact.is_built(config)]
 
 
 def all_models(config: dict[str, Any], artefacts: Iterable[str] | None = None) -> list[ModelKey]:
     """Every model of the given artefacts (default: every artefact this configuration builds)."""
     names = built_artefacts(config) if artefacts is None else list(artefacts)
-    grids, data = registry.names(MODEL_GRID), registry.names(DATA)
-    keys = {key for name in names if name in grids for key in artefact_models(config, name)}
-    keys |= {pruned_model(config, name) for name in names if name in data}
-    return sorted_keys(keys)
+    return sorted_keys({key for name in names for key in registry.get(name).models(config)})
+
+
+def job_resources(config: dict[str, Any], dataset: str) -> dict[str, dict[str, int]]:
+    """What a dataset's train_model and evaluate_model jobs ask for: its config job_resources over their `default`."""
+    table = config["job_resources"]
+    own = table.get(dataset, {})
+    return {rule: {**values, **own.get(rule, {})} for rule, values in table["default"].items()}
 
 
 def training_words(key: ModelKey, config: dict[str, Any]) -> list[str]:
@@ -153,7 +98,7 @@ def _check_artefact_names(config: dict[str, Any]) -> None:
                 f"artefacts.{name}: no artefact of that name in advprune.artefacts; "
                 f"known: {', '.join(registry.names())}"
             )
-    missing = [name for name in registry.names(MODEL_GRID, DATA) if name not in config["artefacts"]]
+    missing = [name for name in registry.names(ModelGrid, DataArtefact) if name not in config["artefacts"]]
     if missing:
         raise ValueError(f"artefacts: no grid for {', '.join(missing)} (config.yaml, or the entry's default_config)")
 
@@ -194,7 +139,7 @@ def _check_keeps(config: dict[str, Any]) -> None:
         if name == "toy":  # a simulation: its keeps name no directory
             continue
         for where, value in places:
-            values = [v for item in (value.values() if isinstance(value, dict) else [value]) for v in _as_list(item)]
+            values = [v for item in (value.values() if isinstance(value, dict) else [value]) for v in as_list(item)]
             for keep in values:
                 if isinstance(keep, (int, float)) and 0 < keep < MIN_KEEP:
                     raise ValueError(f"{where}: keep {keep:g} is below {MIN_KEEP:g}, the smallest fraction a model's "
@@ -202,11 +147,17 @@ def _check_keeps(config: dict[str, Any]) -> None:
 
 
 def _check_overrides(config: dict[str, Any]) -> None:
-    """A misspelt dataset name under training_overrides was ignored without a word: the run used the defaults."""
+    """A misspelt dataset name under training_overrides or job_resources was ignored without a word: the run used the
+    defaults."""
     known = known_datasets()
-    for dataset in config["training_overrides"]:
-        if dataset not in known:
-            raise ValueError(f"training_overrides.{dataset}: no dataset of that name; known: {', '.join(known)}")
+    named = {
+        "training_overrides": list(config["training_overrides"]),
+        "job_resources": [name for name in config.get("job_resources", {}) if name != "default"],
+    }
+    for key, datasets in named.items():
+        for dataset in datasets:
+            if dataset not in known:
+                raise ValueError(f"{key}.{dataset}: no dataset of that name; known: {', '.join(known)}")
 
 
 MAX_SEEDS = 1000  # per artefact: the paper uses 30; 10^8 ran out of memory listing them, then their models
@@ -245,7 +196,7 @@ def check_config(config: dict[str, Any]) -> None:
             epochs_of[dataset] = resolve(dataset, overrides=config["training_overrides"].get(dataset, []))["epochs"]
         except ValueError as error:
             raise ValueError(f"datasets.{role} / training_overrides.{dataset}: {error}") from None
-        if role in _active_roles(config):
+        if role in active_roles(config):
             check_n_examples(dataset, config["n_examples"])
     _check_overrides(config)  # after the roles' datasets: a dataset no plugin registered is named as the role's
     for dataset, overrides in config["training_overrides"].items():  # of datasets no role plays too
@@ -283,7 +234,7 @@ def check_config(config: dict[str, Any]) -> None:
                         f"known: {', '.join(config['datasets'])}"
                     )
             for role in spec["roles"]:
-                _check_epochs(config, epochs_of, f"artefacts.{name}.prune_epoch", role, _per_role(epochs, role))
+                _check_epochs(config, epochs_of, f"artefacts.{name}.prune_epoch", role, per_role(epochs, role))
         if "pruned_model" in spec:
             model = spec["pruned_model"]
             if model["strategy"] not in STRATEGIES:
@@ -307,7 +258,7 @@ def check_config(config: dict[str, Any]) -> None:
 def _check_epochs(config: dict[str, Any], epochs_of: dict[str, int], where: str, role: str, epochs: Any) -> None:
     dataset = config["datasets"][role]
     total = epochs_of[dataset]
-    for epoch in _as_list(epochs):
+    for epoch in as_list(epochs):
         if not 0 <= epoch < total:
             raise ValueError(
                 f"{where}: prune epoch {epoch} for {role} ({dataset}) must be in [0, {total - 1}]: "

@@ -20,16 +20,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from advprune import provenance
 from advprune.identity import FULL
 from advprune.report import intervals
 from advprune.report.aggregate import read_table
 from advprune.report.claim_rules import (  # noqa: F401 (RULES_FILES, load_claims re-exported for the claims' users)
     RULES_FILES, Claim, Rules, load_claims, load_rules,
 )
+from advprune.report.output import Built
 from advprune.report.selection import select_rows
 from advprune.report.stats import linear_fit
-from advprune.runtime import atomic_path
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
 INTERVALS = {"welch": intervals.welch, "newcombe": intervals.newcombe}  # the others: the percentile bootstrap
@@ -374,12 +373,12 @@ def markdown(table: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_claims(
-    tables: dict[str, Path], roles: dict[str, str], out_csv: Path, *, schedule: str = "rescale",
-    precision: str = "fp32", n_resamples: int = 2000, seed: int = 0, rules: str = "v2",
-) -> None:
-    """The registry's builder (`advprune claims`): the claims table (claims.csv and claims.md beside it) from the
-    artefact tables this configuration builds, by the named rules (v2, the default, or v1)."""
+def build_claims(
+    tables: dict[str, Path], roles: dict[str, str], *, schedule: str = "rescale", precision: str = "fp32",
+    n_resamples: int = 2000, seed: int = 0, rules: str = "v2",
+) -> Built:
+    """The registry's builder: the claims table (its CSV and Markdown) from the artefact tables this configuration
+    builds, by the named rules (v2, the default, or v1)."""
     loaded = load_rules(rules)
     runs = {name: read_table(path) for name, path in tables.items()}
     selected = {name: select_rows(df, schedule=schedule, precision=precision) for name, df in runs.items()}
@@ -391,13 +390,9 @@ def run_claims(
         f"bootstraps {n_resamples} "
         f"resamples, seed {seed}), the paper's value, and the verdict."
     )
-    with atomic_path(out_csv) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(out_csv.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(table, caption))
     models = {row["run_dir"]: row for df in runs.values() for row in df.to_dict("records")}
-    provenance.write_artefact_record(
-        out_csv, "claims", outputs=[out_csv, out_csv.with_suffix(".md")], inputs=list(tables.values()),
-        models=list(models.values()), parameters={"roles": dict(roles), "schedule": schedule, "precision": precision,
-                                                  "n_resamples": n_resamples, "seed": seed, "rules": rules},
+    return Built(
+        data=table, markdown=markdown(table, caption), inputs=list(tables.values()), models=list(models.values()),
+        parameters={"roles": dict(roles), "schedule": schedule, "precision": precision, "n_resamples": n_resamples,
+                    "seed": seed, "rules": rules},
     )

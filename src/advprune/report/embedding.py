@@ -19,10 +19,9 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from advprune import provenance
-from advprune.artefacts import FIGURE_FILES, TABLE_FILES
 from advprune.datasets import load_canonical
 from advprune.report.labels import PAPER_DATASET, display_name, parse_variant, variant_label
-from advprune.report.output import Block, files_beside, save_figure, save_table
+from advprune.report.output import Block, Built
 from advprune.report.paper import TABLE2
 from advprune.runtime import read_json
 
@@ -58,7 +57,7 @@ def tsne_embedding(x: np.ndarray, seed: int) -> np.ndarray:
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
 
 
-def draw_fig8(panels: list[tuple[str, np.ndarray, np.ndarray]], out: Path, title: str | None = None) -> None:
+def fig8_figure(panels: list[tuple[str, np.ndarray, np.ndarray]], title: str | None = None) -> Figure:
     """One scatter panel per (variant name, 2-D embedding [N, 2], labels [N]), coloured by class."""
     classes = sorted({int(c) for _, _, y in panels for c in np.unique(y)})
     palette = (
@@ -77,7 +76,7 @@ def draw_fig8(panels: list[tuple[str, np.ndarray, np.ndarray]], out: Path, title
         ax.set(title=f"{variant_label(name)} (n={len(embedding)})", xticks=[], yticks=[])
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", title="class", markerscale=4)
     fig.suptitle(title or "t-SNE (2 components) over PCA (50 components), coloured by class", fontsize=9)
-    save_figure(fig, out)
+    return fig
 
 
 def class_statistics(x: np.ndarray, y: np.ndarray, cut: float = 0.01) -> dict[str, Any]:
@@ -190,7 +189,7 @@ def table2_block(table: pd.DataFrame, cut: float = 0.01) -> Block:
     return Block(table2_layout(table), title, notes, "paper")
 
 
-# -- the registry's builders (advprune.artefacts): `advprune embed fig8|table2` --------------------------------------
+# -- the registry's builders (advprune.artefacts): `advprune build fig8|table2` --------------------------------------
 
 # (variant name, canonical .npz, pruning.npz or None): a panel of fig8, a row of table2.
 VariantFiles = tuple[str, Path, "Path | None"]
@@ -232,27 +231,24 @@ def _trained_model(run_dir: Path) -> dict:
     }
 
 
-def _write_provenance(name: str, variants: list[VariantFiles], outputs: list[Path], parameters: dict) -> None:
+def _built(variants: list[VariantFiles], parameters: dict, **what: Any) -> Built:
+    """What to save, with the variants' files as inputs and the pruned models (from their train.json) as models."""
     inputs = [path for _, canonical, pruning in variants for path in (canonical, pruning) if path is not None]
     models = [_trained_model(pruning.parent) for _, _, pruning in variants if pruning is not None]
     named = {variant: f"{data}:{pruning}" if pruning else str(data) for variant, data, pruning in variants}
-    provenance.write_artefact_record(
-        outputs[0], name, outputs=outputs, inputs=inputs, models=models, parameters={**parameters, "variants": named}
-    )
+    return Built(**what, inputs=inputs, models=models, parameters={**parameters, "variants": named})
 
 
-def run_fig8(variants: list[VariantFiles], pdf: Path, *, n_points: int = 5000, seed: int = 0) -> None:
+def build_fig8(variants: list[VariantFiles], *, n_points: int = 5000, seed: int = 0) -> Built:
     """Figure 8: per variant a seeded subsample of `n_points`, PCA + t-SNE, scatter."""
     panels = []
     for name, canonical, pruning in variants:
         x, y = subsample(*load_variant(canonical, pruning), n=n_points, seed=seed)
         panels.append((name, tsne_embedding(x, seed), y))
-    draw_fig8(panels, pdf)
-    _write_provenance("fig8", variants, files_beside(pdf, FIGURE_FILES), {"n_points": n_points, "seed": seed})
+    return _built(variants, {"n_points": n_points, "seed": seed}, figure=fig8_figure(panels))
 
 
-def run_table2(variants: list[VariantFiles], pdf: Path, *, cut: float = 0.01) -> None:
+def build_table2(variants: list[VariantFiles], *, cut: float = 0.01) -> Built:
     """Table 2 over the whole (kept) training sets: its statistics do not depend on the number of points."""
     table = table2([(name, *load_variant(canonical, pruning)) for name, canonical, pruning in variants], cut=cut)
-    save_table([table2_block(table, cut)], pdf, data=table)
-    _write_provenance("table2", variants, files_beside(pdf, TABLE_FILES), {"cut": cut})
+    return _built(variants, {"cut": cut}, blocks=[table2_block(table, cut)], data=table)

@@ -1,7 +1,7 @@
 """The paper's figures 1-5 and 7, drawn with seaborn from the tidy table (one panel per dataset present).
 
 A figure plots every row of the table it is given: the workflow builds one table per artefact holding exactly the
-models of that artefact's grid (`advprune render` selects its schedule and precision), so lines, keeps and pruning
+models of that artefact's grid (`advprune build` selects its schedule and precision), so lines, keeps and pruning
 epochs come from the data, never from a built-in grid.
 
 seaborn draws each point as the mean ± sd (ddof=1) of the per-run rows. The annotations come from
@@ -15,7 +15,7 @@ lines meet at the same point; in figure 1, whose x axis is the pruning epoch, th
 
 Figures are built on `matplotlib.figure.Figure` and seaborn's `ax=` API rather than pyplot: no GUI backend is ever
 selected (the file is rendered by Agg/PDF from its suffix) and no global figure state is left behind. `build_*`
-functions return the Figure, which `advprune render` writes (`output.save_figure`: the PDF and a PNG beside it);
+functions return the Figure, which `advprune build` writes (`output.save_artefact`: the PDF and a PNG beside it);
 the artefact registry (advprune.artefacts) names which function builds which figure.
 """
 

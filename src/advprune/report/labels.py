@@ -5,7 +5,7 @@ The one place these mappings are written; figures and tables import them from he
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from advprune.identity import FULL
 
@@ -52,6 +52,22 @@ def pruned_fraction(keep: float) -> str:
     return f"{round(1.0 - keep, 6):g}"
 
 PRUNED_SUFFIX = " pruned"
+
+
+def join_names(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def numbers_text(values: list[Any]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """'5 seeds (0-4)', or the seeds named where they are not a run of consecutive ones."""
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))) and len(seeds) > 1:
+        return f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]})"
+    return f"{len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))})"
 
 
 def display_name(dataset: str) -> str:

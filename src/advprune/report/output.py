@@ -2,6 +2,9 @@
 LaTeX (booktabs, through pandas' Styler) and a page-sized PDF + PNG. Every file is written atomically: a killed job
 never leaves a half-written file that looks finished.
 
+An artefact's builder returns what to save, a `Built`; `save_artefact` writes the files its registry entry names
+and its provenance (`advprune build`).
+
 A display table is a DataFrame of strings: its index (one level or several) holds the row labels, its columns the
 headers. Repeated row labels are printed once per group, as a paper prints them. A `Block` is one such table with a
 short title and its notes; a file may hold several blocks (Table 1 and, when runs collapsed, Table 1 without them).
@@ -12,9 +15,9 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,6 +27,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Affine2D
 
+from advprune import provenance
 from advprune.runtime import atomic_path
 
 PNG_DPI = 200  # the PNG beside every PDF (for READMEs and slides)
@@ -279,12 +283,6 @@ def write_table_files(blocks: Sequence[Block], stem: Path, *, data: pd.DataFrame
         tmp.write_text("\n".join(to_latex(b, label) for b, label in zip(blocks, labels)))
 
 
-def save_table(blocks: Sequence[Block], pdf: Path, *, data: pd.DataFrame | None = None) -> None:
-    """A table's five files: `pdf` and its PNG (`draw_pdf`), and .md, .tex, .csv beside it (`write_table_files`)."""
-    write_table_files(blocks, Path(pdf).with_suffix(""), data=data)
-    draw_pdf(blocks, pdf)
-
-
 def save_figure(fig: Figure, out: Path) -> None:
     """Write `out` and, beside a PDF, a PNG at PNG_DPI."""
     out = Path(out)
@@ -296,8 +294,66 @@ def save_figure(fig: Figure, out: Path) -> None:
 
 
 def files_beside(pdf: Path, suffixes: Iterable[str]) -> list[Path]:
-    """An artefact's files (advprune.artefacts: FIGURE_FILES, TABLE_FILES) named after its PDF."""
+    """An artefact's files (advprune.kinds: FIGURE_FILES, TABLE_FILES) named after its PDF."""
     return [Path(pdf).with_suffix(f".{suffix}") for suffix in suffixes]
+
+
+@dataclass
+class Built:
+    """What an artefact's builder returns: what to save, and what its provenance records."""
+
+    figure: Figure | None = None  # the PDF and its PNG
+    blocks: Sequence[Block] = ()  # a table: .csv, .md and .tex (and the PDF's pages where there is no figure)
+    data: pd.DataFrame | None = None  # the .csv: the numbers behind the table (default: its first block as shown)
+    markdown: str | None = None  # the .md of a table in a layout of its own (the claims), with `data` as its .csv
+    tables: dict[Path, pd.DataFrame] = field(default_factory=dict)  # tidy tables beside (the toy's per-seed rows)
+    inputs: list[Path] = field(default_factory=list)  # the files it was built from (their sha256 are recorded)
+    models: list[dict[str, Any]] = field(default_factory=list)  # their models (advprune.provenance.MODEL_FIELDS)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, result: Any, **record: Any) -> Built:
+        """A model grid's builder result, a Figure or a table as (blocks, values), with its provenance."""
+        if isinstance(result, Figure):
+            return cls(figure=result, **record)
+        blocks, values = result
+        return cls(blocks=blocks, data=values, **record)
+
+
+class Entry(Protocol):
+    """What saving reads of a registry entry (advprune.kinds.Artefact; not imported: no builder depends on the
+    registry, advprune.imports)."""
+
+    name: str
+    builder: str
+    files: tuple[str, ...]
+
+
+def save_artefact(artefact: Entry, built: Built, out: Path) -> None:
+    """Write `built` as the artefact's files, named after `out` (its first file, advprune.kinds), its other tidy
+    tables, then `<stem>.provenance.json`: the one place where an artefact is saved."""
+    out = Path(out)
+    stem, files = out.with_suffix(""), files_beside(out, artefact.files)
+    if "pdf" in artefact.files:  # and its PNG: the figure, or else the table's pages
+        if built.figure is not None:
+            save_figure(built.figure, stem.with_suffix(".pdf"))
+        else:
+            draw_pdf(built.blocks, stem.with_suffix(".pdf"))
+    if built.blocks:
+        write_table_files(built.blocks, stem, data=built.data)
+    elif built.markdown is not None:
+        with atomic_path(stem.with_suffix(".csv")) as tmp:
+            built.data.to_csv(tmp, index=False)
+        with atomic_path(stem.with_suffix(".md")) as tmp:
+            tmp.write_text(built.markdown)
+    for path, table in built.tables.items():
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise ValueError(f"{artefact.builder} built nothing for {', '.join(missing)}")
+    provenance.write_artefact_record(out, artefact.name, outputs=[*files, *built.tables], inputs=built.inputs,
+                                     models=built.models, parameters=built.parameters)  # fmt: skip
 
 
 def wrap_to_inches(text: str, inches: float, size: float) -> str:

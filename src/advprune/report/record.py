@@ -31,12 +31,13 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from advprune import plan
-from advprune.artefacts import MODEL_GRID, get
+from advprune.artefacts import get
 from advprune.identity import EVALUATION_FILE, MODEL_ROOT
 from advprune.report import claims as claims_module
 from advprune.report.aggregate import collect, read_table, write_table
+from advprune.kinds import ModelGrid
 from advprune.report.labels import display_name
+from advprune.report.output import save_artefact
 from advprune.report.render import render
 from advprune.report.paper import TABLE1_N as PAPER_RUNS
 from advprune.report.tables import table_values
@@ -227,8 +228,8 @@ def publish(
     unknown = [name for name in artefacts if name not in config["artefacts"]]
     if unknown:
         raise ValueError(f"--artefact {unknown[0]!r} is not an artefact of this configuration")
-    for name in artefacts:
-        get(name, MODEL_GRID)  # refuses a name that is not a model-grid artefact, naming the known ones
+    # Refuses a name that is not a model-grid artefact, naming the known ones.
+    grids = {name: get(name, ModelGrid) for name in artefacts}
     record.mkdir(parents=True, exist_ok=True)
     n_examples = int(config["n_examples"])
     models_csv, runs_csv = record / "models.csv", record / "runs.csv"
@@ -257,16 +258,16 @@ def publish(
 
     (record / "artefacts").mkdir(exist_ok=True)
     tables = {}
-    for name in artefacts:
-        grid = {key.directory for key in plan.artefact_models(config, name)}
+    for name, artefact in grids.items():
+        grid = {key.directory for key in artefact.models(config)}
         rows = models[models[IDENTITY].isin(grid)]
         tables[name] = record / "artefacts" / f"{name}.csv"
         write_table(rows, tables[name])
-        render(name, tables[name], record / f"{name}.pdf", schedule=config["schedule_after_pruning"],
+        render(artefact, tables[name], record / f"{name}.pdf", schedule=config["schedule_after_pruning"],
                precision=config["precision"])  # fmt: skip
 
-    claims_module.run_claims(tables, roles, record / "claims.csv", rules="v2")
-    claims_module.run_claims(tables, roles, record / "claims-v1.csv", rules="v1")
+    for rules, out in (("v2", "claims.csv"), ("v1", "claims-v1.csv")):
+        save_artefact(get("claims"), claims_module.build_claims(tables, roles, rules=rules), record / out)
     _write_claims(tables, roles, record / "claims-apgd.csv", _apgd_rules(),
                   "Sensitivity: the v2 claims on AutoAttack accuracy, read on the accuracy after APGD-CE and APGD-T "
                   "only (the paper may have reported Auto-PGD alone). Not a verdict on the paper.")
@@ -311,7 +312,7 @@ def missing_targets(
     models_csv = record / "models.csv"
     published = set(read_table(models_csv)[IDENTITY]) if models_csv.exists() else set()
     cells = {(strategy, float(keep)) for strategy, keep in only}
-    keys = {key for name in artefacts for key in plan.artefact_models(config, name)}
+    keys = {key for name in artefacts for key in get(name).models(config)}
     wanted = [key for key in keys if not cells or (key.strategy, key.keep) in cells]
     missing = [key for key in wanted if key.directory not in published]
     return [key.evaluation_file(int(config["n_examples"])) for key in sorted(missing, key=lambda k: (k.seed, k))]

@@ -1,47 +1,43 @@
-"""`advprune render NAME`: one model-grid artefact (advprune.artefacts) from its tidy table, with its provenance.
+"""A model-grid artefact (advprune.kinds.ModelGrid) from its tidy table: `advprune build fig4 --table ...`.
 
 Reads the table, keeps the rows the artefact draws (the config's precision and, for artefacts of one schedule, its
-`schedule_after_pruning`; full-data models match any schedule), calls the registry's builder and writes the files
-its entry names. The workflow's table holds exactly the artefact's grid, so nothing else is filtered; `prune_epoch`
-and `seeds` are for drawing a subset by hand.
+`schedule_after_pruning`; full-data models match any schedule) and calls the entry's builder. The workflow's table
+holds exactly the artefact's grid, so nothing else is filtered; `prune_epoch` and `seeds` are for drawing a subset
+by hand.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from advprune import provenance
-from advprune.artefacts import MODEL_GRID, get
 from advprune.report.aggregate import read_table
-from advprune.report.output import files_beside, save_figure, save_table
+from advprune.report.output import Built, save_artefact
 from advprune.report.selection import select_rows
 
 
-def render(
-    name: str,
+def build_grid(
+    artefact: Any,
     table_csv: Path,
-    pdf: Path,
     *,
     schedule: str = "rescale",
     precision: str = "fp32",
     seeds: Sequence[int] | None = None,
     prune_epoch: int | None = None,
-) -> None:
-    """Write artefact `name`'s files (`pdf` and the others beside it) and `<pdf stem>.provenance.json`."""
-    artefact = get(name, MODEL_GRID)
+) -> Built:
+    """The figure or table of `artefact`, a ModelGrid entry (advprune.kinds; not imported, as no builder depends on the
+    registry), from the rows it draws, with every row of the table as its models."""
     runs = read_table(table_csv)
     rows = select_rows(
         runs, precision=precision, seeds=seeds, schedule=schedule if artefact.one_schedule else None,
         prune_epochs=None if prune_epoch is None else [prune_epoch],
     )
-    built = artefact.load_builder()(rows)
-    if artefact.is_table:
-        blocks, values = built
-        save_table(blocks, pdf, data=values)
-    else:
-        save_figure(built, pdf)
-    provenance.write_artefact_record(
-        pdf, name, outputs=files_beside(pdf, artefact.files), inputs=[table_csv], models=runs.to_dict("records"),
+    return Built.of(
+        artefact.load_builder()(rows), inputs=[Path(table_csv)], models=runs.to_dict("records"),
         parameters={"schedule": schedule, "precision": precision, "seeds": seeds, "prune_epoch": prune_epoch},
     )
+
+
+def render(artefact: Any, table_csv: Path, pdf: Path, **selection: Any) -> None:
+    """Build the artefact from `table_csv` and save it: `pdf`, the other files beside it, its provenance."""
+    save_artefact(artefact, build_grid(artefact, table_csv, **selection), pdf)

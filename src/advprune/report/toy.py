@@ -15,12 +15,9 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from advprune import provenance
-from advprune.artefacts import TABLE_FILES
 from advprune.report.style import REFERENCE_COLOR, STRATEGY_COLORS, STRATEGY_MARKERS
 from advprune.report.labels import KEEP_LABEL, STRATEGY_LABELS, ordered_strategies
-from advprune.report.aggregate import write_table
-from advprune.report.output import Block, files_beside, save_figure, suptitle, write_table_files
+from advprune.report.output import Block, Built, suptitle
 from advprune.toy import CLASSIFIERS, ToyParameters, simulate
 
 SHARE_LABEL = "fragile-set share of the kept points"
@@ -63,7 +60,7 @@ def _share_panel(ax: Axes, runs: pd.DataFrame, classifier: str, params: ToyParam
     ax.set(title=title, xlabel=KEEP_LABEL, ylabel=SHARE_LABEL, ylim=(0, 1))
 
 
-def build_toy(runs: pd.DataFrame, params: ToyParameters) -> Figure:
+def toy_figure(runs: pd.DataFrame, params: ToyParameters) -> Figure:
     fig = Figure(figsize=(12.0, 4.2), layout="constrained")
     axes = fig.subplots(1, 3)
     _share_panel(axes[0], runs, "robust", params, "(a) pruned by the robust classifier's loss")
@@ -119,18 +116,8 @@ def toy_caption(runs: pd.DataFrame, params: ToyParameters) -> str:
     )
 
 
-def draw_toy(runs: pd.DataFrame, params: ToyParameters, pdf: Path) -> None:
-    """`pdf` (the figure) and, beside it, the table as .csv, .tex and .md."""
-    save_figure(build_toy(runs, params), pdf)
-    write_table_files([Block(toy_table(runs), toy_caption(runs, params))], Path(pdf).with_suffix(""))
-
-
-def run_toy(params: ToyParameters, pdf: Path, runs_csv: Path) -> None:
-    """The registry's builder (`advprune toy`): simulate every seed, write the per-seed rows to `runs_csv`, the
-    figure to `pdf`, the table beside it (.csv/.tex/.md) and `<pdf stem>.provenance.json`."""
-    runs = simulate(params)
-    write_table(runs, runs_csv)
-    draw_toy(runs, params, pdf)
-    provenance.write_artefact_record(
-        pdf, "toy", outputs=[*files_beside(pdf, TABLE_FILES), Path(runs_csv)], parameters=params.as_dict()
-    )
+def build_toy(params: ToyParameters, runs: Path) -> Built:
+    """The registry's builder: simulate every seed; the figure, the table and the per-seed rows (to the CSV `runs`)."""
+    rows = simulate(params)
+    return Built(figure=toy_figure(rows, params), blocks=[Block(toy_table(rows), toy_caption(rows, params))],
+                 tables={Path(runs): rows}, parameters=params.as_dict())  # fmt: skip
