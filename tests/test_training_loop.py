@@ -60,7 +60,7 @@ def _stopped_after_first_epoch(out: Path, monkeypatch: pytest.MonkeyPatch) -> Tr
         patch.setattr(training, "save_checkpoint", save_then_stop)
         with pytest.raises(_Stopped):
             trainer.fit()
-    assert (out / "resume.pt").exists() and trainer.state["epoch"] == 1
+    assert (out / "resume.pt").exists() and trainer.state.epoch == 1
     return trainer
 
 
@@ -111,13 +111,13 @@ def test_every_update_equals_a_hand_written_rs_fgsm_loop(tmp_path: Path) -> None
             optimizer.step()
             losses.append(loss.item() * len(y))
             correct.append((output.argmax(dim=1) == y).sum().item())
-    assert len(losses) == EPOCHS * 3 == trainer.state["step"]
+    assert len(losses) == EPOCHS * 3 == trainer.state.step
     ours = trainer.model.state_dict()
     for name, value in model.state_dict().items():
         # Equal but for rounding (the learning rate is computed another way here).
         torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-7, msg=f"{name} differs")
     # The history's last epoch: its loss and accuracy at the perturbed points, before each update.
-    last = trainer.state["history"][-1]
+    last = trainer.state.history[-1]
     assert (last["epoch"], last["n_points"]) == (EPOCHS, N_TRAIN)
     assert last["train_loss"] == pytest.approx(sum(losses[3:]) / N_TRAIN, rel=1e-5)
     assert last["train_acc"] == sum(correct[3:]) / N_TRAIN
@@ -132,14 +132,14 @@ def test_a_run_resumed_after_its_first_epoch_ends_where_an_uninterrupted_run_end
 
     resumed = _trainer(tmp_path / "stopped")  # a fresh process would start the same way
     assert resumed.try_resume()
-    assert resumed.state["epoch"] == 1
+    assert resumed.state.epoch == 1
     summary = resumed.fit()
 
     # The shuffle and random starts of epoch 2 come from the restored generator: same stream, same weights.
     assert torch.equal(resumed.generator.get_state(), uninterrupted.generator.get_state())
     _assert_same_weights(resumed.model.state_dict(), uninterrupted.model.state_dict())
     without_seconds = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]  # noqa: E731
-    assert without_seconds(summary["history"]) == without_seconds(uninterrupted.state["history"])
+    assert without_seconds(summary["history"]) == without_seconds(uninterrupted.state.history)
     assert summary["resumed_at_epochs"] == [1]
 
 
