@@ -27,21 +27,17 @@ from advprune.checkpoint import (
 from advprune.datasets import get_dataset, images_to_device
 from advprune.identity import ModelKey
 from advprune.models import build_model
-from advprune.monitor import detect_collapse, pgd_accuracy
+from advprune.monitor import check_finite, detect_collapse, pgd_accuracy
 from advprune.perturbations import TRAINING_ATTACKS
 from advprune.pruning import NEEDS_SCORES, kept_indices
 from advprune.resume_state import check_resume_state
 from advprune.rundir import train_record, write_results
-from advprune.runtime import RunFailure, device_name
+from advprune.runtime import device_name
 from advprune.schedules import cycled_momentum, progress, schedule_scale
 from advprune.scoring import score_points
 from advprune.settings import Settings
 
 _log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RunFailure):
-    """The loss or the weights stopped being finite: the run stops, and no model comes of it."""
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -264,7 +260,7 @@ class Trainer:
         self._sync()
         seconds = time.perf_counter() - start
         self.state.train_seconds += seconds
-        self._check_finite(epoch, losses)
+        check_finite(losses, self.model, epoch=epoch, steps_done=self.state.step)
         return {
             "epoch": epoch + 1,
             "train_loss": loss_sum.item() / len(order),
@@ -273,25 +269,6 @@ class Trainer:
             "n_points": len(order),
             "seconds": seconds,
         }
-
-    def _check_finite(self, epoch: int, losses: torch.Tensor) -> None:
-        """Stop a run whose loss or weights are no longer finite: NaN trains on silently and ends as a "finished"
-        model. Raised before the epoch is checkpointed, so resume.pt keeps the last finite epoch."""
-        bad = torch.nonzero(~torch.isfinite(losses))
-        first_step = self.state.step - len(losses) + 1  # this epoch's first step, counted from 1 over the run
-        if len(bad):
-            i = int(bad[0, 0])
-            raise TrainingDiverged(
-                f"training diverged: the loss is not finite ({losses[i].item()}) at epoch {epoch + 1}, step {i + 1} of "
-                f"{len(losses)} (step {first_step + i} of the run); the run is stopped, no model is written "
-                "(check lr_max, weight_decay, eps, alpha and normalization)"
-            )
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise TrainingDiverged(
-                f"training diverged: the weights are not finite after epoch {epoch + 1}, step {len(losses)} "
-                f"(step {first_step + len(losses) - 1} of the run); the run is stopped, no model is written "
-                "(check lr_max, weight_decay, eps, alpha and normalization)"
-            )
 
     def _prune(self) -> None:
         s, key = self.settings, self.key
