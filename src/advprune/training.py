@@ -21,8 +21,7 @@ from tqdm import tqdm
 
 from advprune.augment import augment
 from advprune.checkpoint import (
-    RESUME_KEYS, RunState, check_keys, load_checkpoint, restore_training, run_identity, save_checkpoint,
-    training_checkpoint, weights_sha256,
+    RunState, restore_training, run_identity, save_checkpoint, training_checkpoint, weights_sha256,
 )
 from advprune.datasets import get_dataset, images_to_device
 from advprune.identity import ModelKey
@@ -30,7 +29,7 @@ from advprune.models import build_model
 from advprune.monitor import check_finite, detect_collapse, pgd_accuracy
 from advprune.perturbations import TRAINING_ATTACKS
 from advprune.pruning import NEEDS_SCORES, kept_indices
-from advprune.resume_state import check_resume_state
+from advprune.resume_state import read_resume
 from advprune.rundir import train_record, write_results
 from advprune.runtime import device_name
 from advprune.schedules import cycled_momentum, progress, schedule_scale
@@ -132,17 +131,9 @@ class Trainer:
     def try_resume(self) -> bool:
         if not self.resume_path.exists():
             return False
-        checkpoint = load_checkpoint(self.resume_path, map_location=self.device)
-        check_keys(checkpoint, RESUME_KEYS, self.resume_path)
-        identity = self.identity_record()
-        if {key: checkpoint.get(key) for key in identity} != identity:
-            raise ValueError(
-                f"{self.resume_path} belongs to a different run or settings than the one requested; "
-                "it was left untouched. Delete it to start this run from scratch."
-            )
-        check_resume_state(
-            checkpoint, self.resume_path, epochs=self.settings.epochs, n_train=len(self.labels),
-            batch_size=self.settings.batch_size, keep=self.key.keep,
+        checkpoint = read_resume(
+            self.resume_path, self.identity_record(), self.device, epochs=self.settings.epochs,
+            n_train=len(self.labels), batch_size=self.settings.batch_size, keep=self.key.keep,
             prune_epoch=self.key.prune_epoch if self.key.prunes else None,
             rng_templates={"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
         )
