@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +18,8 @@ from advprune.models import build_model
 from advprune.runtime import atomic_path
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from advprune.identity import ModelKey
 
 FORMAT = "advprune.checkpoint/1"
