@@ -19,7 +19,7 @@ import torch
 
 from advprune import cli, datasets
 from advprune.autoattack_eval import run_autoattack
-from advprune.checkpoint import RESUME_KEYS, RunState, load_checkpoint, model_from_checkpoint
+from advprune.checkpoint import load_checkpoint, model_from_checkpoint
 from advprune.evaluation import _to_tensors
 from pyautoattack import AutoAttack
 
@@ -154,19 +154,3 @@ def test_killed_training_leaves_no_finished_looking_file(tmp_path, trained):
         assert not (out / name).exists(), name
     # Only the epoch checkpoint and, at most, hidden temporary files of atomic writes remain.
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == ["resume.pt"]
-
-
-def test_run_state_round_trips_through_a_checkpoint_with_the_keys_it_always_had() -> None:
-    """Tensors in the checkpoint, numpy while training; `forked_from` is written by forks only, so the resume.pt of a
-    run from scratch holds exactly the keys that runs trained before prefixes hold."""
-    import numpy as np
-
-    state = RunState(epoch=2, step=6, history=[{"epoch": 1}, {"epoch": 2}], kept=np.array([0, 3], dtype=np.int64),
-                     scores=np.zeros(4, dtype=np.float32), resumed_at_epochs=[1])
-    saved = state.to_checkpoint()
-    assert list(saved) == list(RESUME_KEYS["state"]) and isinstance(saved["kept"], torch.Tensor)
-    back = RunState.from_checkpoint(saved)
-    assert back.kept.dtype == np.int64 and back.scores.dtype == np.float32 and back.history == state.history
-    fork = RunState(forked_from={"prefix": "prefix.pt", "epoch": 1, "weights_sha256": "0" * 64})
-    assert list(fork.to_checkpoint())[-1] == "forked_from"
-    assert RunState.from_checkpoint(fork.to_checkpoint()).forked_from == fork.forked_from

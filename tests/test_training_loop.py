@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from advprune import settings, training
+from advprune.checkpoint import RESUME_KEYS, RunState
 from advprune.identity import ModelKey
 from advprune.training import Trainer
 
@@ -161,3 +162,17 @@ def test_a_resume_state_of_the_same_run_name_but_other_settings_or_data_is_refus
         other.try_resume()
     assert (out / "resume.pt").read_bytes() == saved, "left untouched"
     assert _trainer(out).try_resume(), "the run's own settings resume it"
+
+
+def test_run_state_round_trips_through_a_checkpoint_with_the_keys_it_always_had() -> None:
+    """Tensors in the checkpoint, numpy while training; `forked_from` is written by forks only, so the resume.pt of a
+    run from scratch holds exactly the keys that runs trained before prefixes hold."""
+    state = RunState(epoch=2, step=6, history=[{"epoch": 1}, {"epoch": 2}], kept=np.array([0, 3], dtype=np.int64),
+                     scores=np.zeros(4, dtype=np.float32), resumed_at_epochs=[1])
+    saved = state.to_checkpoint()
+    assert list(saved) == list(RESUME_KEYS["state"]) and isinstance(saved["kept"], torch.Tensor)
+    back = RunState.from_checkpoint(saved)
+    assert back.kept.dtype == np.int64 and back.scores.dtype == np.float32 and back.history == state.history
+    fork = RunState(forked_from={"prefix": "prefix.pt", "epoch": 1, "weights_sha256": "0" * 64})
+    assert list(fork.to_checkpoint())[-1] == "forked_from"
+    assert RunState.from_checkpoint(fork.to_checkpoint()).forked_from == fork.forked_from
