@@ -353,9 +353,8 @@ def _train(args: argparse.Namespace) -> int:
 def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bool:
     """In a workflow job: True if `out` holds this very run, finished (its files restored from `.finished/` where
     Snakemake removed them). A rerun then never retrains a finished model, nor fails and lets Snakemake remove it."""
-    from advprune.checkpoint import load_checkpoint
+    from advprune.checkpoint import load_checkpoint, run_identity
     from advprune.rundir import RESULTS, finished_identity, is_finished, keep_results, link_results
-    from advprune.checkpoint import run_identity
 
     if (out / "resume.pt").exists():  # killed while finishing, or another run in progress: resuming decides
         return False
