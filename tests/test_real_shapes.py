@@ -222,7 +222,7 @@ def test_train_prunes_at_epoch_1_with_the_real_settings(which: str, request: pyt
     assert checkpoint["model_state"].keys() == probe.keys()
     for key, value in checkpoint["model_state"].items():
         assert torch.equal(value, probe[key]), f"{key}: the command line's weights differ from the in-process run's"
-    np.testing.assert_array_equal(kept, case["probe"].state["kept"])
+    np.testing.assert_array_equal(kept, case["probe"].state.kept)
 
 
 def test_bf16_is_recorded_as_part_of_the_model(mnist_bf16: dict[str, Any], mnist_fp32: dict[str, Any]) -> None:

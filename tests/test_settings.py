@@ -245,3 +245,26 @@ def test_unknown_dataset_is_refused_with_the_known_ones(dataset: str) -> None:
         settings.resolve(dataset)
     for name in ("mnist", "cifar10", "digits-mnist", "digits-cifar"):
         assert name in str(info.value)
+
+
+def test_frozen_settings_read_as_attributes_and_give_back_the_resolved_dict_in_its_order() -> None:
+    resolved = settings.resolve("cifar10")
+    frozen = settings.Settings(resolved)
+    assert frozen.eps == resolved["eps"] and frozen.monitor.pgd_steps == resolved["monitor"]["pgd_steps"]
+    assert frozen == resolved and resolved == frozen
+    plain = frozen.as_dict()
+    assert plain == resolved and list(plain) == list(resolved)  # checkpoints and train.json record this order
+    assert isinstance(plain["normalization"]["mean"], list) and isinstance(plain["monitor"], dict)
+    with pytest.raises(AttributeError, match="frozen"):
+        frozen.eps = 0.1
+    with pytest.raises(TypeError):
+        frozen.monitor["pgd_steps"] = 1  # type: ignore[index]
+
+
+def test_replacing_a_setting_gives_a_copy_in_the_same_order() -> None:
+    frozen = settings.Settings(settings.resolve("mnist"))
+    fixed = frozen.replace(schedule_after_pruning="fixed")
+    assert (frozen.schedule_after_pruning, fixed.schedule_after_pruning) == ("rescale", "fixed")
+    assert list(fixed) == list(frozen)
+    with pytest.raises(KeyError, match="bogus"):
+        frozen.replace(bogus=1)

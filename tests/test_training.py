@@ -37,7 +37,7 @@ CPU = torch.device("cpu")
 SEED = 0
 SHORT = ("monitor.n_points=64",)  # runs that do not look at the monitor watch a smaller batch (no effect on training)
 TIMING_KEYS = {"train_seconds", "scoring_seconds", "monitor_seconds"}
-# Every key of train.json, as training.py's `_finish` writes them (and the README documents them).
+# Every key of train.json, as rundir.train_record writes them (and the README documents them).
 TRAIN_JSON_KEYS = [
     "schema", "dataset", "model", "strategy", "keep", "prune_epoch", "seed", "schedule_after_pruning", "precision",
     "method_version", "n_train", "n_kept", "train_seconds", "scoring_seconds", "monitor_seconds", "final_lr",

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from advprune import settings, training
+from advprune.checkpoint import RESUME_KEYS, RunState
 from advprune.identity import ModelKey
 from advprune.training import Trainer
 
@@ -60,7 +61,7 @@ def _stopped_after_first_epoch(out: Path, monkeypatch: pytest.MonkeyPatch) -> Tr
         patch.setattr(training, "save_checkpoint", save_then_stop)
         with pytest.raises(_Stopped):
             trainer.fit()
-    assert (out / "resume.pt").exists() and trainer.state["epoch"] == 1
+    assert (out / "resume.pt").exists() and trainer.state.epoch == 1
     return trainer
 
 
@@ -111,13 +112,13 @@ def test_every_update_equals_a_hand_written_rs_fgsm_loop(tmp_path: Path) -> None
             optimizer.step()
             losses.append(loss.item() * len(y))
             correct.append((output.argmax(dim=1) == y).sum().item())
-    assert len(losses) == EPOCHS * 3 == trainer.state["step"]
+    assert len(losses) == EPOCHS * 3 == trainer.state.step
     ours = trainer.model.state_dict()
     for name, value in model.state_dict().items():
         # Equal but for rounding (the learning rate is computed another way here).
         torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-7, msg=f"{name} differs")
     # The history's last epoch: its loss and accuracy at the perturbed points, before each update.
-    last = trainer.state["history"][-1]
+    last = trainer.state.history[-1]
     assert (last["epoch"], last["n_points"]) == (EPOCHS, N_TRAIN)
     assert last["train_loss"] == pytest.approx(sum(losses[3:]) / N_TRAIN, rel=1e-5)
     assert last["train_acc"] == sum(correct[3:]) / N_TRAIN
@@ -132,14 +133,14 @@ def test_a_run_resumed_after_its_first_epoch_ends_where_an_uninterrupted_run_end
 
     resumed = _trainer(tmp_path / "stopped")  # a fresh process would start the same way
     assert resumed.try_resume()
-    assert resumed.state["epoch"] == 1
+    assert resumed.state.epoch == 1
     summary = resumed.fit()
 
     # The shuffle and random starts of epoch 2 come from the restored generator: same stream, same weights.
     assert torch.equal(resumed.generator.get_state(), uninterrupted.generator.get_state())
     _assert_same_weights(resumed.model.state_dict(), uninterrupted.model.state_dict())
     without_seconds = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]  # noqa: E731
-    assert without_seconds(summary["history"]) == without_seconds(uninterrupted.state["history"])
+    assert without_seconds(summary["history"]) == without_seconds(uninterrupted.state.history)
     assert summary["resumed_at_epochs"] == [1]
 
 
@@ -161,3 +162,17 @@ def test_a_resume_state_of_the_same_run_name_but_other_settings_or_data_is_refus
         other.try_resume()
     assert (out / "resume.pt").read_bytes() == saved, "left untouched"
     assert _trainer(out).try_resume(), "the run's own settings resume it"
+
+
+def test_run_state_round_trips_through_a_checkpoint_with_the_keys_it_always_had() -> None:
+    """Tensors in the checkpoint, numpy while training; `forked_from` is written by forks only, so the resume.pt of a
+    run from scratch holds exactly the keys that runs trained before prefixes hold."""
+    state = RunState(epoch=2, step=6, history=[{"epoch": 1}, {"epoch": 2}], kept=np.array([0, 3], dtype=np.int64),
+                     scores=np.zeros(4, dtype=np.float32), resumed_at_epochs=[1])
+    saved = state.to_checkpoint()
+    assert list(saved) == list(RESUME_KEYS["state"]) and isinstance(saved["kept"], torch.Tensor)
+    back = RunState.from_checkpoint(saved)
+    assert back.kept.dtype == np.int64 and back.scores.dtype == np.float32 and back.history == state.history
+    fork = RunState(forked_from={"prefix": "prefix.pt", "epoch": 1, "weights_sha256": "0" * 64})
+    assert list(fork.to_checkpoint())[-1] == "forked_from"
+    assert RunState.from_checkpoint(fork.to_checkpoint()).forked_from == fork.forked_from

@@ -6,14 +6,21 @@ import hashlib
 import io
 import math
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
 
+from advprune import METHOD_VERSION
 from advprune.models import build_model
 from advprune.runtime import atomic_path
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from advprune.identity import ModelKey
 
 FORMAT = "advprune.checkpoint/1"
 
@@ -52,6 +59,92 @@ RESUME_KEYS: dict[str, Any] = {
               "scores": (torch.Tensor, type(None)), "train_seconds": float, "scoring_seconds": float,
               "monitor_seconds": float, "resumed_at_epochs": list},
 }
+
+
+@dataclass
+class RunState:
+    """Where a run stands after an epoch: the `state` of its resume.pt (and model.pt). Kept indices and scores are
+    numpy arrays while training and tensors in a checkpoint, which holds tensors only (weights_only loading)."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    kept: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    train_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+    monitor_seconds: float = 0.0
+    resumed_at_epochs: list[int] = field(default_factory=list)
+    forked_from: dict[str, Any] | None = None  # the prefix a fork started from (advprune.prefix); None from scratch
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        state = {item.name: getattr(self, item.name) for item in fields(self)}
+        for name in ("kept", "scores"):
+            if state[name] is not None:
+                state[name] = torch.as_tensor(state[name])
+        if state["forked_from"] is None:  # written only by forks: a run from scratch keeps the keys it always had
+            del state["forked_from"]
+        return state
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any]) -> "RunState":
+        """The state of a checkpoint whose keys check_keys accepted (RESUME_KEYS)."""
+        values = {item.name: state[item.name] for item in fields(cls) if item.name in state}
+        for name in ("kept", "scores"):
+            if values[name] is not None:
+                values[name] = values[name].cpu().numpy()
+        return cls(**values)
+
+
+def run_identity(key: "ModelKey", settings: Mapping[str, Any], dataset_sha256: str) -> dict[str, Any]:
+    """What identifies a run in its checkpoints: a checkpoint of another run is never resumed, evaluated or taken for
+    this one."""
+    from advprune.settings import Settings
+
+    settings = Settings(settings)
+    if not key.prunes:
+        # Without pruning both schedule policies give the same schedule; one name keeps one identity.
+        settings = settings.replace(schedule_after_pruning="rescale")
+    return {
+        "dataset": key.dataset,
+        "run": {**key.checkpoint_fields(), "method_version": METHOD_VERSION},
+        "settings": settings.as_dict(),
+        "dataset_sha256": dataset_sha256,
+    }
+
+
+def training_checkpoint(
+    identity: dict[str, Any], *, architecture: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+    generator: torch.Generator, state: RunState, complete: bool,
+) -> dict[str, Any]:
+    """A run's resume.pt (complete=False) or model.pt (complete=True): everything that continues it bit for bit."""
+    return {
+        **identity,
+        "architecture": architecture,
+        "model_state": model.state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "rng": {"generator": generator.get_state(), "torch": torch.get_rng_state()},
+        "state": state.to_checkpoint(),
+        "complete": complete,
+    }
+
+
+def restore_training(
+    checkpoint: dict[str, Any], path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> RunState:
+    """Load a checked resume checkpoint (RESUME_KEYS, resume_state) into the run's model, optimiser and random
+    streams; its state."""
+    for key, target in (("model_state", model), ("optimizer_state", optimizer)):
+        try:
+            target.load_state_dict(checkpoint[key])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            message = " ".join(str(error).split())[:200]
+            raise ValueError(f"{path}: damaged resume state: {key} does not fit this run ({message}); it was left "
+                             "untouched. Delete it to start this run from scratch") from None
+    generator.set_state(checkpoint["rng"]["generator"].cpu())
+    torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+    return RunState.from_checkpoint(checkpoint["state"])
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:

@@ -324,9 +324,8 @@ def _train(args: argparse.Namespace) -> int:
 def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bool:
     """In a workflow job: True if `out` holds this very run, finished (its files restored from `.finished/` where
     Snakemake removed them). A rerun then never retrains a finished model, nor fails and lets Snakemake remove it."""
-    from advprune.checkpoint import load_checkpoint
+    from advprune.checkpoint import load_checkpoint, run_identity
     from advprune.rundir import RESULTS, finished_identity, is_finished, keep_results, link_results
-    from advprune.training import run_identity
 
     if (out / "resume.pt").exists():  # killed while finishing, or another run in progress: resuming decides
         return False
@@ -354,10 +353,10 @@ def _train_locked(args: argparse.Namespace, resolved: dict, key, placement, arra
         show_progress=_progress_bar(args),
     )
     if trainer.try_resume():
-        print(f"resuming {args.out} after epoch {trainer.state['epoch']}", file=sys.stderr)
+        print(f"resuming {args.out} after epoch {trainer.state.epoch}", file=sys.stderr)
     elif args.fork_from:
         trainer.fork_from(Path(args.fork_from))
-        print(f"forking {args.out} from {args.fork_from} after epoch {trainer.state['epoch']}", file=sys.stderr)
+        print(f"forking {args.out} from {args.fork_from} after epoch {trainer.state.epoch}", file=sys.stderr)
     summary = trainer.fit()
     print(json.dumps({k: summary[k] for k in ("n_kept", "train_seconds", "final_pgd_acc", "collapsed")}))
     return 0

@@ -91,7 +91,7 @@ def prefix_trainer(key: PrefixKey, settings: dict[str, Any], x_train: "np.ndarra
         raise ValueError(f"prefix {key} does not match the settings' precision and schedule_after_pruning")
     trainer = Trainer(key.full_key, settings, x_train, y_train, **trainer_options)
     # Trainer names the full-data model's schedule `rescale` (it never prunes); the prefix's steps follow its forks'.
-    trainer.settings = {**trainer.settings, "schedule_after_pruning": key.schedule}
+    trainer.settings = trainer.settings.replace(schedule_after_pruning=key.schedule)
     return trainer
 
 
@@ -102,23 +102,23 @@ def build_prefix(trainer: "Trainer", epoch: int) -> Path:
     path = trainer.out_dir / PREFIX_FILE
     if path.exists():
         try:
-            read_prefix(path, trainer.identity(), epoch, trainer.device)
+            read_prefix(path, trainer.identity_record(), epoch, trainer.device)
             _log.info("%s holds this prefix already", path)
             return path
         except ValueError as error:
             _log.warning("refused %s, rebuilding it: %s", path, " ".join(str(error).split()))
             path.unlink()
     if trainer.try_resume():
-        _log.info("resuming the prefix after epoch %d", trainer.state["epoch"])
+        _log.info("resuming the prefix after epoch %d", trainer.state.epoch)
     trainer.fit(stop_at=epoch)
     os.replace(trainer.resume_path, path)  # atomic: a prefix.pt is always whole
     return path
 
 
 def prefix_identity(trainer: "Trainer") -> dict[str, Any]:
-    """The identity (Trainer.identity) of the prefix a pruned run forks from: the full-data run of its seed under
+    """The identity (Trainer.identity_record) of the prefix a pruned run forks from: the full-data run of its seed under
     its own settings."""
-    from advprune.training import run_identity
+    from advprune.checkpoint import run_identity
 
     # As the prefix job's own Trainer writes it (a full-data run's identity names one schedule; the prefix's own
     # schedule is in its path, PrefixKey).
@@ -163,7 +163,7 @@ def adopt_prefix(trainer: "Trainer", path: Path) -> dict[str, Any]:
               "weights_sha256": checkpoint["state"]["history"][-1]["weights_sha256"]}  # fmt: skip
     write_json(trainer.out_dir / FORK_RECORD, record)
     state = {**checkpoint["state"], "forked_from": record}
-    save_checkpoint(trainer.resume_path, {**checkpoint, **trainer.identity(), "state": state, "complete": False})
+    save_checkpoint(trainer.resume_path, {**checkpoint, **trainer.identity_record(), "state": state, "complete": False})
     return record
 
 

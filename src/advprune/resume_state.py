@@ -13,10 +13,23 @@ from typing import Any
 
 import torch
 
+from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint
 from advprune.pruning import n_kept
 
 HISTORY_NUMBERS = ("train_loss", "train_acc", "lr", "n_points", "seconds", "pgd_acc")
 SECONDS = ("train_seconds", "scoring_seconds", "monitor_seconds")
+
+
+def read_resume(path: Path, identity: dict[str, Any], device: torch.device, **run: Any) -> dict[str, Any]:
+    """A resume.pt, checked to be whole (checkpoint.RESUME_KEYS), of the run `identity` (checkpoint.run_identity),
+    and holding a state that run can have left (check_resume_state's `run` arguments); ValueError otherwise."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    check_keys(checkpoint, RESUME_KEYS, path)
+    if {key: checkpoint.get(key) for key in identity} != identity:
+        raise ValueError(f"{path} belongs to a different run or settings than the one requested; it was left "
+                         "untouched. Delete it to start this run from scratch.")
+    check_resume_state(checkpoint, path, **run)
+    return checkpoint
 
 
 def check_resume_state(

@@ -14,10 +14,17 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the workflow reads run directories without torch
+    import numpy as np
+
+    from advprune.checkpoint import RunState
+    from advprune.identity import ModelKey
 
 FINISHED = ".finished"
 RESULTS = ("pruning.npz", "model.pt", "train.json")  # in the order they are written: train.json completes a run
+TRAIN_SCHEMA = "advprune.train/1"
 
 
 def finished_dir(out: str | os.PathLike) -> Path:
@@ -65,7 +72,7 @@ def keep_results(out: str | os.PathLike) -> None:
 
 
 def finished_identity(out: str | os.PathLike, keys: list[str]) -> dict[str, Any]:
-    """The `keys` of the finished run's checkpoint (what `Trainer.identity` compares)."""
+    """The `keys` of the finished run's checkpoint (what `Trainer.identity_record` compares)."""
     from advprune.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(finished_dir(out) / "model.pt")
@@ -90,3 +97,63 @@ def refuse_finished(out: Path, *, count_kept_copy: bool = True) -> None:
     if count_kept_copy and is_finished(out):
         raise ValueError(f"{out} holds a finished run (in {finished_dir(out)}/, kept when the files beside it are "
                          "removed); pass --overwrite to train it again")
+
+
+def train_record(
+    key: "ModelKey", settings: dict[str, Any], state: "RunState", *, n_train: int, n_kept: int,
+    collapse_epoch: int | None, device: str, jobs_on_device: int, dataset_sha256: str, gpu: str | None,
+) -> dict[str, Any]:
+    """A finished run's train.json (its keys and their order are the README's and the tidy table's)."""
+    from advprune import METHOD_VERSION
+    from advprune.provenance import run_record
+    from advprune.runtime import library_versions
+
+    return {
+        "schema": TRAIN_SCHEMA,
+        "dataset": key.dataset,
+        "model": settings["model"],
+        "strategy": key.strategy,
+        "keep": key.keep,
+        "prune_epoch": key.prune_epoch,
+        "seed": key.seed,
+        "schedule_after_pruning": settings["schedule_after_pruning"] if key.prunes else None,
+        "precision": settings["precision"],
+        "method_version": METHOD_VERSION,
+        "n_train": n_train,
+        "n_kept": n_kept,
+        "train_seconds": state.train_seconds,
+        "scoring_seconds": state.scoring_seconds,
+        "monitor_seconds": state.monitor_seconds,
+        "final_lr": state.history[-1]["lr"],
+        "final_pgd_acc": state.history[-1]["pgd_acc"],
+        "collapsed": collapse_epoch is not None,
+        "collapse_epoch": collapse_epoch,
+        "resumed_at_epochs": state.resumed_at_epochs,
+        "forked_from": state.forked_from,  # the prefix it started from (advprune.prefix), or None
+        "history": state.history,
+        "device": device,
+        "jobs_on_device": jobs_on_device,
+        "dataset_sha256": dataset_sha256,
+        "versions": library_versions(),
+        "settings": settings,
+        "files": {"checkpoint": "model.pt", "pruning": "pruning.npz"},
+        "provenance": run_record(config=settings, dataset_sha256=dataset_sha256, device=device,
+                                 jobs_on_device=jobs_on_device, gpu=gpu),
+    }
+
+
+def write_results(out: str | os.PathLike, *, scores: "np.ndarray", kept: "np.ndarray", model: dict[str, Any],
+                  record: dict[str, Any]) -> None:
+    """Write a finished run's results into `.finished/` in RESULTS' order and link them beside it."""
+    import numpy as np
+
+    from advprune.checkpoint import save_checkpoint
+    from advprune.runtime import atomic_path, write_json
+
+    finished = finished_dir(out)
+    (finished / "train.json").unlink(missing_ok=True)  # a run finished earlier here is not finished any more
+    with atomic_path(finished / "pruning.npz") as tmp:
+        np.savez(tmp, scores=scores, kept=np.asarray(kept, dtype=np.int64))
+    save_checkpoint(finished / "model.pt", model)
+    write_json(finished / "train.json", record)
+    link_results(out)

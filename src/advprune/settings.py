@@ -9,7 +9,7 @@ import re
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping
 
 import jsonschema
 import yaml
@@ -101,6 +101,71 @@ def resolve(
     validate(settings)
     _check_fits_images(settings, dataset)
     return settings
+
+
+class Settings(Mapping[str, Any]):
+    """Resolved settings, frozen: read as attributes (`settings.eps`) or keys, nested sections alike; `replace` gives
+    a copy with other values. A mapping rather than a dataclass, as it keeps the resolved key order, which
+    checkpoints and train.json record (a plugin's dataset may list its keys in another order)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]):
+        object.__setattr__(self, "_values", {key: _frozen(value) for key, value in values.items()})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no setting {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"settings are frozen; settings.replace({name}=...) gives a copy with another value")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.as_dict() == (other.as_dict() if isinstance(other, Settings) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a dict, which has no hash either
+
+    def __repr__(self) -> str:
+        return f"Settings({self.as_dict()!r})"
+
+    def replace(self, **changes: Any) -> "Settings":
+        unknown = [key for key in changes if key not in self._values]
+        if unknown:
+            raise KeyError(f"no setting(s) {', '.join(unknown)}")
+        return Settings({**self._values, **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data again (dicts and lists), in the resolved order: what checkpoints, JSON and config_sha256 take."""
+        return {key: _thawed(value) for key, value in self._values.items()}
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return value if isinstance(value, Settings) else Settings(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, Settings):
+        return value.as_dict()
+    if isinstance(value, tuple):
+        return [_thawed(item) for item in value]
+    return value
 
 
 def validate(settings: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 One code path for CPU and GPU: the training set lives on the device as uint8, batches are drawn and augmented
 there, and per-step statistics stay on the device until the end of the epoch (no host synchronisation per step).
+The run's state and its checkpoints are advprune.checkpoint's; its finished files and train.json, advprune.rundir's.
 """
 
 from __future__ import annotations
@@ -11,34 +12,31 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from advprune import METHOD_VERSION
 from advprune.augment import augment
-from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint, weights_sha256
+from advprune.checkpoint import (
+    RunState, restore_training, run_identity, save_checkpoint, training_checkpoint, weights_sha256,
+)
 from advprune.datasets import get_dataset, images_to_device
 from advprune.identity import ModelKey
 from advprune.models import build_model
-from advprune.monitor import detect_collapse, pgd_accuracy
+from advprune.monitor import check_finite, detect_collapse, pgd_accuracy
 from advprune.perturbations import TRAINING_ATTACKS
 from advprune.pruning import NEEDS_SCORES, kept_indices
-from advprune.resume_state import check_resume_state
-from advprune.provenance import run_record
-from advprune.rundir import finished_dir, link_results
-from advprune.runtime import RunFailure, atomic_path, device_name, library_versions, write_json
+from advprune.resume_state import read_resume
+from advprune.rundir import train_record, write_results
+from advprune.runtime import device_name
 from advprune.schedules import cycled_momentum, progress, schedule_scale
 from advprune.scoring import score_points
+from advprune.settings import Settings
 
 _log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RunFailure):
-    """The loss or the weights stopped being finite: the run stops, and no model comes of it."""
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -47,7 +45,7 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
-def _check_key_matches_settings(key: ModelKey, settings: dict[str, Any]) -> None:
+def _check_key_matches_settings(key: ModelKey, settings: Mapping[str, Any]) -> None:
     """The key names the precision and schedule its directory is for; training other settings into it would give
     that directory another model."""
     schedule = settings["schedule_after_pruning"] if key.prunes else None
@@ -59,25 +57,11 @@ def _check_key_matches_settings(key: ModelKey, settings: dict[str, Any]) -> None
         )
 
 
-def run_identity(key: ModelKey, settings: dict[str, Any], dataset_sha256: str) -> dict[str, Any]:
-    """What identifies a run in its checkpoints: a checkpoint of another run is never resumed, evaluated or taken for
-    this one."""
-    if not key.prunes:
-        # Without pruning both schedule policies give the same schedule; one name keeps one identity.
-        settings = {**settings, "schedule_after_pruning": "rescale"}
-    return {
-        "dataset": key.dataset,
-        "run": {**key.checkpoint_fields(), "method_version": METHOD_VERSION},
-        "settings": settings,
-        "dataset_sha256": dataset_sha256,
-    }
-
-
 class Trainer:
     def __init__(
         self,
         key: ModelKey,
-        settings: dict[str, Any],
+        settings: Mapping[str, Any],
         x_train: np.ndarray,
         y_train: np.ndarray,
         *,
@@ -89,8 +73,9 @@ class Trainer:
         show_progress: bool = True,
     ):
         _check_key_matches_settings(key, settings)
-        settings = run_identity(key, settings, dataset_sha256)["settings"]
-        self.key, self.settings, self.device = key, settings, device
+        # As the run's identity names them (a full-data run's schedule is `rescale`), frozen: read, never patched.
+        self.settings = Settings(run_identity(key, settings, dataset_sha256)["settings"])
+        self.key, self.device = key, device
         self.out_dir = Path(out_dir)
         self.dataset_sha256, self.jobs_on_device, self.show_progress = dataset_sha256, jobs_on_device, show_progress
         self.gpu = gpu
@@ -98,11 +83,11 @@ class Trainer:
         self.labels = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device)
         n, c, h, _ = self.images.shape
         self.architecture = {
-            "name": settings["model"],
+            "name": self.settings.model,
             "in_channels": c,
             "num_classes": get_dataset(key.dataset).num_classes,  # not the largest label + 1: a class may be absent
             "image_size": h,
-            "normalization": settings["normalization"],
+            "normalization": self.settings.as_dict()["normalization"],
         }
         # Model initialisation follows the seed; everything random afterwards draws from `generator`, whose state is
         # checkpointed, so a resumed run continues the same random stream.
@@ -117,21 +102,11 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.generator = torch.Generator(device=device).manual_seed(key.seed)
         # The monitoring batch is fixed for the whole run and drawn from the full training set.
-        pick = torch.randperm(n, generator=torch.Generator().manual_seed(key.seed))[: settings["monitor"]["n_points"]]
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(key.seed))[: self.settings.monitor.n_points]
         self.monitor_x = self.images[pick.to(device)].float() / 255
         self.monitor_y = self.labels[pick.to(device)]
-        self.autocast = autocast_for(settings["precision"], device)
-        self.state: dict[str, Any] = {
-            "epoch": 0,
-            "step": 0,
-            "history": [],
-            "kept": None,
-            "scores": None,
-            "train_seconds": 0.0,
-            "scoring_seconds": 0.0,
-            "monitor_seconds": 0.0,
-            "resumed_at_epochs": [],
-        }
+        self.autocast = autocast_for(self.settings.precision, device)
+        self.state = RunState()
 
     @property
     def resume_path(self) -> Path:
@@ -139,63 +114,33 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.settings
-        if s["optimizer"] == "adam":
-            return torch.optim.Adam(self.model.parameters(), lr=0.0, weight_decay=s["weight_decay"])
-        return torch.optim.SGD(
-            self.model.parameters(), lr=0.0, momentum=s["momentum"], weight_decay=s["weight_decay"]
-        )
+        if s.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=0.0, weight_decay=s.weight_decay)
+        return torch.optim.SGD(self.model.parameters(), lr=0.0, momentum=s.momentum, weight_decay=s.weight_decay)
 
-    # -- identity of a run: a checkpoint from another run must never be resumed or evaluated as this one --------
-    def identity(self) -> dict[str, Any]:
+    def identity_record(self) -> dict[str, Any]:
+        """What this run's checkpoints are recognised by (checkpoint.run_identity)."""
         return run_identity(self.key, self.settings, self.dataset_sha256)
 
-    def _payload(self, complete: bool) -> dict[str, Any]:
-        state = dict(self.state)
-        for key in ("kept", "scores"):
-            if state[key] is not None:
-                state[key] = torch.as_tensor(state[key])
-        return {
-            **self.identity(),
-            "architecture": self.architecture,
-            "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
-            "state": state,
-            "complete": complete,
-        }
+    def _checkpoint(self, complete: bool) -> dict[str, Any]:
+        return training_checkpoint(
+            self.identity_record(), architecture=self.architecture, model=self.model, optimizer=self.optimizer,
+            generator=self.generator, state=self.state, complete=complete,
+        )
 
     def try_resume(self) -> bool:
         if not self.resume_path.exists():
             return False
-        checkpoint = load_checkpoint(self.resume_path, map_location=self.device)
-        check_keys(checkpoint, RESUME_KEYS, self.resume_path)
-        saved = {key: checkpoint.get(key) for key in self.identity()}
-        if saved != self.identity():
-            raise ValueError(
-                f"{self.resume_path} belongs to a different run or settings than the one requested; "
-                "it was left untouched. Delete it to start this run from scratch."
-            )
-        check_resume_state(
-            checkpoint, self.resume_path, epochs=self.settings["epochs"], n_train=len(self.labels),
-            batch_size=self.settings["batch_size"], keep=self.key.keep,
+        checkpoint = read_resume(
+            self.resume_path, self.identity_record(), self.device, epochs=self.settings.epochs,
+            n_train=len(self.labels), batch_size=self.settings.batch_size, keep=self.key.keep,
             prune_epoch=self.key.prune_epoch if self.key.prunes else None,
             rng_templates={"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
         )
-        for key, target in (("model_state", self.model), ("optimizer_state", self.optimizer)):
-            try:
-                target.load_state_dict(checkpoint[key])
-            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
-                message = " ".join(str(error).split())[:200]
-                raise ValueError(f"{self.resume_path}: damaged resume state: {key} does not fit this run "
-                                 f"({message}); it was left untouched. Delete it to start this run from scratch")
-        self.generator.set_state(checkpoint["rng"]["generator"].cpu())
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-        state = checkpoint["state"]
-        for key in ("kept", "scores"):
-            if state[key] is not None:
-                state[key] = state[key].cpu().numpy()
-        self.state = state
-        self.state["resumed_at_epochs"] = [*state["resumed_at_epochs"], state["epoch"]]
+        self.state = restore_training(
+            checkpoint, self.resume_path, model=self.model, optimizer=self.optimizer, generator=self.generator
+        )
+        self.state.resumed_at_epochs = [*self.state.resumed_at_epochs, self.state.epoch]
         return True
 
     def fork_from(self, prefix: Path) -> None:
@@ -206,36 +151,36 @@ class Trainer:
 
         adopt_prefix(self, prefix)
         self.try_resume()
-        self.state["resumed_at_epochs"] = self.state["resumed_at_epochs"][:-1]  # a fork starts there, not resumes
+        self.state.resumed_at_epochs = self.state.resumed_at_epochs[:-1]  # a fork starts there, not resumes
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def fit(self, stop_at: int | None = None) -> dict[str, Any] | None:
         """Train to the end and write the model; with `stop_at` (a prefix), stop after that epoch, with the state
         in resume.pt, and return None."""
         s, key = self.settings, self.key
-        epochs = s["epochs"] if stop_at is None else stop_at
+        epochs = s.epochs if stop_at is None else stop_at
         n_train = len(self.labels)
-        full_batches = -(-n_train // s["batch_size"])
+        full_batches = -(-n_train // s.batch_size)
         self.model.train()
         bar = tqdm(
-            total=epochs, initial=self.state["epoch"], desc=f"train {key.dataset} seed {key.seed}",
+            total=epochs, initial=self.state.epoch, desc=f"train {key.dataset} seed {key.seed}",
             unit="epoch", disable=not self.show_progress,
         )
-        while self.state["epoch"] < epochs:
-            epoch = self.state["epoch"]
-            if key.prunes and epoch == key.prune_epoch and self.state["kept"] is None:
+        while self.state.epoch < epochs:
+            epoch = self.state.epoch
+            if key.prunes and epoch == key.prune_epoch and self.state.kept is None:
                 self._prune()
             active = (
-                torch.from_numpy(self.state["kept"]).to(self.device)
-                if self.state["kept"] is not None
+                torch.from_numpy(self.state.kept).to(self.device)
+                if self.state.kept is not None
                 else torch.arange(n_train, device=self.device)
             )
             record = self._train_epoch(epoch, active, full_batches)
             record.update(self._monitor(epoch))
             record["weights_sha256"] = weights_sha256(self.model)
-            self.state["history"].append(record)
-            self.state["epoch"] = epoch + 1
-            save_checkpoint(self.resume_path, self._payload(complete=False))
+            self.state.history.append(record)
+            self.state.epoch = epoch + 1
+            save_checkpoint(self.resume_path, self._checkpoint(complete=False))
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", pgd=f"{record['pgd_acc']:.2f}")
             bar.update()
             self._log_epoch(record, epochs)
@@ -252,8 +197,8 @@ class Trainer:
             record["epoch"], epochs, record["lr"], record["train_loss"], record["train_acc"], record["pgd_acc"],
             record["n_points"], record["seconds"],
         )
-        last_two = [row["pgd_acc"] for row in self.state["history"][-2:]]
-        drop = self.settings["monitor"]["collapse_drop"]
+        last_two = [row["pgd_acc"] for row in self.state.history[-2:]]
+        drop = self.settings.monitor.collapse_drop
         if detect_collapse(last_two, drop=drop, floor=-math.inf) is not None:  # the drop rule alone
             _log.warning(
                 "collapse: PGD accuracy fell from %.3f to %.3f at epoch %d (by more than %g): catastrophic overfitting",
@@ -262,8 +207,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, active: torch.Tensor, full_batches: int) -> dict[str, Any]:
         s = self.settings
-        batch_size = s["batch_size"]
-        attack = TRAINING_ATTACKS[s["training_attack"]]
+        batch_size = s.batch_size
+        attack = TRAINING_ATTACKS[s.training_attack]
         order = active[torch.randperm(len(active), generator=self.generator, device=self.device)]
         batches = -(-len(order) // batch_size)
         loss_sum = torch.zeros((), device=self.device)
@@ -275,23 +220,23 @@ class Trainer:
         for batch in range(batches):
             index = order[batch * batch_size : (batch + 1) * batch_size]
             x = self.images[index].float() / 255
-            x = augment(x, crop_padding=s["crop_padding"], horizontal_flip=s["horizontal_flip"], generator=self.generator)
+            x = augment(x, crop_padding=s.crop_padding, horizontal_flip=s.horizontal_flip, generator=self.generator)
             y = self.labels[index]
             scale = schedule_scale(
                 progress(
-                    s["schedule_after_pruning"], lr_at=s["lr_at"], epoch=epoch, batch=batch, batches_in_epoch=batches,
-                    step=self.state["step"], epochs=s["epochs"], full_batches_per_epoch=full_batches,
+                    s.schedule_after_pruning, lr_at=s.lr_at, epoch=epoch, batch=batch, batches_in_epoch=batches,
+                    step=self.state.step, epochs=s.epochs, full_batches_per_epoch=full_batches,
                 ),
-                peak_fraction=s["lr_peak_fraction"],
+                peak_fraction=s.lr_peak_fraction,
             )
-            lr = s["lr_max"] * scale
+            lr = s.lr_max * scale
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-                if s["optimizer"] == "sgd":  # Adam keeps its betas, as the MNIST reference does
-                    group["momentum"] = cycled_momentum(scale, at_ends=s["momentum"], at_peak=s["momentum_at_peak"])
+                if s.optimizer == "sgd":  # Adam keeps its betas, as the MNIST reference does
+                    group["momentum"] = cycled_momentum(scale, at_ends=s.momentum, at_peak=s.momentum_at_peak)
             with self.autocast:
                 x = attack(
-                    self.model, x, y, eps=s["eps"], alpha=s["alpha"], clip_random_start=s["clip_random_start"],
+                    self.model, x, y, eps=s.eps, alpha=s.alpha, clip_random_start=s.clip_random_start,
                     generator=self.generator,
                 )
                 output = self.model(x)
@@ -299,14 +244,14 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            self.state["step"] += 1
+            self.state.step += 1
             loss_sum += loss.detach().float() * len(y)
             losses[batch] = loss.detach().float()
             correct += (output.detach().argmax(dim=1) == y).sum()
         self._sync()
         seconds = time.perf_counter() - start
-        self.state["train_seconds"] += seconds
-        self._check_finite(epoch, losses)
+        self.state.train_seconds += seconds
+        check_finite(losses, self.model, epoch=epoch, steps_done=self.state.step)
         return {
             "epoch": epoch + 1,
             "train_loss": loss_sum.item() / len(order),
@@ -316,25 +261,6 @@ class Trainer:
             "seconds": seconds,
         }
 
-    def _check_finite(self, epoch: int, losses: torch.Tensor) -> None:
-        """Stop a run whose loss or weights are no longer finite: NaN trains on silently and ends as a "finished"
-        model. Raised before the epoch is checkpointed, so resume.pt keeps the last finite epoch."""
-        bad = torch.nonzero(~torch.isfinite(losses))
-        first_step = self.state["step"] - len(losses) + 1  # this epoch's first step, counted from 1 over the run
-        if len(bad):
-            i = int(bad[0, 0])
-            raise TrainingDiverged(
-                f"training diverged: the loss is not finite ({losses[i].item()}) at epoch {epoch + 1}, step {i + 1} of "
-                f"{len(losses)} (step {first_step + i} of the run); the run is stopped, no model is written "
-                "(check lr_max, weight_decay, eps, alpha and normalization)"
-            )
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise TrainingDiverged(
-                f"training diverged: the weights are not finite after epoch {epoch + 1}, step {len(losses)} "
-                f"(step {first_step + len(losses) - 1} of the run); the run is stopped, no model is written "
-                "(check lr_max, weight_decay, eps, alpha and normalization)"
-            )
-
     def _prune(self) -> None:
         s, key = self.settings, self.key
         n_train = len(self.labels)
@@ -342,21 +268,21 @@ class Trainer:
         start = time.perf_counter()
         if key.strategy in NEEDS_SCORES:
             scores = score_points(
-                self.model, self.images, self.labels, eps=s["eps"], alpha=s["alpha"],
-                clip_random_start=s["clip_random_start"], batch_size=s["score_batch_size"],
+                self.model, self.images, self.labels, eps=s.eps, alpha=s.alpha,
+                clip_random_start=s.clip_random_start, batch_size=s.score_batch_size,
                 generator=self.generator, autocast=self.autocast,
             ).numpy()
         else:
             scores = np.full(n_train, np.nan, dtype=np.float32)
-        self.state["kept"] = kept_indices(scores, key.keep, key.strategy, seed=key.seed)
-        self.state["scores"] = scores.astype(np.float32)
+        self.state.kept = kept_indices(scores, key.keep, key.strategy, seed=key.seed)
+        self.state.scores = scores.astype(np.float32)
         self._sync()
         seconds = time.perf_counter() - start
         if key.strategy in NEEDS_SCORES:  # a run that scores nothing (random) has no scoring time
-            self.state["scoring_seconds"] += seconds
+            self.state.scoring_seconds += seconds
         _log.info(
             "pruned after epoch %d: %s keeps %d of %d points (keep %g), %.1f s",
-            self.state["epoch"], key.strategy, len(self.state["kept"]), n_train, key.keep, seconds,
+            self.state.epoch, key.strategy, len(self.state.kept), n_train, key.keep, seconds,
         )
 
     def _monitor(self, epoch: int) -> dict[str, Any]:
@@ -365,10 +291,10 @@ class Trainer:
         generator = torch.Generator(device=self.device).manual_seed(self.key.seed * 1_000 + epoch)
         with self.autocast:
             accuracy = pgd_accuracy(
-                self.model, self.monitor_x, self.monitor_y, eps=self.settings["eps"],
-                settings=self.settings["monitor"], generator=generator,
+                self.model, self.monitor_x, self.monitor_y, eps=self.settings.eps,
+                settings=self.settings.monitor, generator=generator,
             ).item()
-        self.state["monitor_seconds"] += time.perf_counter() - start
+        self.state.monitor_seconds += time.perf_counter() - start
         return {"pgd_acc": accuracy}
 
     def _sync(self) -> None:
@@ -377,61 +303,23 @@ class Trainer:
 
     # -- outputs --------------------------------------------------------------------------------------------------
     def _finish(self, n_train: int) -> dict[str, Any]:
-        s, key, state = self.settings, self.key, self.state
-        kept = state["kept"] if state["kept"] is not None else np.arange(n_train)
-        scores = state["scores"] if state["scores"] is not None else np.full(n_train, np.nan, dtype=np.float32)
-        # Written into .finished/ and linked from there to the names the workflow declares: no rerun removes them
-        # (advprune.rundir).
-        finished = finished_dir(self.out_dir)
-        (finished / "train.json").unlink(missing_ok=True)  # a run finished earlier here is not finished any more
-        with atomic_path(finished / "pruning.npz") as tmp:
-            np.savez(tmp, scores=scores, kept=np.asarray(kept, dtype=np.int64))
-        save_checkpoint(finished / "model.pt", self._payload(complete=True))
-        pgd = [record["pgd_acc"] for record in state["history"]]
-        collapse_epoch = detect_collapse(
-            pgd, drop=s["monitor"]["collapse_drop"], floor=s["monitor"]["collapse_floor"]
+        state = self.state
+        kept = state.kept if state.kept is not None else np.arange(n_train)
+        scores = state.scores if state.scores is not None else np.full(n_train, np.nan, dtype=np.float32)
+        pgd = [record["pgd_acc"] for record in state.history]
+        monitor = self.settings.monitor
+        collapse_epoch = detect_collapse(pgd, drop=monitor.collapse_drop, floor=monitor.collapse_floor)
+        summary = train_record(
+            self.key, self.settings.as_dict(), state, n_train=n_train, n_kept=int(len(kept)),
+            collapse_epoch=collapse_epoch, device=device_name(self.device), jobs_on_device=self.jobs_on_device,
+            dataset_sha256=self.dataset_sha256, gpu=self.gpu,
         )
-        summary = {
-            "schema": "advprune.train/1",
-            "dataset": key.dataset,
-            "model": s["model"],
-            "strategy": key.strategy,
-            "keep": key.keep,
-            "prune_epoch": key.prune_epoch,
-            "seed": key.seed,
-            "schedule_after_pruning": s["schedule_after_pruning"] if key.prunes else None,
-            "precision": s["precision"],
-            "method_version": METHOD_VERSION,
-            "n_train": n_train,
-            "n_kept": int(len(kept)),
-            "train_seconds": state["train_seconds"],
-            "scoring_seconds": state["scoring_seconds"],
-            "monitor_seconds": state["monitor_seconds"],
-            "final_lr": state["history"][-1]["lr"],
-            "final_pgd_acc": pgd[-1],
-            "collapsed": collapse_epoch is not None,
-            "collapse_epoch": collapse_epoch,
-            "resumed_at_epochs": state["resumed_at_epochs"],
-            "forked_from": state.get("forked_from"),  # the prefix it started from (advprune.prefix), or None
-            "history": state["history"],
-            "device": device_name(self.device),
-            "jobs_on_device": self.jobs_on_device,
-            "dataset_sha256": self.dataset_sha256,
-            "versions": library_versions(),
-            "settings": s,
-            "files": {"checkpoint": "model.pt", "pruning": "pruning.npz"},
-            "provenance": run_record(
-                config=s, dataset_sha256=self.dataset_sha256, device=device_name(self.device),
-                jobs_on_device=self.jobs_on_device, gpu=self.gpu,
-            ),
-        }
-        write_json(finished / "train.json", summary)
-        link_results(self.out_dir)
+        write_results(self.out_dir, scores=scores, kept=kept, model=self._checkpoint(complete=True), record=summary)
         self.resume_path.unlink(missing_ok=True)
         if collapse_epoch is not None:
             _log.warning("collapsed at epoch %d (final PGD acc %.3f): train.json flags it", collapse_epoch, pgd[-1])
         _log.info(
             "finished: %d of %d points kept, %.1f s training + %.1f s scoring, final PGD acc %.3f",
-            len(kept), n_train, state["train_seconds"], state["scoring_seconds"], pgd[-1],
+            len(kept), n_train, state.train_seconds, state.scoring_seconds, pgd[-1],
         )
         return summary
