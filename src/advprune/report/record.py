@@ -171,7 +171,8 @@ def draw_cells(rows: pd.DataFrame, cells: pd.DataFrame, out: Path, title: str) -
                       rotation=0, fontsize=7)  # fmt: skip
         ax.set_ylabel(METRIC_LABELS[metric])
         ax.grid(axis="y", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower right")
+    # Below the panels, not inside: collapsed runs sit at 0%, where any corner of the axes would hide them.
+    fig.legend(*axes[1].get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncols=3)
     fig.suptitle(title, fontsize=9)
     fig.savefig(out.with_suffix(".pdf"))
     fig.savefig(out.with_suffix(".png"), dpi=200)
