@@ -15,7 +15,6 @@ import yaml
 from advprune.cli import main
 from advprune.pruning import kept_indices
 from advprune.toy import (
-    ToyParameters,
     accuracy,
     draw,
     expected_fragile_share,
@@ -23,6 +22,7 @@ from advprune.toy import (
     squared_loss,
     train_linear,
 )
+from advprune.toy_parameters import ToyParameters
 from workflow_helpers import REPO
 
 # Small and fast: 2 seeds, 3 keeps; the default d, p's and eps of config.yaml.
@@ -197,3 +197,16 @@ def test_the_toy_rule_passes_the_configs_values_on(demo, tmp_path):
     spec = yaml.safe_load((REPO / "config.yaml").read_text())["artefacts"]["toy"]
     assert f"--d {spec['d']} --p-R {spec['p_R']} " in command
     assert "--steps 7 " in command and "--keep 0.5 1.0 " in command and "--seeds 0 1 " in command
+
+
+def test_the_schema_the_config_and_the_command_take_the_fields_of_toy_parameters():
+    """ToyParameters owns the toy's options: the config schema's `toy`, config.yaml's `artefacts.toy` and `advprune
+    build toy` name its fields, and config.yaml's values are its defaults."""
+    fields = [field.name for field in dataclasses.fields(ToyParameters)]
+    schema = yaml.safe_load((REPO / "schemas/config.schema.yaml").read_text())["$defs"]["toy"]
+    assert schema["required"] == fields and list(schema["properties"]) == fields
+    config = yaml.safe_load((REPO / "config.yaml").read_text())["artefacts"]["toy"]
+    assert ToyParameters.from_config(config) == ToyParameters()
+    from advprune.artefacts import BY_NAME
+
+    assert list(BY_NAME["toy"].options) == fields

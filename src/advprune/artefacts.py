@@ -14,6 +14,7 @@ import copy
 from typing import Any
 
 from advprune.kinds import TABLE_FILES, Artefact, Claims, DataArtefact, ModelGrid, Simulation
+from advprune.toy_parameters import TOY_OPTIONS
 
 
 def _figure(name: str, builder: str, **more: Any) -> ModelGrid:
@@ -24,8 +25,6 @@ def _table(name: str, builder: str, **more: Any) -> ModelGrid:
     return ModelGrid(name, f"advprune.report.tables:{builder}", TABLE_FILES, **more)
 
 
-# artefacts.toy's keys, each an option of `advprune build toy` (advprune.toy.ToyParameters)
-_TOY_OPTIONS = ("d", "p_R", "p_robust", "p_fragile", "n", "eps_over_eta", "steps", "lr", "keep", "strategies", "seeds")
 _T_SNE = {"mem_mb": 8000, "runtime": 30}  # t-SNE of thousands of points: minutes and GBs, so a job of its own
 
 ARTEFACTS: tuple[Artefact, ...] = (
@@ -39,7 +38,7 @@ ARTEFACTS: tuple[Artefact, ...] = (
     _table("ablation_schedule", "tabulate_ablation_schedule", one_schedule=False),
     DataArtefact("fig8", "advprune.report.embedding:build_fig8", options=("n_points", "seed"), resources=_T_SNE),
     DataArtefact("table2", "advprune.report.embedding:build_table2", TABLE_FILES, resources=_T_SNE),
-    Simulation("toy", "advprune.report.toy:build_toy", TABLE_FILES, options=_TOY_OPTIONS,
+    Simulation("toy", "advprune.report.toy:build_toy", TABLE_FILES, options=TOY_OPTIONS,
                extra_outputs={"runs": "results/artefacts/toy.csv"}),  # fmt: skip
     Claims("claims", "advprune.report.claims:build_claims", package_data=("claims.yaml", "claims-v1.yaml")),
 )

@@ -19,6 +19,7 @@ rule's code inputs are its builder's modules alone).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 from dataclasses import dataclass, field
@@ -378,7 +379,7 @@ class DataArtefact(Artefact):
 
 @dataclass(frozen=True)
 class Simulation(Artefact):
-    """Built from its config alone (section 5.2's toy model: advprune.toy.ToyParameters are its options)."""
+    """Built from its config alone (section 5.2's toy model: the fields of advprune.toy_parameters.ToyParameters are its options)."""
 
     evaluated: ClassVar[bool] = False
 
@@ -391,25 +392,20 @@ class Simulation(Artefact):
         return self.name in config["artefacts"]
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from advprune.toy import TOY_STRATEGIES, ToyParameters
+        from advprune.toy_parameters import ToyParameters
 
-        paper = ToyParameters()  # defaults: the values of config.yaml's artefacts.toy
-        parser.add_argument("--d", type=int, default=paper.d, help="fragile features; eta = 3 / sqrt(d)")
-        parser.add_argument("--p-R", dest="p_R", type=float, default=paper.p_R, help="P(point from D_robust)")
-        parser.add_argument("--p-robust", type=float, default=paper.p_robust, help="P(x1 = y) in D_robust")
-        parser.add_argument("--p-fragile", type=float, default=paper.p_fragile, help="P(x1 = y) in D_fragile")
-        parser.add_argument("--n", type=int, default=paper.n, help="training points per seed (and test points)")
-        parser.add_argument("--eps-over-eta", type=float, default=paper.eps_over_eta,
-                            help="adversary's L-inf budget / eta")
-        parser.add_argument("--steps", type=int, default=paper.steps, help="full-batch gradient steps")
-        parser.add_argument("--lr", type=float, default=paper.lr, help="initial step size (decays linearly to 0)")
-        parser.add_argument("--keep", type=float, nargs="+", default=list(paper.keep), help="fractions kept")
-        parser.add_argument("--strategies", nargs="+", default=list(paper.strategies), help=" | ".join(TOY_STRATEGIES))
-        parser.add_argument("--seeds", type=int, nargs="+", default=list(paper.seeds), help="one simulation per seed")
+        # One option per field of ToyParameters, its default (config.yaml's artefacts.toy) and its help; a tuple
+        # field takes several values of its elements' type.
+        for option in dataclasses.fields(ToyParameters):
+            default, flag = option.default, "--" + option.name.replace("_", "-")
+            several = isinstance(default, tuple)
+            parser.add_argument(flag, dest=option.name, type=type(default[0] if several else default),
+                                nargs="+" if several else None, default=list(default) if several else default,
+                                help=option.metadata["help"])  # fmt: skip
         super().add_arguments(parser)
 
     def build(self, args: argparse.Namespace) -> Built:
-        from advprune.toy import ToyParameters
+        from advprune.toy_parameters import ToyParameters
 
         values = {key: getattr(args, key) for key in self.options}
         params = ToyParameters(**{key: tuple(v) if isinstance(v, list) else v for key, v in values.items()})

@@ -17,7 +17,7 @@ from advprune.kinds import DataArtefact, ModelGrid, active_roles, as_list, per_r
 from advprune.prefix import PrefixKey
 from advprune.pruning import STRATEGIES
 from advprune.settings import deep_update, known_datasets, number_problem, resolve
-from advprune.toy import ToyParameters
+from advprune.toy_parameters import ToyParameters
 
 
 def built_artefacts(config: dict[str, Any]) -> list[str]:

@@ -14,101 +14,16 @@ share of the kept points is measured against that argument's expectation (`expec
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from advprune.pruning import kept_indices
+from advprune.toy_parameters import ToyParameters
 
 CLASSIFIERS = ("robust", "standard")  # adversarially trained at eps, and its eps = 0 twin
-TOY_STRATEGIES = ("high", "low", "low+high", "random")  # those with a closed-form expectation below
-
-
-# Size limits, checked before a simulation allocates anything: each data set is n x (d + 1) float64 numbers.
-MAX_N, MAX_D, MAX_STEPS, MAX_SEEDS, MAX_CELLS = 10_000_000, 1_000_000, 1_000_000, 1000, 100_000_000
-
-
-@dataclass(frozen=True)
-class ToyParameters:
-    """Everything a toy simulation depends on (the config's `artefacts.toy`)."""
-
-    d: int = 100  # number of fragile features
-    p_R: float = 0.5  # probability that a point comes from D_robust
-    p_robust: float = 0.95  # P(x1 = y) in D_robust
-    p_fragile: float = 0.75  # P(x1 = y) in D_fragile
-    n: int = 5000  # training points per seed (the test set has as many)
-    eps_over_eta: float = 2.0  # the adversary's L-inf budget in units of eta (the paper: >= 2)
-    steps: int = 300  # full-batch gradient steps
-    lr: float = 1.0  # initial step size, decayed linearly to 0 (subgradient steps on ||w||_1 need the decay)
-    keep: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
-    strategies: tuple[str, ...] = TOY_STRATEGIES
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-
-    @classmethod
-    def from_config(cls, spec: dict) -> "ToyParameters":
-        """From the workflow config's `artefacts.toy` (`seeds: n` means seeds 0..n-1)."""
-        seeds = spec["seeds"]
-        if isinstance(seeds, int) and seeds > MAX_SEEDS:  # before a tuple of them is made
-            raise ValueError(f"artefacts.toy.seeds: {seeds} seeds, more than the limit of {MAX_SEEDS}")
-        return cls(**{**spec, "keep": tuple(spec["keep"]), "strategies": tuple(spec["strategies"]),
-                      "seeds": tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)})  # fmt: skip
-
-    @property
-    def eta(self) -> float:
-        return 3.0 / math.sqrt(self.d)
-
-    @property
-    def eps(self) -> float:
-        return self.eps_over_eta * self.eta
-
-    @property
-    def p_mislabelled_x1(self) -> float:
-        """q = P(x1 != y): the points the paper's robust classifier gets wrong (squared loss 4 instead of 0)."""
-        return self.p_R * (1 - self.p_robust) + (1 - self.p_R) * (1 - self.p_fragile)
-
-    def check(self, where: str = "toy") -> None:
-        """Raise ValueError naming the offending parameter (`where` prefixes its name, e.g. artefacts.toy)."""
-        if self.d < 1 or self.n < 10 or self.steps < 1:
-            raise ValueError(f"{where}: d >= 1, n >= 10 and steps >= 1 are needed, got {self.d}, {self.n}, "
-                             f"{self.steps}")  # fmt: skip
-        # Sizes that fit a workstation, checked before anything is allocated (10^11 points was a MemoryError).
-        for name, value, limit in (("n", self.n, MAX_N), ("d", self.d, MAX_D), ("steps", self.steps, MAX_STEPS),
-                                   ("seeds", len(self.seeds), MAX_SEEDS)):
-            if value > limit:
-                raise ValueError(f"{where}.{name}: {value} is more than the limit of {limit}")
-        if self.n * (self.d + 1) > MAX_CELLS:
-            raise ValueError(f"{where}.n: {self.n} points x {self.d + 1} features is more than the limit of "
-                             f"{MAX_CELLS} numbers per data set (lower n or d)")
-        if not 0 < self.p_R < 1:
-            raise ValueError(f"{where}.p_R: must be in (0, 1) so that both sets occur, got {self.p_R}")
-        if not 0.5 < self.p_fragile < self.p_robust <= 1:
-            raise ValueError(
-                f"{where}.p_fragile: the paper's model needs 0.5 < p_fragile < p_robust <= 1, "
-                f"got p_fragile = {self.p_fragile}, p_robust = {self.p_robust}"
-            )
-        if self.eps_over_eta < 0 or self.lr <= 0:
-            raise ValueError(f"{where}: eps_over_eta >= 0 and lr > 0 are needed, got {self.eps_over_eta}, {self.lr}")
-        # At w = 0 the robust logistic loss decreases along x1 only if x1's correlation with the label, E[y x1] =
-        # 1 - 2q, exceeds eps; otherwise w = 0 is the optimum and adversarial training learns nothing at all.
-        if self.eps >= 1 - 2 * self.p_mislabelled_x1:
-            raise ValueError(
-                f"{where}.eps_over_eta: eps = {self.eps:.3g} must be below E[y x1] = 1 - 2 P(x1 != y) = "
-                f"{1 - 2 * self.p_mislabelled_x1:.3g}, or adversarial training learns w = 0 "
-                "(raise d, p_robust or p_fragile, or lower eps_over_eta)"
-            )
-        if not self.keep or any(not 0 < k <= 1 for k in self.keep):
-            raise ValueError(f"{where}.keep: fractions in (0, 1] are needed, got {list(self.keep)}")
-        unknown = [s for s in self.strategies if s not in TOY_STRATEGIES]
-        if unknown or not self.strategies:
-            raise ValueError(f"{where}.strategies: known are {', '.join(TOY_STRATEGIES)}, got {list(self.strategies)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ValueError(f"{where}.seeds: distinct non-negative seeds are needed, got {list(self.seeds)}")
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "keep": list(self.keep), "strategies": list(self.strategies),
-                "seeds": list(self.seeds), "eta": self.eta, "eps": self.eps}  # fmt: skip
 
 
 @dataclass(frozen=True)

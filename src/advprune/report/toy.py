@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from advprune.report.style import REFERENCE_COLOR, STRATEGY_COLORS, STRATEGY_MARKERS
 from advprune.report.labels import KEEP_LABEL, STRATEGY_LABELS, ordered_strategies
 from advprune.report.output import Block, Built, suptitle
-from advprune.toy import CLASSIFIERS, ToyParameters, simulate
+from advprune.toy import CLASSIFIERS, simulate
+from advprune.toy_parameters import ToyParameters
 
 SHARE_LABEL = "fragile-set share of the kept points"
 CLASSIFIER_COLORS = ["0.15", "0.6"]  # robust, standard: greys, so no strategy's colour stands for a classifier
