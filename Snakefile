@@ -1,6 +1,13 @@
 # Data pruning for RS-FGSM adversarial training, reproduced artefact by artefact.
 # Run `snakemake --profile profiles/demo` (offline, CPU) or `snakemake --profile profiles/workstation figures/fig4.pdf`.
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
+
+# This checkout's package, as its jobs get it (rules/environment.smk): not another checkout's that an installed
+# environment points to (a worktree sharing .venv planned with the main checkout's code, and failed when it changed).
+sys.path.insert(0, str(Path(workflow.basedir, "src")))
 
 from advprune.identity import run_pattern
 from advprune.kinds import ModelGrid

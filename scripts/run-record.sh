@@ -16,6 +16,8 @@ set -euo pipefail
 record=$1 logs=$2
 shift 2
 cd "$(dirname "$0")/.."
+# This checkout's package, also where .venv was made by another checkout (a worktree sharing it).
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$logs"
 python=.venv/bin/python
 mapfile -t targets < <("$python" -m advprune missing "$record" "$@")

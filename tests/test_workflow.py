@@ -7,7 +7,10 @@ test here leaves it as it found it (checked after each test), so they pass in an
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -584,3 +587,16 @@ def test_finished_models_survive_unrelated_code_edits(demo):
         bumped = planned_jobs(directory, "--profile", "profiles/demo", env={"PYTHONPATH": str(directory / "src")})
         assert bumped["train_model"] == 20 and bumped["evaluate_model"] == 20
     assert planned_jobs(directory, "--profile", "profiles/demo") == {}
+
+
+def test_the_snakefile_plans_with_its_own_checkouts_package(tmp_path):
+    """A second checkout (a `git worktree` sharing .venv, whose editable install names the first checkout) plans with
+    its own src/, as its jobs run it: the MNIST run's Snakemake once imported the main checkout's package and every
+    call failed when that changed."""
+    copy = copy_workflow(tmp_path / "other")
+    kinds = copy / "src/advprune/kinds.py"
+    kinds.write_text(kinds.read_text() + '\nraise ImportError("the second checkout\'s own kinds.py")\n')
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-m", "snakemake", *dry_run_args("--profile", "profiles/demo")],
+                            cwd=copy, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert result.returncode != 0 and "the second checkout's own kinds.py" in result.stdout + result.stderr

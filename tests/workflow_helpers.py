@@ -30,8 +30,8 @@ def hypothesis_profile(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def copy_workflow(destination: Path) -> Path:
-    """A private copy, so runs and edits in a test never touch the checkout (src is copied for the rules that list
-    report code as input; jobs still import the installed advprune)."""
+    """A private copy, so runs and edits in a test never touch the checkout (src is copied: the copy's Snakefile and
+    its jobs import the copy's advprune, as a second checkout's do)."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         source = REPO / name
