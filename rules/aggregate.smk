@@ -20,12 +20,12 @@ rule artefact_table:
 
 rule models_table:
     input:
-        unpack(lambda w: table_inputs(finished(plan.all_models(config)))),
+        unpack(lambda w: table_inputs(finished(PLANNED_MODELS))),
         code=code_files("advprune.report.aggregate"),
     output:
         "results/models.csv",
     params:
-        directories=lambda w: quoted(*(key.directory for key in finished(plan.all_models(config)))),
+        directories=lambda w: quoted(*(key.directory for key in finished(PLANNED_MODELS))),
         n_examples=config["n_examples"],
     log:
         "logs/models_table.log",

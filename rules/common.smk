@@ -15,6 +15,10 @@ from advprune.kinds import artefact_table, data_file
 # holds one row per model of its grid (rules/aggregate.smk).
 DATA_FILE = data_file(config, "{dataset}")
 ARTEFACT_TABLE = artefact_table("{artefact}")
+# Every model of the configured plan, by its directory: built once at DAG build, so a job's model key is looked up,
+# never parsed back from its path.
+PLANNED_MODELS = plan.all_models(config)
+MODEL_KEYS = {key.directory: key for key in PLANNED_MODELS}
 
 
 def model_file(name):
@@ -63,9 +67,15 @@ def table_inputs(keys):
     }
 
 
+def model_key(w):
+    """The key of a model job's wildcards: the plan's. A model outside the plan (a path typed as a target, say a seed
+    the config does not name) is read from the wildcards by ModelKey.from_run_name, the inverse of ModelKey.run."""
+    directory = MODEL_DIRECTORY.format(dataset=w.dataset, precision=w.precision, run=w.run, seed=w.seed)
+    return MODEL_KEYS.get(directory) or ModelKey.from_run_name(w.dataset, w.precision, w.run, w.seed)
+
+
 def training_arguments(w):
-    key = ModelKey.from_run_name(w.dataset, w.precision, w.run, w.seed)
-    return quoted(*plan.training_words(key, config))
+    return quoted(*plan.training_words(model_key(w), config))
 
 
 def artefact_inputs(artefact):

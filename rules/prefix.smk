@@ -12,7 +12,7 @@ PREFIX_PATTERN = str(Path(PREFIX_DIRECTORY, PREFIX_FILE))
 # (plan.forks_by_prefix), computed once at DAG build from every artefact this configuration builds, not from the
 # target asked for: adding a target never changes whether a model forks. A model whose prefix would serve it alone
 # trains from scratch.
-FORKS = plan.forks_by_prefix(plan.all_models(config))
+FORKS = plan.forks_by_prefix(PLANNED_MODELS)
 
 
 def fork_prefix(w):
@@ -24,10 +24,11 @@ def fork_prefix(w):
     Not ancient(): a prefix retrained because the method or a setting changed must retrain its forks, and when a
     job reruns Snakemake (9.27) checks neither the params of its consumers nor, where their input is ancient and
     present, their need to rerun: a METHOD_VERSION bump would leave them stale."""
-    key = PrefixKey.of(ModelKey.from_run_name(w.dataset, w.precision, w.run, w.seed))
+    model = model_key(w)
+    key = PrefixKey.of(model)
     if key is None:
         return []
-    forked = started_from_prefix(key_directory(w))
+    forked = started_from_prefix(model.directory)
     if forked is None:  # not begun: it forks where the plan shares its prefix and the prefix is still to be had
         forked = key in FORKS and not used_up(key)
     return [key.path] if forked else []
@@ -38,10 +39,6 @@ def used_up(key):
     later trains from scratch (bit for bit the same on the CPU), as rebuilding the prefix would make Snakemake train
     every finished fork of it again."""
     return not Path(key.path).exists() and any(started_from_prefix(model.directory) for model in FORKS[key])
-
-
-def key_directory(w):
-    return MODEL_DIRECTORY.format(dataset=w.dataset, precision=w.precision, run=w.run, seed=w.seed)
 
 
 def prefix_arguments(w):

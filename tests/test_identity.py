@@ -142,3 +142,33 @@ def test_an_artefacts_code_holds_every_module_python_loads_for_it(modules: tuple
     derived = {path.resolve() for path in module_files(SRC, modules)}
     assert {Path(path).resolve() for path in loaded} <= derived
     assert SRC / "advprune/training.py" not in derived  # a figure never depends on the trainer
+
+
+@pytest.mark.parametrize("configfiles", [("config.yaml",), ("config.yaml", "profiles/demo/demo.yaml")])
+def test_the_command_words_of_every_planned_model_and_prefix_read_back_to_its_key(configfiles) -> None:
+    """ModelKey.argv / from_args and PrefixKey.argv / from_args are pairs: what the workflow's rules pass to `advprune
+    train` and `advprune prefix` (plan.training_words, plan.prefix_words), parsed by the real command line and
+    resolved as the commands resolve it, is the key the plan holds; and each directory reads back to its key."""
+    from advprune import plan
+    from advprune.cli import build_parser
+    from advprune.prefix import PrefixKey
+    from advprune.settings import resolve
+
+    config = plan.load_config([REPO / name for name in configfiles])
+    parser = build_parser()
+
+    def parsed(command: str, words: list[str]):
+        args = parser.parse_args([command, *words, "--out", "unused"])
+        settings = resolve(args.dataset, args.config, args.overrides, precision=args.precision,
+                           schedule_after_pruning=args.schedule_after_pruning)  # fmt: skip
+        return args, settings
+
+    models = plan.all_models(config)
+    assert len(models) > 10
+    for key in models:
+        assert ModelKey.from_args(*parsed("train", plan.training_words(key, config))) == key
+        assert ModelKey.from_run_name(key.dataset, key.precision, key.run, key.seed) == key
+    prefixes = plan.prefixes_of(models)
+    assert prefixes
+    for prefix in prefixes:
+        assert PrefixKey.from_args(*parsed("prefix", plan.prefix_words(prefix, config))) == prefix

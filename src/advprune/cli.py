@@ -284,7 +284,7 @@ def _train(args: argparse.Namespace) -> int:
         args.dataset, args.config, args.overrides,
         schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
     )
-    key = ModelKey.from_settings(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, resolved)
+    key = ModelKey.from_args(args, resolved)
     if args.fork_from:
         from advprune.prefix import PrefixKey
 
@@ -373,8 +373,7 @@ def _prefix(args: argparse.Namespace) -> int:
         args.dataset, args.config, args.overrides,
         schedule_after_pruning=args.schedule_after_pruning, precision=args.precision,
     )
-    key = PrefixKey(args.dataset, resolved["precision"], resolved["schedule_after_pruning"], args.prune_epoch,
-                    args.seed)
+    key = PrefixKey.from_args(args, resolved)
     device = choose_device(args.device)
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))

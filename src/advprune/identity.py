@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from advprune.pruning import STRATEGIES
 from advprune.schedules import SCHEDULES
@@ -92,6 +92,24 @@ class ModelKey:
             raise ValueError(f"not a run name: {run!r}")
         return cls.create(dataset, match["strategy"], float(match["keep"]), int(match["epoch"]), int(seed),
                           precision=precision, schedule=match["schedule"])  # fmt: skip
+
+    @classmethod
+    def from_args(cls, args: Any, settings: Mapping[str, Any]) -> "ModelKey":
+        """The key of `advprune train`'s parsed arguments (the words of `argv`, with any others the command takes)
+        and the settings they resolve to: the pair of `argv`, tested on every model of the paper's plan."""
+        return cls.from_settings(args.dataset, args.strategy, args.keep, args.prune_epoch, args.seed, settings)
+
+    def argv(self) -> list[str]:
+        """The words of `advprune train` that name this model; `from_args` reads them back. The full-data model says
+        `--strategy random --keep 1.0`, as every command of a finished model has (a changed word is a changed
+        params value, which would make Snakemake train it again)."""
+        words = [
+            "--dataset", self.dataset, "--strategy", self.strategy if self.prunes else "random",
+            "--keep", str(self.keep), "--seed", str(self.seed), "--precision", self.precision,
+        ]  # fmt: skip
+        if self.prunes:
+            words += ["--prune-epoch", str(self.prune_epoch), "--schedule-after-pruning", self.schedule]
+        return words
 
     @property
     def prunes(self) -> bool:

@@ -39,16 +39,13 @@ def job_resources(config: dict[str, Any], dataset: str) -> dict[str, dict[str, i
 
 
 def training_words(key: ModelKey, config: dict[str, Any]) -> list[str]:
-    """The `advprune train` arguments of a model (besides --out): its key's settings and the config's device, data
-    root and the dataset's overrides. A params value of its rule, so these words must not change for a finished
-    model: the full-data model asks for `--strategy random --keep 1.0`, as it always has."""
-    words = [
-        "--dataset", key.dataset, "--strategy", key.strategy if key.prunes else "random", "--keep", str(key.keep),
-        "--seed", str(key.seed), "--precision", key.precision, "--device", config["device"],
-        "--data-root", config["data_root"],
-    ]  # fmt: skip
-    if key.prunes:
-        words += ["--prune-epoch", str(key.prune_epoch), "--schedule-after-pruning", key.schedule]
+    """The `advprune train` arguments of a model (besides --out): its key's words (ModelKey.argv), the config's
+    device and data root, and the dataset's overrides. A params value of its rule, so these words must not change for
+    a finished model."""
+    words = key.argv()
+    # Between the key's identity and its pruning words, where every command written so far has them.
+    at = words.index("--prune-epoch") if key.prunes else len(words)
+    words[at:at] = ["--device", config["device"], "--data-root", config["data_root"]]
     for override in config["training_overrides"].get(key.dataset, []):
         words += ["--set", override]
     return words
@@ -74,12 +71,9 @@ def prefixes_of(keys: Iterable[ModelKey]) -> list[PrefixKey]:
 
 
 def prefix_words(key: PrefixKey, config: dict[str, Any]) -> list[str]:
-    """The `advprune prefix` arguments of a prefix (besides --out): the settings its forks train with."""
-    words = [
-        "--dataset", key.dataset, "--prune-epoch", str(key.epoch), "--seed", str(key.seed), "--precision",
-        key.precision, "--schedule-after-pruning", key.schedule, "--device", config["device"],
-        "--data-root", config["data_root"],
-    ]  # fmt: skip
+    """The `advprune prefix` arguments of a prefix (besides --out): its key's words (PrefixKey.argv), the config's
+    device and data root, and the dataset's overrides: the settings its forks train with."""
+    words = key.argv() + ["--device", config["device"], "--data-root", config["data_root"]]
     for override in config["training_overrides"].get(key.dataset, []):
         words += ["--set", override]
     return words

@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from advprune.identity import FULL, ModelKey
 from advprune.runtime import RunFailure, write_json
@@ -63,6 +63,16 @@ class PrefixKey:
         if not key.prunes or key.prune_epoch == 0:
             return None
         return cls(key.dataset, key.precision, key.schedule, key.prune_epoch, key.seed)
+
+    @classmethod
+    def from_args(cls, args: Any, settings: Mapping[str, Any]) -> "PrefixKey":
+        """The key of `advprune prefix`'s parsed arguments and the settings they resolve to: the pair of `argv`."""
+        return cls(args.dataset, settings["precision"], settings["schedule_after_pruning"], args.prune_epoch, args.seed)
+
+    def argv(self) -> list[str]:
+        """The words of `advprune prefix` that name this prefix; `from_args` reads them back."""
+        return ["--dataset", self.dataset, "--prune-epoch", str(self.epoch), "--seed", str(self.seed),
+                "--precision", self.precision, "--schedule-after-pruning", self.schedule]  # fmt: skip
 
     @property
     def directory(self) -> str:
