@@ -245,6 +245,20 @@ def test_select_lets_full_rows_through_strategy_epoch_and_schedule() -> None:
     assert chosen[["dataset", "seed"]].drop_duplicates().shape == (1, 2)
 
 
+def test_keeps_are_normalised_once_when_read_and_then_compared_exactly(tmp_path: Path) -> None:
+    """A table's keep written with float noise (a hand-edited or foreign CSV) is read as the model's directory writes
+    it, so select_rows's exact comparison finds it, and finds it from a noisy request as well; a different keep is
+    not "close enough"."""
+    df = make_runs(("mnist",), seeds=1)
+    df.loc[df["keep"] == 0.4, "keep"] = 0.30000000000000004 + 0.1  # 0.4000000000000001
+    write_table(df, tmp_path / "runs.csv")
+    read = read_table(tmp_path / "runs.csv")
+    assert set(read.loc[read["strategy"] != "full", "keep"]) >= {0.4}
+    for request in (0.4, 0.1 + 0.30000000000000004):
+        assert len(select_rows(read, strategies=["random"], keeps=[request])) > 0
+    assert select_rows(read, strategies=["random"], keeps=[0.400001]).empty  # np.isclose called it 0.4
+
+
 def test_mixed_schedules_are_refused() -> None:
     df = make_runs(("cifar10",), seeds=2)
     df.loc[df.index[-1], "schedule_after_pruning"] = "fixed"

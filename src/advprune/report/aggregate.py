@@ -232,4 +232,8 @@ def read_table(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: not a tidy run table, missing columns {missing}")
-    return _missing_text_as_none(df.astype(DTYPES)[COLUMNS])
+    df = df.astype(DTYPES)[COLUMNS]
+    # As the models' directories write them (collect wrote them so; a hand-edited table's 0.30000000000000004 is
+    # 0.3): the report compares keeps with ==, never "close to".
+    df["keep"] = df["keep"].map(normalise_keep)
+    return _missing_text_as_none(df)

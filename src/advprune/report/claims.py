@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from advprune.identity import FULL
+from advprune.identity import FULL, normalise_keep
 from advprune.report import intervals
 from advprune.report.aggregate import read_table
 from advprune.report.claim_rules import (  # noqa: F401 (RULES_FILES, load_claims re-exported for the claims' users)
@@ -107,7 +107,7 @@ def _cells(cells: Mapping | list) -> list[Mapping]:
 def _per_cell(df: pd.DataFrame, cells: Mapping | list, measure: Mapping[str, Any]) -> list[np.ndarray]:
     parts = []
     for cell in _cells(cells):
-        rows = df[(df["strategy"] == cell["strategy"]) & np.isclose(df["keep"], float(cell["keep"]))]
+        rows = df[(df["strategy"] == cell["strategy"]) & (df["keep"] == normalise_keep(cell["keep"]))]
         parts.append(_metric(rows, measure["metric"], measure.get("below")).dropna().to_numpy())
     return parts
 

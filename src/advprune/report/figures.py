@@ -42,7 +42,7 @@ from advprune.report.labels import (
     pruned_fraction,
     time_device_text,
 )
-from advprune.identity import FULL
+from advprune.identity import FULL, normalise_keep
 from advprune.report.output import suptitle, wrap_to_inches
 from advprune.report.paper import ABSTRACT_RANDOM_DROPS, TABLE1
 from advprune.report.selection import expand_full, pruning_epochs, require_single_setting
@@ -240,7 +240,7 @@ def _table1_points(dataset: str, metric: str, strategies: Sequence[str], keeps: 
     points = []
     for (name, (strategy, keep), m), (mean, sd) in TABLE1.items():
         drawn = strategy in strategies or (strategy == FULL and strategies)
-        if name == paper and m == metric and drawn and any(math.isclose(keep, k) for k in keeps):
+        if name == paper and m == metric and drawn and normalise_keep(keep) in {normalise_keep(k) for k in keeps}:
             color, marker = (REFERENCE_COLOR, "o") if strategy == FULL else (strategy_color(strategy),
                                                                               strategy_marker(strategy))  # fmt: skip
             points.append((keep, mean, sd, color, marker))
@@ -257,7 +257,7 @@ def _abstract_points(dataset: str, keeps: Sequence[float]) -> list:
         return []
     wanted = {**drops, 1.0: 0.0}
     return [(k, full[0] - d, 0.0, REFERENCE_COLOR, "s") for k, d in sorted(wanted.items())
-            if any(math.isclose(k, x) for x in keeps)]  # fmt: skip
+            if normalise_keep(k) in {normalise_keep(x) for x in keeps}]  # fmt: skip
 
 
 def _panel_grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:

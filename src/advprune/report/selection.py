@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
-from advprune.identity import FULL
+from advprune.identity import FULL, normalise_keep
 
 # Settings that are part of a model's identity but not an axis of any figure: mixing them in one point is a bug.
 IDENTITY_SETTINGS = ("schedule_after_pruning", "precision", "method_version")
@@ -39,7 +38,7 @@ def select_rows(
     if strategies is not None:
         mask &= full | df["strategy"].isin(list(strategies))
     if keeps is not None:
-        mask &= np.isclose(df["keep"].to_numpy()[:, None], np.asarray(list(keeps), dtype=float)[None, :]).any(axis=1)
+        mask &= df["keep"].isin([normalise_keep(keep) for keep in keeps])
     if prune_epochs is not None:
         mask &= full | df["prune_epoch"].isin(list(prune_epochs))
     if schedule is not None:
