@@ -1,18 +1,10 @@
-# The workflow's configuration: each registry entry's default grid filled in, then the schema, the plugins (they add
-# the strategies and datasets a config may name) and the checks across keys (advprune.plan.check_config).
+# The workflow's configuration, prepared as every advprune command prepares one (advprune.plan.prepare_config):
+# default grids, the schema, the plugins, the checks across keys.
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from advprune import artefacts, plan, plugins
+from advprune import plan
 
-# A registry entry's default_config is its grid where config.yaml has none (a new figure needs no config edit).
-config["artefacts"] = artefacts.with_default_configs(config.get("artefacts", {}))
-validate(config, "../schemas/config.schema.yaml")
 try:
-    PLUGINS = plugins.load(config["plugins"])
-except (ValueError, FileNotFoundError) as error:
-    raise WorkflowError(f"invalid config: plugins: {error}") from None
-try:
-    plan.check_config(config)
+    PLUGINS = plan.prepare_config(config, Path(workflow.basedir, "schemas/config.schema.yaml"))
 except ValueError as error:
     raise WorkflowError(f"invalid config: {error}") from None

@@ -97,19 +97,48 @@ def _check_artefact_names(config: dict[str, Any]) -> None:
         raise ValueError(f"artefacts: no grid for {', '.join(missing)} (config.yaml, or the entry's default_config)")
 
 
+# The workflow's config schema, in the checkout the package is installed from (scripts/setup.sh installs it editable).
+CONFIG_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
 def load_config(configfiles: Iterable[Path], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A workflow configuration as `snakemake --configfile A B --config K=V` layers it (later files and then the
-    overrides win), with the artefacts' default grids filled in and checked (check_config). The Snakefile validates
-    its config against schemas/config.schema.yaml besides; commands that read a config use this."""
+    overrides win), prepared as the workflow prepares it (prepare_config): what every command that reads a workflow
+    config uses."""
     import yaml
 
     config: dict[str, Any] = {}
     for path in configfiles:
         deep_update(config, yaml.safe_load(Path(path).read_text()) or {})
     deep_update(config, dict(overrides or {}))
-    config["artefacts"] = registry.with_default_configs(config.get("artefacts", {}))
-    check_config(config)
+    prepare_config(config)
     return config
+
+
+def prepare_config(config: dict[str, Any], schema: Path = CONFIG_SCHEMA) -> list[Path]:
+    """The one way a configuration becomes the workflow's, in place, for the Snakefile (rules/config.smk) and every
+    command: each registry entry's default grid where the config has none (a new figure needs no config edit), the
+    schema (which fills its defaults), the plugins (they add the strategies and datasets a config may name), then
+    the checks across keys (check_config). Returns the plugins' paths; ValueError names the problem."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from advprune import plugins
+
+    config["artefacts"] = registry.with_default_configs(config.get("artefacts", {}))
+    if not Path(schema).is_file():
+        raise ValueError(f"no config schema at {schema}: advprune reads workflow configs from the checkout it is "
+                         "installed from (scripts/setup.sh)")
+    try:
+        validate(config, str(schema))
+    except WorkflowError as error:
+        raise ValueError(str(error)) from None
+    try:
+        loaded = plugins.load(config["plugins"])
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"plugins: {error}") from None
+    check_config(config)
+    return loaded
 
 
 # Below it a keep's `:g` form, which names the model's directory, is in exponent notation (1e-05), which the
