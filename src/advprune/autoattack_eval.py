@@ -1,8 +1,12 @@
-"""A thin adapter over `pyautoattack`: standard AutoAttack, L-inf, with the numbers it only logs made available.
+"""Standard AutoAttack (L-inf) over `pyautoattack`, run one attack at a time so that a killed evaluation resumes, with
+the numbers pyautoattack only logs made available.
 
-pyautoattack returns `(x_adv, y_adv)` and reports everything else (per-attack accuracy, its sanity checks) on the
-'auto-attack' logger at DEBUG/WARNING. This module captures that logger during a run, parses the per-attack
-accuracies, and computes the headline numbers itself from the model's predictions on `x` and `x_adv`.
+The four attacks run as four calls, each on the points still robust, as one `run_standard_evaluation` would run them;
+after each, the state (fingerprinted by model, points and settings) is saved so that a run started again continues
+after the last finished attack. pyautoattack returns `(x_adv, y_adv)` and reports everything else (per-attack
+accuracy, its sanity checks) on the 'auto-attack' logger at DEBUG/WARNING: this module captures that logger, parses
+the per-attack accuracies, computes the headline numbers itself from the model's predictions on `x` and `x_adv`, and
+checks that every adversarial example stays in the eps-ball and the image box.
 """
 
 from __future__ import annotations

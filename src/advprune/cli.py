@@ -85,7 +85,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                    help="random | low | high | low+high | mean-distance (or a plugin's)")
     p.add_argument("--keep", type=float, required=True, help="fraction of the training set kept; 1.0 = no pruning")
     p.add_argument("--prune-epoch", type=int, help="full-data epochs before pruning (needed when keep < 1)")
-    p.add_argument("--seed", type=_SEED, required=True, help="seed of initialisation, batches, attacks and pruning")
+    p.add_argument("--seed", type=_SEED, required=True,
+                   help="the model's seed (its directory's seed<N>): initialisation, batch order, augmentation, "
+                   "RS-FGSM starts, scoring, random pruning and the monitor's batch")
     p.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train.json, pruning.npz)")
     p.add_argument("--schedule-after-pruning", choices=SCHEDULES,
                    help="learning-rate schedule after pruning (default: the dataset's setting, rescale)")
@@ -111,7 +113,8 @@ def _add_prefix(commands: argparse._SubParsersAction) -> None:
                             "runs with --prune-epoch E fork from (advprune.prefix)")
     p.add_argument("--dataset", required=True, help="a prepared dataset: <data-root>/<dataset>.npz")
     p.add_argument("--prune-epoch", type=_integer(1), required=True, help="E: the full-data epochs of the prefix")
-    p.add_argument("--seed", type=_SEED, required=True, help="the seed of the runs that fork from it")
+    p.add_argument("--seed", type=_SEED, required=True,
+                   help="the model seed of the runs that fork from it (their `train --seed`)")
     p.add_argument("--out", type=Path, required=True, help="prefix directory: <out>/prefix.pt is written")
     p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"],
                    help="the forks' schedule (default: the dataset's setting, rescale)")
@@ -134,7 +137,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="refuse a checkpoint of another architecture")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
     p.add_argument("--batch-size", type=_integer(1), default=1000, help="points per forward pass and attack batch")
-    p.add_argument("--seed", type=_SEED, default=0, help="AutoAttack's seed")
+    p.add_argument("--seed", type=_SEED, default=0,
+                   help="AutoAttack's seed (its attacks' random draws), not the model's (the checkpoint holds that); "
+                   "the workflow leaves it 0")
     _add_device_options(p)
     p.add_argument("--overwrite", action="store_true", help="evaluate again over an existing --out")
     p.set_defaults(handler=_evaluate)

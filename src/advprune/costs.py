@@ -56,7 +56,7 @@ def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int,
     """A pruned run costs (e + (E - e) * keep) / E of a full one, less its first e epochs where it forks from a
     prefix, which costs e epochs once per (dataset, precision, schedule, e, seed); evaluation scales with
     n_examples. A prefix of one model saves nothing, so the estimate is the same where the workflow trains that
-    model from scratch instead (it plans a prefix only where two or more models share it, plan.prefixes_of).
+    model from scratch instead (it plans a prefix only where two or more models share it, plan.forks_by_prefix).
     Hours are None where a dataset has no timings (missing_timings names them)."""
     keys = list(keys)
     training = evaluation = from_scratch = trained = 0.0

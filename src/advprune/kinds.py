@@ -295,7 +295,7 @@ def _per_role_text(config: dict[str, Any], roles: list[str], value: Any) -> str:
 # fig8's options in `build fig8`: (type, help)
 _DATA_OPTIONS = {
     "n_points": (int, "seeded subsample per panel (default 5000)"),
-    "seed": (int, "seed of the subsample and of t-SNE (default 0)"),
+    "seed": (int, "seed of the subsample and of PCA + t-SNE, not a model's (default 0)"),
 }
 
 
@@ -473,7 +473,7 @@ class Claims(Artefact):
                             help="the verdict rules: v2 (claims.yaml, the default) or the first rules, v1 "
                             "(claims-v1.yaml)")
         parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-        parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+        parser.add_argument("--seed", type=int, default=0, help="the bootstrap intervals' seed (not a model's)")
         super().add_arguments(parser)
 
     def build(self, args: argparse.Namespace) -> Built:

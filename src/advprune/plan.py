@@ -79,11 +79,6 @@ def prefix_words(key: PrefixKey, config: dict[str, Any]) -> list[str]:
     return words
 
 
-def keeps_prefixes(config: dict[str, Any], dataset: str) -> bool:
-    """Whether a dataset's prefixes stay after their forks are trained (config keep_prefixes; kept if not named)."""
-    return bool(config.get("keep_prefixes", {}).get(dataset, True))
-
-
 def _check_artefact_names(config: dict[str, Any]) -> None:
     """Every artefacts.<name> of the config must be the registry's (the schema lets a new grid in by any name)."""
     for name in config["artefacts"]:

@@ -37,7 +37,8 @@ class ToyParameters:
     lr: float = _option(1.0, "initial step size (decays linearly to 0)")
     keep: tuple[float, ...] = _option((0.2, 0.4, 0.6, 0.8, 0.9, 1.0), "fractions kept")
     strategies: tuple[str, ...] = _option(TOY_STRATEGIES, " | ".join(TOY_STRATEGIES))
-    seeds: tuple[int, ...] = _option((0, 1, 2, 3, 4), "one simulation per seed")
+    seeds: tuple[int, ...] = _option((0, 1, 2, 3, 4), "the simulation's seeds, one simulation each (its data and "
+                                     "random pruning), not a model's")
 
     @classmethod
     def from_config(cls, spec: dict) -> "ToyParameters":

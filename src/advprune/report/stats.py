@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-SUMMARY_COLUMNS = ["mean", "sd", "n", "n_failed", "mean_ok", "sd_ok", "n_ok"]
-
 
 def summarise(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     """Per group of `by`: mean, sd (ddof=1, NaN for n=1) and n of `value`; n_failed = collapsed runs among them;
