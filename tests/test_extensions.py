@@ -3,6 +3,7 @@ and runs them from config alone (examples/plugin.py, the README's example)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -133,3 +134,25 @@ def test_the_workflow_plans_and_runs_a_plugin_strategy_and_dataset_from_config(t
     no_plugin.write_text("plugins: []\n")
     result = snakemake(directory, "-n", target, *configs, str(no_plugin))
     assert result.returncode != 0 and "datasets.mnist" in result.stdout + result.stderr
+
+
+def test_fig8_and_table2_take_a_plugin_dataset_and_strategy(tmp_path):
+    """docs/extending.md promises that a plugin's dataset and strategy need no edit in src/: fig8's and table2's
+    variants named by a plugin dataset parse and are labelled, and their captions name a plugin strategy (they raised
+    "dataset variant ... one of mnist, ..." and KeyError: 'middle')."""
+    script = f"""
+import json
+from advprune import artefacts, plan
+from advprune.report.labels import parse_variant, variant_label
+config = plan.load_config([{str(REPO / 'config.yaml')!r}, {str(REPO / 'profiles/demo/demo.yaml')!r}], {{
+    "plugins": [{str(PLUGIN)!r}], "datasets": {{"mnist": "digits-noisy"}},
+    "artefacts": {{name: {{"pruned_model": {{"strategy": "middle"}}}} for name in ("fig8", "table2")}}}})
+facts = {{name: artefacts.get(name).caption_facts(config) for name in ("fig8", "table2")}}
+print(json.dumps([parse_variant("digits-noisy pruned"), variant_label("digits-noisy pruned"), facts]))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "ADVPRUNE_PLUGINS": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    parsed, label, facts = json.loads(result.stdout)
+    assert parsed == ["digits-noisy", True] and label == "digits-noisy, pruned"
+    assert all("middle" in json.dumps(facts[name]) for name in ("fig8", "table2")), facts

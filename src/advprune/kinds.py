@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from advprune.identity import ModelKey, sorted_keys
-from advprune.report.labels import STRATEGY_LABELS, display_name, join_names, numbers_text, pruned_fraction, seeds_text
+from advprune.report.labels import display_name, join_names, numbers_text, pruned_fraction, seeds_text, strategy_label
 from advprune.schedules import SCHEDULES
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ class ModelGrid(Artefact):
     def caption_facts(self, config: dict[str, Any]) -> dict[str, Any]:
         spec, roles = config["artefacts"][self.name], self.roles(config)
         return super().caption_facts(config) | {
-            "strategies": join_names([STRATEGY_LABELS.get(s, s) for s in spec["strategies"]]),
+            "strategies": join_names([strategy_label(s) for s in spec["strategies"]]),
             "keep": _per_role_text(config, roles, spec["keep"]),
             "prune_epoch": _per_role_text(config, roles, spec["prune_epoch"]),
             "seeds": seeds_text(self.seeds(config)),
@@ -370,7 +370,7 @@ class DataArtefact(Artefact):
             "n_points": spec.get("n_points", 5000),
             "seed": spec["seed"],
             "pruned": (
-                f"{display_name(config['datasets'][model['role']])} as kept by {STRATEGY_LABELS[model['strategy']]} "
+                f"{display_name(config['datasets'][model['role']])} as kept by {strategy_label(model['strategy'])} "
                 f"pruning at keep {model['keep']:g} (p = {pruned_fraction(model['keep'])}), pruned after "
                 f"{model['prune_epoch']} epochs, seed {model['seed']}"
             ),

@@ -34,12 +34,12 @@ from matplotlib.figure import Figure
 from advprune.report.labels import (
     KEEP_LABEL,
     METRIC_LABELS,
-    STRATEGY_LABELS,
     display_name,
     ordered_datasets,
     ordered_strategies,
     paper_dataset,
     pruned_fraction,
+    strategy_label,
     time_device_text,
 )
 from advprune.identity import FULL, normalise_keep
@@ -80,10 +80,6 @@ def _epoch_text(epochs: Sequence[int]) -> str:
     return f"e{nbsp}∈{nbsp}{{" + f",{nbsp}".join(map(str, epochs)) + "}"
 
 
-def _strategy_label(strategy: str) -> str:
-    return STRATEGY_LABELS.get(strategy, strategy)
-
-
 def keep_label(keep: float) -> str:
     return f"keep {keep:g} (p={pruned_fraction(keep)} pruned)"
 
@@ -110,7 +106,7 @@ def strategy_lines(d: pd.DataFrame) -> Lines:
     keys = sorted(keys.itertuples(index=False, name=None), key=lambda k: (rank[k[0]], -1 if pd.isna(k[1]) else k[1]))
 
     def label(strategy: str, epoch: object) -> str:
-        return _strategy_label(strategy) + (f", e = {epoch}" if len(epochs) > 1 else "")
+        return strategy_label(strategy) + (f", e = {epoch}" if len(epochs) > 1 else "")
 
     order = [label(s, e) for s, e in keys]
     dashes = {label(s, e): DASHES[epochs.index(int(e)) % len(DASHES)] if len(epochs) > 1 else "" for s, e in keys}
@@ -129,7 +125,7 @@ def keep_lines(d: pd.DataFrame) -> Lines:
                   key=lambda k: (strategies.index(k[0]), k[1]))  # fmt: skip
 
     def label(strategy: str, keep: float) -> str:
-        return keep_label(keep) + (f", {_strategy_label(strategy)}" if len(strategies) > 1 else "")
+        return keep_label(keep) + (f", {strategy_label(strategy)}" if len(strategies) > 1 else "")
 
     order = [label(s, k) for s, k in keys]
     runs = pruned.assign(**{LINE: [label(s, k) for s, k in zip(pruned["strategy"], pruned["keep"])]})
@@ -269,7 +265,7 @@ def _panel_grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
 
 
 def _strategies_text(d: pd.DataFrame, sep: str = ", ") -> str:
-    return sep.join(_strategy_label(s) for s in ordered_strategies(_pruned(d)["strategy"]))
+    return sep.join(strategy_label(s) for s in ordered_strategies(_pruned(d)["strategy"]))
 
 
 def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str, paper: str = "") -> Figure:

@@ -70,6 +70,11 @@ def seeds_text(seeds: list[int]) -> str:
     return f"{len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))})"
 
 
+def strategy_label(strategy: str) -> str:
+    """A strategy as readers see it; a plugin's strategy by its own name."""
+    return STRATEGY_LABELS.get(strategy, strategy)
+
+
 def display_name(dataset: str) -> str:
     return DISPLAY_NAMES.get(dataset, dataset)
 
@@ -103,10 +108,12 @@ def parse_variant(name: str) -> tuple[str, bool]:
     """'<dataset>' or '<dataset> pruned' -> (dataset, pruned): how fig8 panels and table2 rows are named."""
     pruned = name.endswith(PRUNED_SUFFIX)
     dataset = name[: -len(PRUNED_SUFFIX)] if pruned else name
-    if dataset not in DISPLAY_NAMES:
+    from advprune.settings import known_datasets  # a plugin's dataset too (docs/extending.md)
+
+    if dataset not in known_datasets():
         raise ValueError(
             f"dataset variant {name!r}: expected '<dataset>' or '<dataset>{PRUNED_SUFFIX}' "
-            f"with <dataset> one of {', '.join(DISPLAY_NAMES)}"
+            f"with <dataset> one of {', '.join(known_datasets())}"
         )
     return dataset, pruned
 

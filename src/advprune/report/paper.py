@@ -7,7 +7,7 @@ Its CIFAR-10 columns are scrambled in the extracted text; SPEC fixes the assignm
 from __future__ import annotations
 
 from advprune.identity import FULL
-from advprune.report.labels import STRATEGY_LABELS, pruned_fraction
+from advprune.report.labels import pruned_fraction, strategy_label
 
 Cell = tuple[str, float]  # (strategy, keep)
 
@@ -51,5 +51,5 @@ def cell_header(cell: Cell) -> str:
     strategy, keep = cell
     if strategy == FULL:
         return FULL
-    name = {"low+high": "loss", "random": "random"}.get(strategy) or STRATEGY_LABELS.get(strategy, strategy)
+    name = {"low+high": "loss", "random": "random"}.get(strategy) or strategy_label(strategy)
     return f"{name} p={pruned_fraction(keep)}"
