@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from advprune.identity import FULL, ModelKey
 from advprune.runtime import RunFailure, write_json
@@ -78,17 +78,22 @@ class PrefixKey:
         """The run a prefix trains: the full-data model of its seed, stopped after `epoch` epochs."""
         return ModelKey.create(self.dataset, FULL, 1.0, None, self.seed, precision=self.precision)
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Refuse resolved settings that this prefix cannot be trained under (as ModelKey.check_settings): an epoch
+        outside their training, or another precision or schedule after pruning than the key names."""
+        if not 1 <= self.epoch < settings["epochs"]:
+            raise ValueError(f"--prune-epoch must be in [1, {settings['epochs'] - 1}] for a prefix (training has "
+                             f"{settings['epochs']} epochs; pruning at epoch 0 shares nothing), got {self.epoch}")
+        if (self.precision, self.schedule) != (settings["precision"], settings["schedule_after_pruning"]):
+            raise ValueError(f"prefix {self} does not match the settings' precision and schedule_after_pruning")
+
 
 def prefix_trainer(key: PrefixKey, settings: dict[str, Any], x_train: "np.ndarray", y_train: "np.ndarray",
                    **trainer_options: Any) -> "Trainer":
     """The trainer of a prefix: the full-data run of its seed, under the schedule policy of its forks."""
     from advprune.training import Trainer
 
-    if not 1 <= key.epoch < settings["epochs"]:
-        raise ValueError(f"--prune-epoch must be in [1, {settings['epochs'] - 1}] for a prefix (training has "
-                         f"{settings['epochs']} epochs; pruning at epoch 0 shares nothing), got {key.epoch}")
-    if (settings["precision"], settings["schedule_after_pruning"]) != (key.precision, key.schedule):
-        raise ValueError(f"prefix {key} does not match the settings' precision and schedule_after_pruning")
+    key.check_settings(settings)
     trainer = Trainer(key.full_key, settings, x_train, y_train, **trainer_options)
     # Trainer names the full-data model's schedule `rescale` (it never prunes); the prefix's steps follow its forks'.
     trainer.settings = trainer.settings.replace(schedule_after_pruning=key.schedule)
