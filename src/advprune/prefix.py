@@ -131,16 +131,16 @@ def prefix_identity(trainer: "Trainer") -> dict[str, Any]:
 
 
 def read_prefix(path: Path, identity: dict[str, Any], epoch: int, device: "torch.device") -> dict[str, Any]:
-    """The prefix's checkpoint, checked to be whole, of the run `identity`, and after `epoch` unpruned epochs.
-    ValueError otherwise, in one line."""
-    from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint
+    """The prefix's checkpoint, checked to be whole, of the run `identity` (resume_state.read_checkpoint_of), and
+    after `epoch` unpruned epochs: ForeignPrefix for a whole prefix of another run or epoch, ValueError for a damaged
+    one, in one line."""
+    from advprune.resume_state import ForeignCheckpoint, read_checkpoint_of
 
-    checkpoint = load_checkpoint(path, map_location=device)
-    check_keys(checkpoint, RESUME_KEYS, path)
-    saved = {key: checkpoint.get(key) for key in identity}
-    if saved != identity:
+    try:
+        checkpoint = read_checkpoint_of(path, identity, device)
+    except ForeignCheckpoint:
         raise ForeignPrefix(f"{path} is the prefix of another run or other settings than this one's; it was left "
-                            "untouched")
+                            "untouched") from None
     state = checkpoint["state"]
     if state["epoch"] != epoch or state["kept"] is not None or len(state["history"]) != epoch:
         raise ForeignPrefix(f"{path} holds the state after epoch {state['epoch']}, not after the {epoch} full-data "
