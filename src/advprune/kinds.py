@@ -113,13 +113,15 @@ class Artefact:
     # -- files and rule ---------------------------------------------------------------------------------------------
 
     @property
-    def is_table(self) -> bool:
+    def writes_csv(self) -> bool:
+        """Whether its files include figures/<name>.csv, its table as data (a table, the claims, the toy): its rule
+        is then tabulate_<name> rather than draw_<name> (a kind may name its rule otherwise: simulate_<name>)."""
         return "csv" in self.files
 
     @property
     def rule(self) -> str:
         """Its Snakemake rule: draw_<name> for a figure, tabulate_<name> for a table, simulate_<name>."""
-        return f"{'tabulate' if self.is_table else 'draw'}_{self.name}"
+        return f"{'tabulate' if self.writes_csv else 'draw'}_{self.name}"
 
     @property
     def caption(self) -> str:
