@@ -75,6 +75,29 @@ def test_the_run_pattern_matches_exactly_the_run_names_keys_write() -> None:
         ModelKey.from_run_name("mnist", "fp32", "random_0.4", 0)
 
 
+@pytest.mark.parametrize("precision, schedule", [("bf16", "rescale"), ("fp32", "fixed")])
+def test_a_key_refuses_settings_of_another_precision_or_schedule(precision: str, schedule: str) -> None:
+    """A key names its directory's precision and schedule after pruning: settings naming another are refused, the
+    same settings pass; the full-data model has no schedule, so any schedule after pruning passes with it."""
+    settings = {"precision": "fp32", "schedule_after_pruning": "rescale", "epochs": 4}
+    key = ModelKey.create("digits-mnist", "random", 0.5, 1, 0, precision=precision, schedule=schedule)
+    with pytest.raises(ValueError, match="does not match the settings' precision"):
+        key.check_settings(settings)
+    key.check_settings({**settings, "precision": precision, "schedule_after_pruning": schedule})
+    full = ModelKey.create("digits-mnist", FULL, 1.0, None, 0, precision=precision)
+    full.check_settings({**settings, "precision": precision, "schedule_after_pruning": schedule})
+    full.check_settings({**settings, "precision": precision, "schedule_after_pruning": "fixed"})
+    if precision != "fp32":
+        with pytest.raises(ValueError, match="does not match the settings' precision"):
+            full.check_settings(settings)
+    # The prefix the key forks from checks the same two settings (advprune.prefix.prefix_trainer).
+    from advprune.prefix import PrefixKey
+
+    with pytest.raises(ValueError, match="does not match the settings' precision"):
+        PrefixKey.of(key).check_settings(settings)
+    PrefixKey.of(key).check_settings({**settings, "precision": precision, "schedule_after_pruning": schedule})
+
+
 def test_the_trainer_refuses_a_key_of_other_settings() -> None:
     """A key names its directory's precision and schedule: training other settings into it would give that directory
     another model."""

@@ -28,7 +28,7 @@ from advprune.report.stats import linear_fit, summarise
 from advprune.report.tables import table_values
 
 # The registry's figures drawn from a tidy table (the tables are test_tables.py's).
-FIGURES = [name for name in names(ModelGrid) if not get(name).is_table]
+FIGURES = [name for name in names(ModelGrid) if not get(name).writes_csv]
 
 
 def build(name: str, df: pd.DataFrame) -> Figure:

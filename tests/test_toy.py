@@ -210,3 +210,25 @@ def test_the_schema_the_config_and_the_command_take_the_fields_of_toy_parameters
     from advprune.artefacts import BY_NAME
 
     assert list(BY_NAME["toy"].options) == fields
+
+
+def test_the_planner_checks_the_toy_through_its_kind():
+    """advprune.plan.check_config asks each artefact's kind what only it knows (kinds.Artefact.check_config): the
+    toy's parameters are refused naming artefacts.toy; its keeps, a simulation's fractions, are not held to the
+    smallest keep a model's directory can name, as the model grids' keeps are."""
+    import copy
+
+    from advprune import plan
+
+    config = plan.load_config([REPO / "config.yaml"])
+    tiny = copy.deepcopy(config)
+    tiny["artefacts"]["toy"]["keep"] = [1e-5, 1.0]
+    plan.check_config(tiny)
+    bad = copy.deepcopy(config)
+    bad["artefacts"]["toy"]["p_R"] = 1.5
+    with pytest.raises(ValueError, match=r"^artefacts\.toy\.p_R: must be in \(0, 1\)"):
+        plan.check_config(bad)
+    grid = copy.deepcopy(config)
+    grid["artefacts"]["fig2"]["keep"] = [1e-5]
+    with pytest.raises(ValueError, match=r"^artefacts\.fig2\.keep: keep 1e-05 is below"):
+        plan.check_config(grid)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from advprune import settings, training
 from advprune.checkpoint import RESUME_KEYS, RunState
 from advprune.identity import ModelKey
+from advprune.resume_state import ForeignCheckpoint
 from advprune.training import Trainer
 
 DATASET = "digits-mnist"
@@ -158,7 +159,7 @@ def test_a_resume_state_of_the_same_run_name_but_other_settings_or_data_is_refus
 
     other = _trainer(out, overrides, dataset_sha256)
     assert other.key == _trainer(tmp_path / "unused").key  # the same run name: only settings or data differ
-    with pytest.raises(ValueError, match="different run or settings"):
+    with pytest.raises(ForeignCheckpoint, match="different run or settings"):
         other.try_resume()
     assert (out / "resume.pt").read_bytes() == saved, "left untouched"
     assert _trainer(out).try_resume(), "the run's own settings resume it"

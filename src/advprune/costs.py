@@ -59,12 +59,12 @@ def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int,
     model from scratch instead (it plans a prefix only where two or more models share it, plan.forks_by_prefix).
     Hours are None where a dataset has no timings (missing_timings names them)."""
     keys = list(keys)
+    # Hours only where every dataset has timings: one without makes them None, so none are summed.
+    seconds = None if missing_timings(keys, timings) else timings["datasets"]
     training = evaluation = from_scratch = trained = 0.0
     per_dataset: dict[str, int] = {}
     prefixes: set[PrefixKey] = set()
-    unknown = {"epoch_seconds": float("nan"), "autoattack_seconds_per_1000": float("nan")}
     for key in keys:
-        timing = timings["datasets"].get(key.dataset, unknown)
         epochs = resolve(key.dataset)["epochs"]
         share = 1.0 if key.strategy == FULL else (key.prune_epoch + (epochs - key.prune_epoch) * key.keep) / epochs
         prefix = PrefixKey.of(key)
@@ -72,14 +72,15 @@ def estimate(keys: Iterable[ModelKey], timings: dict[str, Any], n_examples: int,
         if prefix is not None and prefix not in prefixes:
             prefixes.add(prefix)
             forked += prefix.epoch
-        training += timing["epoch_seconds"] * forked
         from_scratch, trained = from_scratch + epochs * share, trained + forked
-        if evaluated:
-            evaluation += timing["autoattack_seconds_per_1000"] * n_examples / 1000
         per_dataset[key.dataset] = per_dataset.get(key.dataset, 0) + 1
-    known = not missing_timings(keys, timings)
-    return Cost(len(keys), per_dataset, training / 3600 if known else None, evaluation / 3600 if known else None,
-                from_scratch, trained)
+        if seconds is not None:
+            training += seconds[key.dataset]["epoch_seconds"] * forked
+            if evaluated:
+                evaluation += seconds[key.dataset]["autoattack_seconds_per_1000"] * n_examples / 1000
+    if seconds is None:
+        return Cost(len(keys), per_dataset, None, None, from_scratch, trained)
+    return Cost(len(keys), per_dataset, training / 3600, evaluation / 3600, from_scratch, trained)
 
 
 def missing_timings(keys: Iterable[ModelKey], timings: dict[str, Any]) -> list[str]:

@@ -129,6 +129,17 @@ class ModelKey:
     def evaluation_file(self, n_examples: int) -> str:
         return f"{self.directory}/{EVALUATION_FILE.format(n=n_examples)}"
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Refuse resolved settings (advprune.settings.resolve) of another precision or schedule after pruning than
+        the key names: training them into its directory would give that directory another model."""
+        schedule = settings["schedule_after_pruning"] if self.prunes else None
+        if (self.precision, self.schedule) != (settings["precision"], schedule):
+            raise ValueError(
+                f"model {self.run} ({self.precision}, schedule {self.schedule}) does not match the settings' precision "
+                f"{settings['precision']!r} and schedule_after_pruning {settings['schedule_after_pruning']!r}; build "
+                "the key with ModelKey.from_settings"
+            )
+
     def checkpoint_fields(self) -> dict[str, Any]:
         """What a checkpoint stores as its run (its settings hold precision and schedule): a resumed or evaluated
         checkpoint must match these. The same five fields as every checkpoint written so far."""

@@ -109,17 +109,22 @@ class Artefact:
     evaluated: ClassVar[bool] = True
     # The module that reads the kind's inputs and calls the builder, where it is not the builder's own module.
     entry_module: ClassVar[str | None] = None
+    # Whether the keeps of its config (keep, pruned_model.keep) are those of trained models, which their directories
+    # name (advprune.plan checks that a directory name can hold them).
+    keeps_name_models: ClassVar[bool] = True
 
     # -- files and rule ---------------------------------------------------------------------------------------------
 
     @property
-    def is_table(self) -> bool:
+    def writes_csv(self) -> bool:
+        """Whether its files include figures/<name>.csv, its table as data (a table, the claims, the toy): its rule
+        is then tabulate_<name> rather than draw_<name> (a kind may name its rule otherwise: simulate_<name>)."""
         return "csv" in self.files
 
     @property
     def rule(self) -> str:
         """Its Snakemake rule: draw_<name> for a figure, tabulate_<name> for a table, simulate_<name>."""
-        return f"{'tabulate' if self.is_table else 'draw'}_{self.name}"
+        return f"{'tabulate' if self.writes_csv else 'draw'}_{self.name}"
 
     @property
     def caption(self) -> str:
@@ -170,6 +175,11 @@ class Artefact:
     def models(self, config: dict[str, Any]) -> list[ModelKey]:
         """The trained models it is built from."""
         return []
+
+    def check_config(self, config: dict[str, Any]) -> None:
+        """Refuse (ValueError naming the key) what the JSON schema cannot say about its config artefacts.<name> and
+        only its kind knows; advprune.plan.check_config calls it, after the checks every kind shares, for each
+        artefact the config names. Nothing by default."""
 
     # -- its rule and command ---------------------------------------------------------------------------------------
 
@@ -382,10 +392,17 @@ class Simulation(Artefact):
     """Built from its config alone (section 5.2's toy model: the fields of advprune.toy_parameters.ToyParameters are its options)."""
 
     evaluated: ClassVar[bool] = False
+    keeps_name_models: ClassVar[bool] = False  # its keeps are the simulation's fractions: no directory names them
 
     @property
     def rule(self) -> str:
         return f"simulate_{self.name}"
+
+    def check_config(self, config: dict[str, Any]) -> None:
+        """Its parameters, checked as the simulation checks them (advprune.toy_parameters), before any job runs."""
+        from advprune.toy_parameters import ToyParameters
+
+        ToyParameters.from_config(config["artefacts"][self.name]).check(f"artefacts.{self.name}")
 
     def is_built(self, config: dict[str, Any]) -> bool:
         """Whenever the config has its parameters: it needs no dataset."""

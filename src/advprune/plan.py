@@ -17,7 +17,6 @@ from advprune.kinds import DataArtefact, ModelGrid, active_roles, as_list, per_r
 from advprune.prefix import PrefixKey
 from advprune.pruning import STRATEGIES
 from advprune.settings import deep_update, known_datasets, number_problem, resolve
-from advprune.toy_parameters import ToyParameters
 
 
 def built_artefacts(config: dict[str, Any]) -> list[str]:
@@ -151,11 +150,11 @@ def _check_paths(config: dict[str, Any]) -> None:
 
 def _check_keeps(config: dict[str, Any]) -> None:
     for name, spec in config["artefacts"].items():
+        if not registry.get(name).keeps_name_models:  # a simulation's keeps name no directory (advprune.kinds)
+            continue
         places = [(f"artefacts.{name}.keep", spec.get("keep"))]
         if "pruned_model" in spec:
             places.append((f"artefacts.{name}.pruned_model.keep", spec["pruned_model"].get("keep")))
-        if name == "toy":  # a simulation: its keeps name no directory
-            continue
         for where, value in places:
             values = [v for item in (value.values() if isinstance(value, dict) else [value]) for v in as_list(item)]
             for keep in values:
@@ -269,8 +268,9 @@ def check_config(config: dict[str, Any]) -> None:
         seeds = seeds_of(value)
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"artefacts.{name}.seeds: duplicate seeds in {seeds}")
-    if "toy" in config["artefacts"]:
-        ToyParameters.from_config(config["artefacts"]["toy"]).check("artefacts.toy")
+    for artefact in registry.ARTEFACTS:  # what only its kind knows (advprune.kinds: check_config)
+        if artefact.name in config["artefacts"]:
+            artefact.check_config(config)
 
 
 def _check_epochs(config: dict[str, Any], epochs_of: dict[str, int], where: str, role: str, epochs: Any) -> None:

@@ -88,17 +88,22 @@ class PrefixKey:
         """The run a prefix trains: the full-data model of its seed, stopped after `epoch` epochs."""
         return ModelKey.create(self.dataset, FULL, 1.0, None, self.seed, precision=self.precision)
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Refuse resolved settings that this prefix cannot be trained under (as ModelKey.check_settings): an epoch
+        outside their training, or another precision or schedule after pruning than the key names."""
+        if not 1 <= self.epoch < settings["epochs"]:
+            raise ValueError(f"--prune-epoch must be in [1, {settings['epochs'] - 1}] for a prefix (training has "
+                             f"{settings['epochs']} epochs; pruning at epoch 0 shares nothing), got {self.epoch}")
+        if (self.precision, self.schedule) != (settings["precision"], settings["schedule_after_pruning"]):
+            raise ValueError(f"prefix {self} does not match the settings' precision and schedule_after_pruning")
+
 
 def prefix_trainer(key: PrefixKey, settings: dict[str, Any], x_train: "np.ndarray", y_train: "np.ndarray",
                    **trainer_options: Any) -> "Trainer":
     """The trainer of a prefix: the full-data run of its seed, under the schedule policy of its forks."""
     from advprune.training import Trainer
 
-    if not 1 <= key.epoch < settings["epochs"]:
-        raise ValueError(f"--prune-epoch must be in [1, {settings['epochs'] - 1}] for a prefix (training has "
-                         f"{settings['epochs']} epochs; pruning at epoch 0 shares nothing), got {key.epoch}")
-    if (settings["precision"], settings["schedule_after_pruning"]) != (key.precision, key.schedule):
-        raise ValueError(f"prefix {key} does not match the settings' precision and schedule_after_pruning")
+    key.check_settings(settings)
     trainer = Trainer(key.full_key, settings, x_train, y_train, **trainer_options)
     # Trainer names the full-data model's schedule `rescale` (it never prunes); the prefix's steps follow its forks'.
     trainer.settings = trainer.settings.replace(schedule_after_pruning=key.schedule)
@@ -136,16 +141,16 @@ def prefix_identity(trainer: "Trainer") -> dict[str, Any]:
 
 
 def read_prefix(path: Path, identity: dict[str, Any], epoch: int, device: "torch.device") -> dict[str, Any]:
-    """The prefix's checkpoint, checked to be whole, of the run `identity`, and after `epoch` unpruned epochs.
-    ValueError otherwise, in one line."""
-    from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint
+    """The prefix's checkpoint, checked to be whole, of the run `identity` (resume_state.read_checkpoint_of), and
+    after `epoch` unpruned epochs: ForeignPrefix for a whole prefix of another run or epoch, ValueError for a damaged
+    one, in one line."""
+    from advprune.resume_state import ForeignCheckpoint, read_checkpoint_of
 
-    checkpoint = load_checkpoint(path, map_location=device)
-    check_keys(checkpoint, RESUME_KEYS, path)
-    saved = {key: checkpoint.get(key) for key in identity}
-    if saved != identity:
+    try:
+        checkpoint = read_checkpoint_of(path, identity, device)
+    except ForeignCheckpoint:
         raise ForeignPrefix(f"{path} is the prefix of another run or other settings than this one's; it was left "
-                            "untouched")
+                            "untouched") from None
     state = checkpoint["state"]
     if state["epoch"] != epoch or state["kept"] is not None or len(state["history"]) != epoch:
         raise ForeignPrefix(f"{path} holds the state after epoch {state['epoch']}, not after the {epoch} full-data "

@@ -20,14 +20,27 @@ HISTORY_NUMBERS = ("train_loss", "train_acc", "lr", "n_points", "seconds", "pgd_
 SECONDS = ("train_seconds", "scoring_seconds", "monitor_seconds")
 
 
-def read_resume(path: Path, identity: dict[str, Any], device: torch.device, **run: Any) -> dict[str, Any]:
-    """A resume.pt, checked to be whole (checkpoint.RESUME_KEYS), of the run `identity` (checkpoint.run_identity),
-    and holding a state that run can have left (check_resume_state's `run` arguments); ValueError otherwise."""
+class ForeignCheckpoint(ValueError):
+    """A whole checkpoint of another run or other settings than the one requested: refused and left as it is (a
+    damaged one is a plain ValueError)."""
+
+
+def read_checkpoint_of(path: Path, identity: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A checkpoint that continues a run (a resume.pt, a prefix), checked to be whole (checkpoint.RESUME_KEYS) and of
+    the run `identity` (checkpoint.run_identity): ForeignCheckpoint for one of another run, ValueError for a damaged
+    one. Its state is the caller's to check."""
     checkpoint = load_checkpoint(path, map_location=device)
     check_keys(checkpoint, RESUME_KEYS, path)
     if {key: checkpoint.get(key) for key in identity} != identity:
-        raise ValueError(f"{path} belongs to a different run or settings than the one requested; it was left "
-                         "untouched. Delete it to start this run from scratch.")
+        raise ForeignCheckpoint(f"{path} belongs to a different run or settings than the one requested; it was left "
+                                "untouched. Delete it to start this run from scratch.")
+    return checkpoint
+
+
+def read_resume(path: Path, identity: dict[str, Any], device: torch.device, **run: Any) -> dict[str, Any]:
+    """A resume.pt, checked by read_checkpoint_of, and holding a state that run can have left (check_resume_state's
+    `run` arguments); ValueError otherwise."""
+    checkpoint = read_checkpoint_of(path, identity, device)
     check_resume_state(checkpoint, path, **run)
     return checkpoint
 

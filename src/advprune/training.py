@@ -45,18 +45,6 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
-def _check_key_matches_settings(key: ModelKey, settings: Mapping[str, Any]) -> None:
-    """The key names the precision and schedule its directory is for; training other settings into it would give
-    that directory another model."""
-    schedule = settings["schedule_after_pruning"] if key.prunes else None
-    if (key.precision, key.schedule) != (settings["precision"], schedule):
-        raise ValueError(
-            f"model {key.run} ({key.precision}, schedule {key.schedule}) does not match the settings' precision "
-            f"{settings['precision']!r} and schedule_after_pruning {settings['schedule_after_pruning']!r}; build the "
-            "key with ModelKey.from_settings"
-        )
-
-
 class Trainer:
     def __init__(
         self,
@@ -72,7 +60,7 @@ class Trainer:
         gpu: str | None = None,
         show_progress: bool = True,
     ):
-        _check_key_matches_settings(key, settings)
+        key.check_settings(settings)
         # As the run's identity names them (a full-data run's schedule is `rescale`), frozen: read, never patched.
         self.settings = Settings(run_identity(key, settings, dataset_sha256)["settings"])
         self.key, self.device = key, device
