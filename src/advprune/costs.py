@@ -38,7 +38,7 @@ class Cost:
 
 
 def load_timings(path: str | Path | None = None, jobs_per_gpu: int = 1) -> dict[str, Any]:
-    """SPEC's timings (advprune/timings.yaml), a file of that layout, or the JSON of `advprune bench` read at
+    """The measured timings of docs/method.md (advprune/timings.yaml), a file of that layout, or the JSON of `advprune bench` read at
     `jobs_per_gpu` jobs per device."""
     from advprune.bench import SCHEMA, timings
 

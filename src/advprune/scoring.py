@@ -21,7 +21,7 @@ def score_points(
     generator: torch.Generator,
     autocast: "torch.autocast",
 ) -> torch.Tensor:
-    """Per-point loss, float32 on the CPU. Eval mode (no batch-norm updates) and no augmentation, per SPEC."""
+    """Per-point loss, float32 on the CPU. Eval mode (no batch-norm updates) and no augmentation, per docs/method.md."""
     was_training = model.training
     model.eval()
     scores = []

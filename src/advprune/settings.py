@@ -1,4 +1,4 @@
-"""Training settings: packaged defaults (SPEC's values) + a user's config file + `key=value` overrides, validated."""
+"""Training settings: packaged defaults (docs/method.md's values) + a user's config file + `key=value` overrides, validated."""
 
 from __future__ import annotations
 

@@ -182,7 +182,7 @@ def _row(train_path: Path, metrics_path: Path, n_examples: int | None = None) ->
         "n_kept": _bounded(train, "n_kept", train_path, 1, n_train, kinds=(int,)),
         "train_seconds": train_seconds,
         "scoring_seconds": scoring_seconds,
-        # The paper's "Time" includes scoring (SPEC, Evaluation).
+        # The paper's "Time" includes scoring (docs/method.md, Evaluation).
         "time_seconds": train_seconds + scoring_seconds,
         "time_minutes": (train_seconds + scoring_seconds) / 60.0,
         "clean_acc_pct": 100.0 * _fraction(metrics, "clean_acc", metrics_path),

@@ -1,7 +1,7 @@
-"""The paper's published numbers, as data (SPEC.md, "Paper values to print beside ours").
+"""The paper's published numbers, as data (docs/method.md).
 
 Table 1's "loss" columns are the low+high strategy, and its p is the fraction pruned, so p = 1 - keep.
-Its CIFAR-10 columns are scrambled in the extracted text; SPEC fixes the assignment used here.
+Its CIFAR-10 columns are scrambled in the extracted text; docs/deviations.md says which assignment is used here and why.
 """
 
 from __future__ import annotations

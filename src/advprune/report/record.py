@@ -190,7 +190,7 @@ def min_sd_with_collapses(paper_mean: float, n: int, k: int, collapsed_value: fl
 def _collapse_facts(table1: pd.DataFrame, cells: pd.DataFrame) -> dict[str, float]:
     """Could the paper's full-data sd hold a collapsed run? The least sd of 30 runs with its mean if one scored what
     our collapsed full-data runs score (a collapse flagged in a pruned run can recover after pruning changes the
-    schedule, so those are not the question's; without any, 0% as in SPEC's H100 seeds)."""
+    schedule, so those are not the question's; without any, 0% as in the H100 seeds of docs/method.md)."""
     full = cells[(cells["metric"] == "aa_acc_pct") & (cells["strategy"] == "full")].iloc[0]
     collapsed = table1.loc[table1["collapsed"] & (table1["strategy"] == "full"), "aa_acc_pct"]
     value = float(collapsed.mean()) if len(collapsed) else 0.0
