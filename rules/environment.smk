@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from advprune import plugins
 from advprune.cli import WORKFLOW_JOB
 from advprune.gpu_slots import JOBS_PER_GPU as JOBS_PER_GPU_VARIABLE
 

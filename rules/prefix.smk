@@ -1,6 +1,7 @@
 # A seed's first e full-data epochs, trained once (advprune.prefix): the pruned models of the plan with that pruning
 # epoch, seed and schedule, two or more, fork from the prefix (rules/train.smk takes it as an input), instead of
 # training them again.
+import functools
 import re
 
 from advprune.prefix import PREFIX_DIRECTORY, PREFIX_FILE, PrefixKey, started_from_prefix
@@ -34,6 +35,7 @@ def fork_prefix(w):
     return [key.path] if forked else []
 
 
+@functools.cache  # once per prefix and DAG build, not once per fork (each reads every fork's files)
 def used_up(key):
     """A prefix gone after forks were trained from it (keep_prefixes false, or refused as damaged): a model added
     later trains from scratch (bit for bit the same on the CPU), as rebuilding the prefix would make Snakemake train
