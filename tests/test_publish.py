@@ -170,3 +170,35 @@ def test_run_record_asks_snakemake_for_the_missing_models_only(tmp_path: Path):
     assert [c.name for c in calls] == ["chunk-001.log", "chunk-002.log"]  # seed 1's five models in calls of 4
     asked = [line for c in calls for line in c.read_text().splitlines() if "Command:" in line]
     assert "seed1/autoattack-n100.json" in asked[0] and "seed0" not in " ".join(asked)
+
+
+def test_publish_writes_the_readmes_tables_between_their_markers_and_leaves_the_prose(tmp_path: Path):
+    """The README's tables come from the record's files, rewritten at each publish; the author's prose and a table
+    without markers stay as written; a begin marker without its end is refused before anything is written."""
+    from advprune.report import record_readme
+
+    run, record = tmp_path / "run", tmp_path / "record"
+    rng = np.random.default_rng(1)
+    for seed in range(2):
+        for strategy, keep in TABLE1_CELLS:
+            finish(run, table1_key(strategy, keep, seed), float(rng.uniform(40, 80)))
+    record.mkdir()
+    prose = "# A record\n\nOur words, kept.\n\n"
+    marked = "".join(f"{record_readme.BEGIN.format(name=name)}\nstale\n{record_readme.END}\n\nmore words\n\n"
+                     for name in ("verdicts", "cells"))  # fmt: skip
+    (record / "README.md").write_text(prose + marked)
+    assert publish(run, record, 2) == 0
+    readme = (record / "README.md").read_text()
+    assert readme.startswith(prose) and readme.count("more words") == 2 and "stale" not in readme
+    tables = record_readme.published(record / "README.md")
+    assert tables == {name: record_readme.blocks(record)[name] for name in ("verdicts", "cells")}
+    cells = pd.read_csv(record / "cells.csv")
+    full = cells[(cells["metric"] == "aa_acc_pct") & (cells["strategy"] == "full")].iloc[0]
+    assert f"{full['mean']:.2f} ± {full['sd']:.2f} (2)" in tables["cells"]
+    assert "| On MNIST, loss-based pruning (low+high) is more robust than random pruning" in tables["verdicts"]
+
+    broken = readme + record_readme.BEGIN.format(name="apgd") + "\nno end\n"
+    (record / "README.md").write_text(broken)
+    with pytest.raises(ValueError, match="no '<!-- /advprune publish -->' after it"):
+        record_readme.update(record / "README.md", record_readme.blocks(record))
+    assert (record / "README.md").read_text() == broken

@@ -221,3 +221,13 @@ def test_an_altered_model_row_changes_the_recomputed_verdict_numbers(tmp_path, t
     published = pd.read_csv(RECORD / "claims.csv").set_index("id")
     claim = "mnist-loss-beats-full"
     assert not np.isclose(recomputed.loc[claim, "ci_low"], published.loc[claim, "ci_low"])
+
+
+def test_the_readmes_tables_are_what_publish_writes_from_the_record() -> None:
+    """Every number in the README's tables is generated from the record's files (themselves recomputed from
+    models.csv above): a number altered by hand in the README fails here."""
+    from advprune.report import record_readme
+
+    tables = record_readme.published(RECORD / "README.md")
+    assert set(tables) == {"verdicts", "apgd", "cells"}
+    assert tables == record_readme.blocks(RECORD)

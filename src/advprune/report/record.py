@@ -17,7 +17,8 @@ What `publish` writes into the record folder, all from `models.csv` and the run'
 - `cells.csv` and `cells.pdf/.png`: per cell of the tables, ours (all runs, and without collapsed runs) beside the
   paper's, with the APGD-only accuracy;
 - `facts.json`: counts, times and the run's sittings (from its Snakemake console logs, appended).
-The README.md of a record is written by hand, from these files; tests/test_record.py recomputes them.
+- the tables of the record's README.md, between their markers (advprune.report.record_readme); its prose is the
+  author's, written from these files. tests/test_record.py recomputes all of them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import pandas as pd
 from advprune.artefacts import get
 from advprune.identity import EVALUATION_FILE, MODEL_ROOT
 from advprune.report import claims as claims_module
+from advprune.report import record_readme
 from advprune.report.aggregate import collect, read_table, write_table
 from advprune.kinds import ModelGrid
 from advprune.report.labels import display_name
@@ -301,6 +303,8 @@ def publish(
         facts.update(_collapse_facts(read_table(tables["table1"]), cells))
     with atomic_path(facts_path) as tmp:
         tmp.write_text(json.dumps(facts, indent=1) + "\n")
+    if (record / "README.md").exists():
+        record_readme.update(record / "README.md", record_readme.blocks(record))
     return facts
 
 
