@@ -202,3 +202,35 @@ def test_publish_writes_the_readmes_tables_between_their_markers_and_leaves_the_
     with pytest.raises(ValueError, match="no '<!-- /advprune publish -->' after it"):
         record_readme.update(record / "README.md", record_readme.blocks(record))
     assert (record / "README.md").read_text() == broken
+
+
+@pytest.mark.slow
+def test_run_record_trains_with_the_code_of_another_checkout(tmp_path: Path):
+    """CODE_CHECKOUT: the targets are this checkout's `advprune missing`, the Snakemake calls run in (and with the
+    package of) the other checkout, e.g. a worktree of the commit a record's earlier rows name."""
+    import os
+    import subprocess
+
+    from workflow_helpers import copy_workflow
+
+    code = copy_workflow(tmp_path / "code")
+    with open(code / "Snakefile", "a") as snakefile:
+        snakefile.write('\nimport advprune\nprint("planned by the package at", advprune.__file__)\n')
+    run, record, logs = tmp_path / "run", tmp_path / "record", tmp_path / "logs"
+    for strategy, keep in TABLE1_CELLS:
+        finish(run, table1_key(strategy, keep, 0), 60.0)
+    assert publish(run, record, 1) == 0
+    env = {**os.environ, "CHUNK": "10", "SNAKEMAKE_ARGS": "-n --quiet", "CODE_CHECKOUT": str(code)}
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "run-record.sh"), str(record), str(logs), "--configfile", "config.yaml",
+         "profiles/cpu/cpu.yaml", "--set", "seeds_max=2", "--set", f"n_examples={N}", "--artefact", "table1"],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    log = (logs / "chunk-001.log").read_text()
+    assert f"planned by the package at {code / 'src' / 'advprune' / '__init__.py'}" in log, log[-2000:]
+    assert "seed1/autoattack-n100.json" in log and "seed0/" not in log
+
+    bad = subprocess.run(["bash", str(ROOT / "scripts" / "run-record.sh"), str(record), str(logs), "--artefact", "x"],
+                         capture_output=True, text=True, env={**env, "CODE_CHECKOUT": str(tmp_path)})  # fmt: skip
+    assert bad.returncode == 2 and "has no Snakefile" in bad.stderr
