@@ -123,7 +123,7 @@ class Artefact:
 
     @property
     def rule(self) -> str:
-        """Its Snakemake rule: draw_<name> for a figure, tabulate_<name> for a table, simulate_<name>."""
+        """Its Snakemake rule: draw_<name> for a figure, tabulate_<name> for a table (Simulation overrides it)."""
         return f"{'tabulate' if self.writes_csv else 'draw'}_{self.name}"
 
     @property
@@ -389,7 +389,8 @@ class DataArtefact(Artefact):
 
 @dataclass(frozen=True)
 class Simulation(Artefact):
-    """Built from its config alone (section 5.2's toy model: the fields of advprune.toy_parameters.ToyParameters are its options)."""
+    """Built from its config alone (section 5.2's toy model: the fields of advprune.toy_parameters.ToyParameters are
+    its options)."""
 
     evaluated: ClassVar[bool] = False
     keeps_name_models: ClassVar[bool] = False  # its keeps are the simulation's fractions: no directory names them

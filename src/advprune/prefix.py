@@ -154,7 +154,7 @@ def read_prefix(path: Path, identity: dict[str, Any], epoch: int, device: "torch
     state = checkpoint["state"]
     if state["epoch"] != epoch or state["kept"] is not None or len(state["history"]) != epoch:
         raise ForeignPrefix(f"{path} holds the state after epoch {state['epoch']}, not after the {epoch} full-data "
-                         "epochs of this prefix")
+                            "epochs of this prefix")
     return checkpoint
 
 
