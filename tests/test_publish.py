@@ -196,6 +196,9 @@ def test_publish_writes_the_readmes_tables_between_their_markers_and_leaves_the_
     full = cells[(cells["metric"] == "aa_acc_pct") & (cells["strategy"] == "full")].iloc[0]
     assert f"{full['mean']:.2f} ± {full['sd']:.2f} (2)" in tables["cells"]
     assert "| On MNIST, loss-based pruning (low+high) is more robust than random pruning" in tables["verdicts"]
+    seeds = record_readme.blocks(record)["seeds"].splitlines()
+    assert "| table1 | full data | 2 | 0-1 |" in seeds and "| table1 | random, keep 0.4 | 2 | 0-1 |" in seeds
+    assert record_readme._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8" and record_readme._ranges([3]) == "3"
 
     broken = readme + record_readme.BEGIN.format(name="apgd") + "\nno end\n"
     (record / "README.md").write_text(broken)

@@ -229,5 +229,5 @@ def test_the_readmes_tables_are_what_publish_writes_from_the_record() -> None:
     from advprune.report import record_readme
 
     tables = record_readme.published(RECORD / "README.md")
-    assert set(tables) == {"verdicts", "apgd", "cells"}
+    assert set(tables) == {"seeds", "verdicts", "apgd", "cells"}
     assert tables == record_readme.blocks(RECORD)

@@ -2,6 +2,7 @@
 them is typed by hand: each sits between a begin and an end marker, and publishing again rewrites what is between
 them and nothing else (the prose around them stays the author's). tests/test_record.py regenerates them and compares.
 
+- `seeds`: per artefact and cell, the seeds the record holds.
 - `verdicts`: every claim of the record's datasets by rules v2 (claims.csv), with its interval, method, verdict, runs
   per group and the seeds per cell that 80% power would need, beside rules v1's interval and verdict (claims-v1.csv).
 - `apgd`: the same claims on the accuracy after APGD-CE and APGD-T alone (claims-apgd.csv), a sensitivity check.
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from advprune.identity import FULL
 from advprune.report.aggregate import read_table
+from advprune.report.labels import strategy_label
 from advprune.runtime import atomic_path
 
 BEGIN = "<!-- advprune publish: {name} (generated from the record's files; edit those, not this table) -->"
@@ -28,6 +31,8 @@ NOT_MEASURED = "not measured"
 def blocks(record: Path) -> dict[str, str]:
     """The generated tables of a record, by marker name: those its files allow."""
     out = {}
+    if any((record / "artefacts").glob("*.csv")):
+        out["seeds"] = seeds_table(record)
     if (record / "claims.csv").exists():
         out["verdicts"] = verdict_table(record)
     if (record / "claims-apgd.csv").exists():
@@ -35,6 +40,30 @@ def blocks(record: Path) -> dict[str, str]:
     if (record / "cells.csv").exists() and (record / "artefacts" / "table1.csv").exists():
         out["cells"] = cells_table(record)
     return out
+
+
+def _ranges(seeds: list[int]) -> str:
+    """0-9, 12, 14-16: runs of consecutive seeds."""
+    parts, start = [], None
+    for i, seed in enumerate(seeds):
+        if start is None:
+            start = seed
+        if i + 1 == len(seeds) or seeds[i + 1] != seed + 1:
+            parts.append(f"{start}" if start == seed else f"{start}-{seed}")
+            start = None
+    return ", ".join(parts)
+
+
+def seeds_table(record: Path) -> str:
+    """Per artefact of the record (artefacts/<name>.csv) and cell: how many models, and which seeds."""
+    lines = ["| artefact | cell | models | seeds |", "|---|---|---|---|"]
+    for path in sorted((record / "artefacts").glob("*.csv")):
+        table = read_table(path)
+        for (strategy, keep), runs in table.groupby(["strategy", "keep"], sort=False):
+            seeds = sorted(int(seed) for seed in runs["seed"])
+            cell = strategy_label(strategy) + ("" if strategy == FULL else f", keep {keep:g}")
+            lines.append(f"| {path.stem} | {cell} | {len(seeds)} | {_ranges(seeds)} |")
+    return "\n".join(lines)
 
 
 def _seeds_text(seeds: float) -> str:
