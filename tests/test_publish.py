@@ -149,6 +149,17 @@ def test_run_record_refuses_a_short_command_line_in_one_line():
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "usage:" in result.stderr
 
 
+def run_record(record: Path, logs: Path, env: dict[str, str]) -> "subprocess.CompletedProcess":
+    """scripts/run-record.sh for seeds 0-1 of table1 at n = N, with the record's seed-0 models published."""
+    import subprocess
+
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "run-record.sh"), str(record), str(logs), "--configfile", "config.yaml",
+         "profiles/cpu/cpu.yaml", "--set", "seeds_max=2", "--set", f"n_examples={N}", "--artefact", "table1"],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_run_record_asks_snakemake_for_the_missing_models_only(tmp_path: Path):
     """One call per CHUNK models, the targets being what `advprune missing` names (a dry run: -n)."""
@@ -160,11 +171,7 @@ def test_run_record_asks_snakemake_for_the_missing_models_only(tmp_path: Path):
         finish(run, table1_key(strategy, keep, 0), 60.0)
     assert publish(run, record, 1) == 0
     env = {**os.environ, "CHUNK": "4", "SNAKEMAKE_ARGS": "-n --quiet"}
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "run-record.sh"), str(record), str(logs), "--configfile", "config.yaml",
-         "profiles/cpu/cpu.yaml", "--set", "seeds_max=2", "--set", f"n_examples={N}", "--artefact", "table1"],
-        capture_output=True, text=True, env=env, cwd=ROOT,
-    )  # fmt: skip
+    result = run_record(record, logs, env)
     assert result.returncode == 0, result.stderr
     calls = sorted(logs.glob("chunk-*.log"))
     assert [c.name for c in calls] == ["chunk-001.log", "chunk-002.log"]  # seed 1's five models in calls of 4
@@ -224,11 +231,7 @@ def test_run_record_trains_with_the_code_of_another_checkout(tmp_path: Path):
         finish(run, table1_key(strategy, keep, 0), 60.0)
     assert publish(run, record, 1) == 0
     env = {**os.environ, "CHUNK": "10", "SNAKEMAKE_ARGS": "-n --quiet", "CODE_CHECKOUT": str(code)}
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "run-record.sh"), str(record), str(logs), "--configfile", "config.yaml",
-         "profiles/cpu/cpu.yaml", "--set", "seeds_max=2", "--set", f"n_examples={N}", "--artefact", "table1"],
-        capture_output=True, text=True, env=env, cwd=ROOT,
-    )  # fmt: skip
+    result = run_record(record, logs, env)
     assert result.returncode == 0, result.stderr
     log = (logs / "chunk-001.log").read_text()
     assert f"planned by the package at {code / 'src' / 'advprune' / '__init__.py'}" in log, log[-2000:]
