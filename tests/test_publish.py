@@ -164,7 +164,6 @@ def run_record(record: Path, logs: Path, env: dict[str, str]) -> "subprocess.Com
 def test_run_record_asks_snakemake_for_the_missing_models_only(tmp_path: Path):
     """One call per CHUNK models, the targets being what `advprune missing` names (a dry run: -n)."""
     import os
-    import subprocess
 
     run, record, logs = tmp_path / "run", tmp_path / "record", tmp_path / "logs"
     for strategy, keep in TABLE1_CELLS:
