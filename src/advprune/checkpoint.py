@@ -96,6 +96,17 @@ class RunState:
         return cls(**values)
 
 
+def recorded_identity(checkpoint: Mapping[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The identity `keys` (those of run_identity) as `checkpoint` records them, less any retired setting: what is
+    compared with this run's own identity."""
+    from advprune.settings import RETIRED_SETTINGS
+
+    recorded = {key: checkpoint.get(key) for key in keys}
+    if isinstance(recorded.get("settings"), Mapping):
+        recorded["settings"] = {k: v for k, v in recorded["settings"].items() if k not in RETIRED_SETTINGS}
+    return recorded
+
+
 def run_identity(key: "ModelKey", settings: Mapping[str, Any], dataset_sha256: str) -> dict[str, Any]:
     """What identifies a run in its checkpoints: a checkpoint of another run is never resumed, evaluated or taken for
     this one."""

@@ -329,7 +329,7 @@ def _train(args: argparse.Namespace) -> int:
 def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bool:
     """In a workflow job: True if `out` holds this very run, finished (its files restored from `.finished/` where
     Snakemake removed them). A rerun then never retrains a finished model, nor fails and lets Snakemake remove it."""
-    from advprune.checkpoint import load_checkpoint, run_identity
+    from advprune.checkpoint import load_checkpoint, recorded_identity, run_identity
     from advprune.rundir import RESULTS, finished_identity, is_finished, keep_results, link_results
 
     if (out / "resume.pt").exists():  # killed while finishing, or another run in progress: resuming decides
@@ -338,7 +338,7 @@ def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bo
     if not is_finished(out) and all((out / name).exists() for name in RESULTS):
         # Finished before `.finished/` existed: kept there now, if it is this run.
         model = load_checkpoint(out / "model.pt")
-        if not model["complete"] or {name: model.get(name) for name in wanted} != wanted:
+        if not model["complete"] or recorded_identity(model, list(wanted)) != wanted:
             return False
         keep_results(out)
     if not is_finished(out) or finished_identity(out, list(wanted)) != wanted:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint
+from advprune.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, recorded_identity
 from advprune.pruning import n_kept
 
 HISTORY_NUMBERS = ("train_loss", "train_acc", "lr", "n_points", "seconds", "pgd_acc")
@@ -31,7 +31,7 @@ def read_checkpoint_of(path: Path, identity: dict[str, Any], device: torch.devic
     one. Its state is the caller's to check."""
     checkpoint = load_checkpoint(path, map_location=device)
     check_keys(checkpoint, RESUME_KEYS, path)
-    if {key: checkpoint.get(key) for key in identity} != identity:
+    if recorded_identity(checkpoint, list(identity)) != identity:
         raise ForeignCheckpoint(f"{path} belongs to a different run or settings than the one requested; it was left "
                                 "untouched. Delete it to start this run from scratch.")
     return checkpoint

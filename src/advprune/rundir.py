@@ -73,10 +73,9 @@ def keep_results(out: str | os.PathLike) -> None:
 
 def finished_identity(out: str | os.PathLike, keys: list[str]) -> dict[str, Any]:
     """The `keys` of the finished run's checkpoint (what `Trainer.identity_record` compares)."""
-    from advprune.checkpoint import load_checkpoint
+    from advprune.checkpoint import load_checkpoint, recorded_identity
 
-    checkpoint = load_checkpoint(finished_dir(out) / "model.pt")
-    return {key: checkpoint.get(key) for key in keys}
+    return recorded_identity(load_checkpoint(finished_dir(out) / "model.pt"), keys)
 
 
 def refuse_finished(out: Path, *, count_kept_copy: bool = True) -> None:

@@ -15,6 +15,12 @@ import jsonschema
 import yaml
 
 FRACTION_KEYS = ("eps", "alpha", "lr_max")
+# Settings that once were part of every run's identity but never changed its weights, with why they went. A
+# checkpoint that records one is still the same run (checkpoint.recorded_identity leaves them out of the comparison),
+# so retiring one loses no unfinished run, finished model or prefix; setting one now is an error that says why.
+RETIRED_SETTINGS = {
+    "eval_batch_size": "no command ever read it; the evaluation's batch size is `advprune evaluate --batch-size`",
+}
 FLOAT32_MAX = 3.4028234663852886e38
 
 # PyYAML follows YAML 1.1, which reads `5e-4` (no dot) as a string; users, and YAML 1.2, mean a number.
@@ -98,6 +104,9 @@ def resolve(
             settings[key] = value
     for key in FRACTION_KEYS:
         settings[key] = _as_number(key, settings.get(key))
+    retired = [f"{key} ({RETIRED_SETTINGS[key]})" for key in settings if key in RETIRED_SETTINGS]
+    if retired:
+        raise ValueError(f"retired setting(s), remove them: {'; '.join(retired)}")
     validate(settings)
     _check_fits_images(settings, dataset)
     return settings
