@@ -233,10 +233,11 @@ def _paper_points(ax: Axes, points: Sequence[tuple[float, float, float, str, str
 def _table1_points(dataset: str, metric: str, strategies: Sequence[str], keeps: Sequence[float]) -> list:
     """Table 1's cells for the dataset `dataset` stands for, at the strategies and keeps drawn (full data at 1.0)."""
     paper = paper_dataset(dataset)
+    drawn_keeps = {normalise_keep(k) for k in keeps}
     points = []
     for (name, (strategy, keep), m), (mean, sd) in TABLE1.items():
         drawn = strategy in strategies or (strategy == FULL and strategies)
-        if name == paper and m == metric and drawn and normalise_keep(keep) in {normalise_keep(k) for k in keeps}:
+        if name == paper and m == metric and drawn and normalise_keep(keep) in drawn_keeps:
             color, marker = (REFERENCE_COLOR, "o") if strategy == FULL else (strategy_color(strategy),
                                                                               strategy_marker(strategy))  # fmt: skip
             points.append((keep, mean, sd, color, marker))
@@ -252,8 +253,9 @@ def _abstract_points(dataset: str, keeps: Sequence[float]) -> list:
     if full is None or not drops:
         return []
     wanted = {**drops, 1.0: 0.0}
+    drawn_keeps = {normalise_keep(k) for k in keeps}
     return [(k, full[0] - d, 0.0, REFERENCE_COLOR, "s") for k, d in sorted(wanted.items())
-            if normalise_keep(k) in {normalise_keep(x) for x in keeps}]  # fmt: skip
+            if normalise_keep(k) in drawn_keeps]
 
 
 def _panel_grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
