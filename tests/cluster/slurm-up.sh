@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotently install + start a single-node SLURM cluster on this Debian 12 machine
 # (no systemd as PID 1, root, loopback only). Waits until `sinfo` shows the node idle.
-# From ../shared/notes/slurm-single-node.md (verified recipe; the comments name the pitfalls it works around).
+# A verified single-node recipe (Debian slurm packages + munge); each comment names the pitfall its step works around.
 # Every daemon writes a PID file under /run; tests/cluster/slurm-down.sh stops them by those PIDs.
 # Env knobs:
 #   SLURM_FAKE_GPU=1   also configure a fake GPU gres (gpu:fake:1, File=/dev/null)
