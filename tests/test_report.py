@@ -413,6 +413,26 @@ def test_unequal_n_is_labelled_per_point() -> None:
     assert "n per point as labelled" in fig.legends[0].get_title().get_text().replace("\n", " ")
 
 
+@pytest.mark.parametrize("name", ["fig3", "fig1", "fig5"])
+def test_point_labels_never_overlap(name: str) -> None:
+    """Points of several lines at one x with the same mean and unequal n: each label stays readable ("n=1" drawn over
+    "n=5" reads "n=15", as a record's partial Figure 3 once showed)."""
+    grid = {"fig3": dict(datasets=("mnist",), epochs=(3,)), "fig1": dict(strategies=("random",), keeps=(0.9, 0.7),
+            epochs=(1, 3)), "fig5": dict(strategies=("random", "low+high"), epochs=(3,))}[name]  # fmt: skip
+    df = make_runs(seeds=5, collapse_first=False, **grid)
+    one_run = (df["keep"] == 0.7) if name == "fig1" else (df["strategy"] == "random")  # a line of one run per point
+    df = df.drop(df.index[one_run & (df["seed"] > 0)])
+    metric = {"fig5": "time_minutes"}.get(name, "aa_acc_pct")
+    df[metric] = 50.0 + (0 if name == "fig1" else df["keep"])  # every line's points at one x share their mean
+    fig = build(name, df)
+    texts = [t for ax in fig.axes for t in ax.texts if t.get_text().startswith("n=")]
+    assert {"n=1", "n=5"} <= {t.get_text() for t in texts}
+    for ax in fig.axes:
+        boxes = [t.get_window_extent() for t in ax.texts if t.get_text().startswith("n=")]
+        overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+        assert not overlapping, f"{name}: {len(overlapping)} pairs of labels overlap"
+
+
 def test_figures_refuse_an_empty_selection(tmp_path: Path) -> None:
     write_table(grid_runs(PAPER_GRIDS, "fig3"), tmp_path / "fig3.csv")
     with pytest.raises(ValueError, match="no rows"):

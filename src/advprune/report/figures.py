@@ -52,6 +52,7 @@ from advprune.report.style import DASHES, PAPER_MARKER, REFERENCE_COLOR, strateg
 
 PAPER_TABLE1_LABEL = "paper, Table 1 (hollow: mean, dotted: ± sd)"
 PAPER_ABSTRACT_LABEL = "paper: full data (Table 1), minus the abstract's 8 and 14 points"
+POINT_LABEL = "point-label"  # gid of the n / collapsed labels, which _separate_point_labels moves apart
 
 # Columns added to the runs while drawing: the line a run belongs to, its dodged x, whether it is a full-data run.
 LINE, X_PLOT, IS_FULL = "line", "x_plotted", "is_full"
@@ -195,9 +196,31 @@ def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: s
         text = _point_text(p.n, p.n_failed, show_n)
         if text and not (getattr(p, IS_FULL) and line != order[0]):
             ax.annotate(text, (getattr(p, X_PLOT), p.mean), xytext=(2, 3), textcoords="offset points", fontsize=5,
-                        color=lines.palette[line])  # fmt: skip
+                        color=lines.palette[line], gid=POINT_LABEL)  # fmt: skip
     ticks = sorted(lines.runs[x].dropna().astype(float).unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+
+
+def _separate_point_labels(fig: Figure) -> Figure:
+    """Move the n / collapsed labels apart where they would overlap (points of several lines at one x with close
+    means; "n=1" over "n=5" reads "n=15"): bottom to top, each label that overlaps one placed before is lifted just
+    above it. Measured once the figure is laid out, in display units, and moved in points, as the labels are placed."""
+    fig.draw_without_rendering()
+    points_per_pixel = 72 / fig.dpi
+    for ax in fig.axes:
+        labels = sorted((t for t in ax.texts if t.get_gid() == POINT_LABEL), key=lambda t: t.get_window_extent().y0)
+        placed = []
+        for label in labels:
+            box = label.get_window_extent()
+            lift = 0.0
+            for other in sorted(placed, key=lambda b: b.y0):
+                if box.translated(0, lift).overlaps(other):
+                    lift = other.y1 + 1 - box.y0
+            if lift:
+                x, y = label.xyann
+                label.xyann = (x, y + lift * points_per_pixel)
+            placed.append(box.translated(0, lift))
+    return fig
 
 
 def _take_legend(ax: Axes) -> None:
@@ -294,7 +317,7 @@ def _strategy_figure(d: pd.DataFrame, metrics: Sequence[str], title: str, paper:
             ax.set(title=f"{label}{display_name(dataset)}", xlabel=KEEP_LABEL, ylabel=METRIC_LABELS[metric])
     _figure_legend(fig, axes, note)
     suptitle(fig, f"{title} ({_epoch_text(pruning_epochs(d))})")
-    return fig
+    return _separate_point_labels(fig)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -321,11 +344,11 @@ def build_fig1(df: pd.DataFrame) -> Figure:
             text = _point_text(ref.n, ref.n_failed, show_n)
             if text:
                 ax.annotate(text, (0.0, ref.mean), xycoords=("axes fraction", "data"), xytext=(2, 3),
-                            textcoords="offset points", fontsize=5, color=REFERENCE_COLOR)  # fmt: skip
+                            textcoords="offset points", fontsize=5, color=REFERENCE_COLOR, gid=POINT_LABEL)  # fmt: skip
         ax.set(title=display_name(dataset), xlabel="pruning epoch e", ylabel=METRIC_LABELS["aa_acc_pct"])
     _figure_legend(fig, axes, note)
     suptitle(fig, f"AutoAttack accuracy vs pruning epoch ({_strategies_text(d)})")
-    return fig
+    return _separate_point_labels(fig)
 
 
 def build_fig2(df: pd.DataFrame) -> Figure:
@@ -393,4 +416,4 @@ def build_fig5(df: pd.DataFrame) -> Figure:
     )
     axes[0, 0].legend(fontsize=7, title=legend_note, title_fontsize=7)
     suptitle(fig, f"Time (training + scoring) vs keep, {_strategies_text(d)} ({_epoch_text(pruning_epochs(d))})")
-    return fig
+    return _separate_point_labels(fig)
