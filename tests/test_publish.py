@@ -13,6 +13,7 @@ from test_report import metrics_record, train_record
 
 from advprune import cli
 from advprune.identity import EVALUATION_FILE, ModelKey
+from advprune.report.labels import seed_ranges, seeds_text
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 100  # AutoAttack points of the fake run
@@ -204,7 +205,8 @@ def test_publish_writes_the_readmes_tables_between_their_markers_and_leaves_the_
     assert "| On MNIST, loss-based pruning (low+high) is more robust than random pruning" in tables["verdicts"]
     seeds = record_readme.blocks(record)["seeds"].splitlines()
     assert "| table1 | full data | 2 | 0-1 |" in seeds and "| table1 | random, keep 0.4 | 2 | 0-1 |" in seeds
-    assert record_readme._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8" and record_readme._ranges([3]) == "3"
+    assert seed_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8" and seed_ranges([3]) == "3"
+    assert seeds_text([8, 7, 0]) == "3 seeds (0, 7-8)" and seeds_text([4]) == "1 seed (4)"
 
     broken = readme + record_readme.BEGIN.format(name="apgd") + "\nno end\n"
     (record / "README.md").write_text(broken)

@@ -63,11 +63,21 @@ def numbers_text(values: list[Any]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
 
+def seed_ranges(seeds: list[int]) -> str:
+    """'0-9, 12, 14-16': the `seeds` as runs of consecutive ones."""
+    seeds, parts, start = sorted(seeds), [], None
+    for i, seed in enumerate(seeds):
+        if start is None:
+            start = seed
+        if i + 1 == len(seeds) or seeds[i + 1] != seed + 1:
+            parts.append(f"{start}" if start == seed else f"{start}-{seed}")
+            start = None
+    return ", ".join(parts)
+
+
 def seeds_text(seeds: list[int]) -> str:
-    """'5 seeds (0-4)', or the seeds named where they are not a run of consecutive ones."""
-    if seeds == list(range(seeds[0], seeds[0] + len(seeds))) and len(seeds) > 1:
-        return f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]})"
-    return f"{len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))})"
+    """'5 seeds (0-4)', '3 seeds (0, 2-3)', '1 seed (7)'."""
+    return f"{len(seeds)} seed{'s' * (len(seeds) != 1)} ({seed_ranges(seeds)})"
 
 
 def strategy_label(strategy: str) -> str:

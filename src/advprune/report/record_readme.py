@@ -20,7 +20,7 @@ import pandas as pd
 
 from advprune.identity import FULL
 from advprune.report.aggregate import read_table
-from advprune.report.labels import strategy_label
+from advprune.report.labels import seed_ranges, strategy_label
 from advprune.runtime import atomic_path
 
 BEGIN = "<!-- advprune publish: {name} (generated from the record's files; edit those, not this table) -->"
@@ -42,18 +42,6 @@ def blocks(record: Path) -> dict[str, str]:
     return out
 
 
-def _ranges(seeds: list[int]) -> str:
-    """0-9, 12, 14-16: runs of consecutive seeds."""
-    parts, start = [], None
-    for i, seed in enumerate(seeds):
-        if start is None:
-            start = seed
-        if i + 1 == len(seeds) or seeds[i + 1] != seed + 1:
-            parts.append(f"{start}" if start == seed else f"{start}-{seed}")
-            start = None
-    return ", ".join(parts)
-
-
 def seeds_table(record: Path) -> str:
     """Per artefact of the record (artefacts/<name>.csv) and cell: how many models, and which seeds."""
     lines = ["| artefact | cell | models | seeds |", "|---|---|---|---|"]
@@ -62,7 +50,7 @@ def seeds_table(record: Path) -> str:
         for (strategy, keep), runs in table.groupby(["strategy", "keep"], sort=False):
             seeds = sorted(int(seed) for seed in runs["seed"])
             cell = strategy_label(strategy) + ("" if strategy == FULL else f", keep {keep:g}")
-            lines.append(f"| {path.stem} | {cell} | {len(seeds)} | {_ranges(seeds)} |")
+            lines.append(f"| {path.stem} | {cell} | {len(seeds)} | {seed_ranges(seeds)} |")
     return "\n".join(lines)
 
 
