@@ -348,15 +348,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="session")
-def resumed(digits: dict[str, Any], data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """An uninterrupted run in-process; the same run through the CLI, SIGKILLed once its checkpoint after epoch
-    KILL_AFTER_EPOCH is written (after pruning) and run again; and a foreign resume.pt (that checkpoint, under a run
-    with another seed)."""
-    uninterrupted = train(digits, tmp_path_factory.mktemp("uninterrupted"), **RESUME)
-
-    out = tmp_path_factory.mktemp("killed")
-    paused = tmp_path_factory.mktemp("pause") / "paused"
+def _paused_training(out: Path, data_root: Path, paused: Path) -> subprocess.Popen:
+    """The `train` command, started through the test hook and returned once it has paused after KILL_AFTER_EPOCH."""
     process = subprocess.Popen(_cli_train(out, data_root, pause_after=(KILL_AFTER_EPOCH, paused)),
                                env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -367,6 +360,38 @@ def resumed(digits: dict[str, Any], data_root: Path, tmp_path_factory: pytest.Te
             pytest.fail(f"the run did not pause after epoch {KILL_AFTER_EPOCH} (exit {process.returncode}): "
                         f"{err.decode()[-2000:]}")
         time.sleep(0.05)
+    return process
+
+
+def test_ctrl_c_says_how_to_go_on_and_the_same_command_resumes(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    process = _paused_training(out, data_root, tmp_path / "paused")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    err = err.decode()
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip()][-1] == (
+        "advprune train: interrupted; the same command resumes from the run's last checkpoint (resume.pt, written "
+        "after every epoch)")
+    assert (out / "resume.pt").exists() and not (out / "model.pt").exists()
+    rerun = subprocess.run(_cli_train(out, data_root), env=subprocess_env(), capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming" in rerun.stderr and (out / "model.pt").exists()
+    assert json.loads((out / "train.json").read_text())["resumed_at_epochs"] == [KILL_AFTER_EPOCH]
+
+
+@pytest.fixture(scope="session")
+def resumed(digits: dict[str, Any], data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """An uninterrupted run in-process; the same run through the CLI, SIGKILLed once its checkpoint after epoch
+    KILL_AFTER_EPOCH is written (after pruning) and run again; and a foreign resume.pt (that checkpoint, under a run
+    with another seed)."""
+    uninterrupted = train(digits, tmp_path_factory.mktemp("uninterrupted"), **RESUME)
+
+    out = tmp_path_factory.mktemp("killed")
+    paused = tmp_path_factory.mktemp("pause") / "paused"
+    process = _paused_training(out, data_root, paused)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     checkpoint = load_checkpoint(out / "resume.pt") if (out / "resume.pt").exists() else None

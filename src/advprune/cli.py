@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 # Set (to 1) by the workflow for its jobs (rules/environment.smk): `train` then waits for a busy run directory and
 # ends without work on a run it finds finished, as a job of a rerun must (README: interruptions).
 WORKFLOW_JOB = "ADVPRUNE_WORKFLOW_JOB"
+# What an interrupted command leaves to continue from, said when Ctrl-C stops it.
+ON_INTERRUPT = {
+    "train": "; the same command resumes from the run's last checkpoint (resume.pt, written after every epoch)",
+    "prefix": "; the same command resumes from the prefix run's last checkpoint (resume.pt, written after every epoch)",
+    "evaluate": "; the same command continues after the last finished attack (<out>.partial.pt)",
+}
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -596,6 +602,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with log_to_stderr(logging.WARNING if _progress_bar(args) else logging.INFO):
             plugins.load_from_environment()
             return args.handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C: every file is written atomically, so what was saved stays whole; say how to go on, not where Python
+        # was (130: the shell's code for an interrupted command).
+        print(f"advprune {args.command}: interrupted{ON_INTERRUPT.get(args.command, '')}", file=sys.stderr)
+        return 130
     except (ValueError, OSError, RunFailure) as error:
         # Bad input, a file that cannot be read or written, a diverged run, a failed download, a missing GPU: the
         # user's to act on, in one line (a message of several lines is joined), with no traceback.
