@@ -298,6 +298,59 @@ def test_5_a_rerun_job_waits_for_the_orphan_that_holds_the_run_directory(finishe
     assert "waiting for another" in result.stderr and "nothing to train" in result.stderr
 
 
+def test_5_an_evaluation_held_by_another_process_is_refused_by_hand(evaluated: Path, data_root: Path, tmp_path: Path,
+                                                                    no_work: None) -> None:
+    from advprune.locks import ExclusiveLock
+
+    run = _copy_run(evaluated, tmp_path / "run")
+    (run / "autoattack-n2.json").unlink()
+    other = ExclusiveLock(run / ".autoattack-n2.json.lock")
+    assert other.try_acquire()
+    try:
+        assert_refused(run_cli(*evaluate_args(run / "model.pt", run / "autoattack-n2.json", data_root)),
+                       "another `advprune evaluate` is writing", "autoattack-n2.json")
+    finally:
+        other.release()
+
+
+@pytest.mark.parametrize("orphan_writes", ["these metrics", "nothing"])
+def test_5_a_rerun_evaluation_job_waits_for_the_orphan_and_takes_what_it_finished(
+    orphan_writes: str, evaluated: Path, data_root: Path, tmp_path: Path, workflow_job: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for training: a job of a killed Snakemake that still evaluates holds the metrics file's lock; the rerun's
+    job waits for it, then takes the metrics it wrote (no attack run twice), or evaluates where it wrote none."""
+    import threading
+
+    from advprune import evaluation
+    from advprune.locks import ExclusiveLock
+
+    run = _copy_run(evaluated, tmp_path / "run")
+    metrics = run / "autoattack-n2.json"
+    finished = metrics.read_bytes()
+    metrics.unlink()  # Snakemake removed the job's output before starting it
+    orphan = ExclusiveLock(run / ".autoattack-n2.json.lock")
+    assert orphan.try_acquire()
+
+    def orphan_ends() -> None:
+        if orphan_writes == "these metrics":
+            metrics.write_bytes(finished)
+        orphan.release()
+
+    threading.Timer(1.0, orphan_ends).start()
+    evaluations = []
+    real = evaluation.evaluate_checkpoint
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint", lambda *a, **k: evaluations.append(1) or real(*a, **k))
+    result = run_cli(*evaluate_args(run / "model.pt", metrics, data_root))
+    assert result.code == 0, result.stderr
+    assert "waiting for another `advprune evaluate`" in result.stderr
+    if orphan_writes == "these metrics":
+        assert "nothing to evaluate" in result.stderr and not evaluations
+        assert metrics.read_bytes() == finished
+    else:
+        assert evaluations == [1] and metrics.exists()
+
+
 def test_5_by_hand_the_kept_copy_counts_as_finished(finished_run: Path, data_root: Path, no_work: None) -> None:
     for name in RESULTS:
         (finished_run / name).unlink()

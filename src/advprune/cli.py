@@ -307,19 +307,9 @@ def _train(args: argparse.Namespace) -> int:
     datasets.check_every_class(arrays, datasets.get_dataset(args.dataset), str(data_file))
     check_writable_directory(args.out, "--out")
     # One `train` per run directory: two would resume from, and write, the same files. The OS drops the lock of a
-    # killed process, so a killed run is resumed by the same command. (Never opened through a symlink.)
-    lock = ExclusiveLock(args.out / ".train.lock")
+    # killed process, so a killed run is resumed by the same command.
     in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
-    if not lock.try_acquire():
-        if not in_workflow:
-            raise ValueError(
-                f"another `advprune train` is writing {args.out} (it holds {lock.path}); wait for it to end or stop it"
-            )
-        # A job that a killed Snakemake left running: failing here would let Snakemake remove the files it is about
-        # to finish. Wait for it, then take what it finished (below) or resume where it stopped.
-        print(f"waiting for another `advprune train` writing {args.out} (a job of a killed Snakemake?) to end",
-              file=sys.stderr)
-        lock.acquire(poll_seconds=1.0)
+    lock = _hold_or_wait(ExclusiveLock(args.out / ".train.lock"), "train", args.out, in_workflow)
     try:
         dataset_sha256 = datasets.file_sha256(data_file)
         if in_workflow and _finished_already(args.out, key, resolved, dataset_sha256):
@@ -330,6 +320,22 @@ def _train(args: argparse.Namespace) -> int:
             return _train_locked(args, resolved, key, placement, arrays, dataset_sha256)
     finally:
         lock.release()
+
+
+def _hold_or_wait(lock, command: str, out: Path, in_workflow: bool):
+    """Take `lock` (locks.ExclusiveLock: never through a symlink) for `advprune <command>` writing `out`. Held by
+    another process: by hand, refused in one line; in a workflow job, waited for, as the holder is then a job that a
+    killed Snakemake left running, and failing would let Snakemake remove the files it is about to finish (the caller
+    then takes what it finished, or continues where it stopped)."""
+    if lock.try_acquire():
+        return lock
+    if not in_workflow:
+        raise ValueError(f"another `advprune {command}` is writing {out} (it holds {lock.path}); wait for it to end "
+                         "or stop it")
+    print(f"waiting for another `advprune {command}` writing {out} (a job of a killed Snakemake?) to end",
+          file=sys.stderr)
+    lock.acquire(poll_seconds=1.0)
+    return lock
 
 
 def _finished_already(out: Path, key, resolved: dict, dataset_sha256: str) -> bool:
@@ -406,6 +412,7 @@ def _prefix(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from advprune import gpu_slots
+    from advprune.locks import ExclusiveLock
     from advprune.evaluation import evaluate_checkpoint
     from advprune.runtime import check_writable_directory, choose_device, write_json
 
@@ -415,16 +422,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     state_path = args.out.with_name(args.out.name + ".partial.pt")
     device = choose_device(args.device)
     check_writable_directory(args.out.parent, "--out", args.out)  # before the clean pass and attacks, not after
-    with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
-        metrics = evaluate_checkpoint(
-            args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=placement.device,
-            batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
-            state_path=state_path, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
-        )
-    write_json(args.out, metrics)
-    state_path.unlink(missing_ok=True)  # only now: a kill before the metrics are written reruns no attack
+    # One `evaluate` per metrics file: two would run the same attacks from, and write, the same state.
+    in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
+    lock = _hold_or_wait(ExclusiveLock(args.out.with_name(f".{args.out.name}.lock")), "evaluate", args.out,
+                         in_workflow)  # fmt: skip
+    try:
+        if in_workflow and _measured_already(args):
+            print(f"{args.out} holds these metrics, written by the job waited for: nothing to evaluate",
+                  file=sys.stderr)
+            return 0
+        _check_metrics_out(args.out, args.checkpoint, args.overwrite)  # again: written while this one waited?
+        with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
+            metrics = evaluate_checkpoint(
+                args.checkpoint, n_examples=args.n_examples, data_root=args.data_root, device=placement.device,
+                batch_size=args.batch_size, seed=args.seed, expected_dataset=args.dataset, expected_model=args.model,
+                state_path=state_path, jobs_on_device=placement.jobs_on_device, gpu=placement.gpu,
+            )
+        write_json(args.out, metrics)
+        state_path.unlink(missing_ok=True)  # only now: a kill before the metrics are written reruns no attack
+    finally:
+        lock.release()
     print(json.dumps({k: metrics[k] for k in ("clean_acc", "autoattack_acc", "eval_seconds")}))
     return 0
+
+
+def _measured_already(args: argparse.Namespace) -> bool:
+    """True if args.out holds the metrics this command would write: of this very checkpoint file (its sha256), on as
+    many points, with the same attack seed and batch size."""
+    from advprune.datasets import file_sha256
+    from advprune.evaluation import SCHEMA
+    from advprune.runtime import read_json
+
+    try:
+        metrics = read_json(args.out)
+    except (ValueError, OSError, UnicodeDecodeError):
+        return False
+    wanted = {"schema": SCHEMA, "n_examples": args.n_examples, "seed": args.seed, "batch_size": args.batch_size}
+    return (isinstance(metrics, dict) and all(metrics.get(k) == v for k, v in wanted.items())
+            and args.checkpoint.is_file() and metrics.get("checkpoint_sha256") == file_sha256(args.checkpoint))
 
 
 def _check_metrics_out(out: Path, checkpoint: Path, overwrite: bool) -> None:
