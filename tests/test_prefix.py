@@ -245,6 +245,39 @@ def test_only_prefixes_that_two_models_share_are_planned():
     ]  # fmt: skip
 
 
+def test_the_prefix_command_holds_its_directory(data_root, tmp_path, monkeypatch, capsys):
+    """As `train`: by hand, a second writer is refused in one line; a workflow job waits for the one that holds the
+    directory (a job of a killed Snakemake), then keeps the prefix it finished instead of training it again."""
+    import threading
+
+    from advprune import cli as advprune_cli
+    from advprune.locks import ExclusiveLock
+
+    def argv(out: Path) -> list[str]:
+        return ["prefix", "--dataset", "digits-mnist", "--seed", "0", "--data-root", str(data_root), "--device", "cpu",
+                "--prune-epoch", "1", "--out", str(out), "--no-progress", *(w for s in SIZES for w in ("--set", s))]
+
+    out = tmp_path / "prefix"
+    out.mkdir()
+    orphan = ExclusiveLock(out / ".train.lock")
+    assert orphan.try_acquire()
+    assert advprune_cli.main(argv(out)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "another `advprune prefix` is writing" in err[0], err
+    assert not (out / PREFIX_FILE).exists()
+
+    # The orphan's work: a prefix that appears, finished, while the workflow's job waits.
+    finished = tmp_path / "finished"
+    assert advprune_cli.main(argv(finished)) == 0
+    assert "epoch 1/" in capsys.readouterr().err  # what training says, and the job below must not
+    threading.Timer(1.0, lambda: (os.link(finished / PREFIX_FILE, out / PREFIX_FILE), orphan.release())).start()
+    monkeypatch.setenv(advprune_cli.WORKFLOW_JOB, "1")
+    assert advprune_cli.main(argv(out)) == 0
+    err = capsys.readouterr().err
+    assert "waiting for another `advprune prefix`" in err and "epoch 1/" not in err, err
+    assert (out / PREFIX_FILE).samefile(finished / PREFIX_FILE)
+
+
 def test_the_command_line_forks(data_root, tmp_path):
     """`advprune prefix` then `advprune train --fork-from`: the model `advprune train` trains from scratch."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -380,9 +380,8 @@ def _train_locked(args: argparse.Namespace, resolved: dict, key, placement, arra
 
 
 def _prefix(args: argparse.Namespace) -> int:
-    from filelock import FileLock, Timeout
-
     from advprune import datasets, gpu_slots
+    from advprune.locks import ExclusiveLock
     from advprune.prefix import PrefixKey, build_prefix, prefix_trainer
     from advprune.runtime import check_writable_directory, choose_device
 
@@ -395,18 +394,20 @@ def _prefix(args: argparse.Namespace) -> int:
     data_file = datasets.canonical_path(args.data_root, args.dataset)
     arrays = datasets.load_canonical(data_file, datasets.get_dataset(args.dataset))
     check_writable_directory(args.out, "--out")
-    lock = args.out / ".train.lock"  # one writer per directory, as `train`
+    # One writer per directory, as `train`; a workflow job waits for an orphan, and then keeps the prefix it finished
+    # (build_prefix keeps a valid prefix.pt) or resumes where it stopped.
+    in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
+    lock = _hold_or_wait(ExclusiveLock(args.out / ".train.lock"), "prefix", args.out, in_workflow)
     try:
-        held = FileLock(lock, timeout=0).acquire()
-    except Timeout:
-        raise ValueError(f"another process is writing {args.out} (it holds {lock}); wait for it to end") from None
-    with held, gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
-        trainer = prefix_trainer(
-            key, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=placement.device,
-            dataset_sha256=datasets.file_sha256(data_file), jobs_on_device=placement.jobs_on_device,
-            gpu=placement.gpu, show_progress=_progress_bar(args),
-        )
-        print(build_prefix(trainer, args.prune_epoch))
+        with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
+            trainer = prefix_trainer(
+                key, resolved, arrays.x_train, arrays.y_train, out_dir=args.out, device=placement.device,
+                dataset_sha256=datasets.file_sha256(data_file), jobs_on_device=placement.jobs_on_device,
+                gpu=placement.gpu, show_progress=_progress_bar(args),
+            )
+            print(build_prefix(trainer, args.prune_epoch))
+    finally:
+        lock.release()
     return 0
 
 
