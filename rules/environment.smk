@@ -40,7 +40,7 @@ shell.prefix(
     # Jobs per GPU for the GPU picker (advprune.gpu_slots): exported, not a param, as sharing a GPU changes no result
     # and must retrain nothing.
     f"export {JOBS_PER_GPU_VARIABLE}={int(config['jobs_per_gpu'])}; "
-    # A workflow job's `train` waits for a busy run directory (a job a killed Snakemake left running) and ends without
-    # work on a run it finds finished: a rerun never retrains, nor fails and so removes, a finished model (README).
+    # A workflow job's `train`, `prefix` and `evaluate` wait for a busy output (a job a killed Snakemake left running)
+    # and end without work on one they find finished: a rerun never redoes, nor fails and so removes, finished work.
     f"export {WORKFLOW_JOB}=1; "
 )

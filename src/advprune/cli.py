@@ -15,8 +15,8 @@ from advprune.schedules import SCHEDULES
 if TYPE_CHECKING:
     from advprune.kinds import Artefact
 
-# Set (to 1) by the workflow for its jobs (rules/environment.smk): `train` then waits for a busy run directory and
-# ends without work on a run it finds finished, as a job of a rerun must (README: interruptions).
+# Set (to 1) by the workflow for its jobs (rules/environment.smk): `train`, `prefix` and `evaluate` then wait for a
+# busy output and end without work on one they find finished, as a job of a rerun must (README: interruptions).
 WORKFLOW_JOB = "ADVPRUNE_WORKFLOW_JOB"
 # What an interrupted command leaves to continue from, said when Ctrl-C stops it.
 ON_INTERRUPT = {
@@ -308,7 +308,7 @@ def _train(args: argparse.Namespace) -> int:
     check_writable_directory(args.out, "--out")
     # One `train` per run directory: two would resume from, and write, the same files. The OS drops the lock of a
     # killed process, so a killed run is resumed by the same command.
-    in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
+    in_workflow = _in_workflow()
     lock = _hold_or_wait(ExclusiveLock(args.out / ".train.lock"), "train", args.out, in_workflow)
     try:
         dataset_sha256 = datasets.file_sha256(data_file)
@@ -320,6 +320,10 @@ def _train(args: argparse.Namespace) -> int:
             return _train_locked(args, resolved, key, placement, arrays, dataset_sha256)
     finally:
         lock.release()
+
+
+def _in_workflow() -> bool:
+    return os.environ.get(WORKFLOW_JOB) == "1"
 
 
 def _hold_or_wait(lock, command: str, out: Path, in_workflow: bool):
@@ -396,7 +400,7 @@ def _prefix(args: argparse.Namespace) -> int:
     check_writable_directory(args.out, "--out")
     # One writer per directory, as `train`; a workflow job waits for an orphan, and then keeps the prefix it finished
     # (build_prefix keeps a valid prefix.pt) or resumes where it stopped.
-    in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
+    in_workflow = _in_workflow()
     lock = _hold_or_wait(ExclusiveLock(args.out / ".train.lock"), "prefix", args.out, in_workflow)
     try:
         with gpu_slots.claim(device, args.jobs_per_gpu, jobs_on_device=args.jobs_on_device) as placement:
@@ -413,8 +417,8 @@ def _prefix(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from advprune import gpu_slots
-    from advprune.locks import ExclusiveLock
     from advprune.evaluation import evaluate_checkpoint
+    from advprune.locks import ExclusiveLock
     from advprune.runtime import check_writable_directory, choose_device, write_json
 
     # AutoAttack's state after each attack, beside the metrics file: a killed evaluation started again with the same
@@ -424,7 +428,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     check_writable_directory(args.out.parent, "--out", args.out)  # before the clean pass and attacks, not after
     # One `evaluate` per metrics file: two would run the same attacks from, and write, the same state.
-    in_workflow = os.environ.get(WORKFLOW_JOB) == "1"
+    in_workflow = _in_workflow()
     lock = _hold_or_wait(ExclusiveLock(args.out.with_name(f".{args.out.name}.lock")), "evaluate", args.out,
                          in_workflow)  # fmt: skip
     try:
