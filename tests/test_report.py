@@ -259,6 +259,66 @@ def test_keeps_are_normalised_once_when_read_and_then_compared_exactly(tmp_path:
     assert select_rows(read, strategies=["random"], keeps=[0.400001]).empty  # np.isclose called it 0.4
 
 
+def _edited(df: pd.DataFrame, case: str) -> pd.DataFrame:
+    """A run table as a careless hand, or two tables pasted together, leave it."""
+    df = df.copy()
+    if case == "text in a number column":
+        df["aa_acc_pct"] = df["aa_acc_pct"].astype(object)
+        df.loc[3, "aa_acc_pct"] = "70 %"
+    elif case == "a fraction for a percent":
+        df.loc[3, "aa_acc_pct"] = 7000.0
+    elif case == "keep above 1":
+        df.loc[df["strategy"] != "full", "keep"] *= 10
+    elif case == "full data with a pruned keep":
+        df.loc[df["strategy"] == "full", "keep"] = 0.5
+    elif case == "no AutoAttack accuracy":
+        df.loc[3, "aa_acc_pct"] = math.nan
+    elif case == "a negative time":
+        df.loc[3, "train_seconds"] = -1.0
+    elif case == "a model in two rows":
+        df = pd.concat([df, df.iloc[[3]].assign(run_dir="elsewhere/seed0")], ignore_index=True)
+    elif case == "an empty collapsed flag":
+        df["collapsed"] = df["collapsed"].astype(object)
+        df.loc[3, "collapsed"] = None
+    return df
+
+
+TABLE_EDITS = {
+    "text in a number column": "column 'aa_acc_pct' holds '70 %' on line 5, expected a number",
+    "a fraction for a percent": "aa_acc_pct outside [0, 100]",
+    "keep above 1": "keep outside (0, 1]",
+    "full data with a pruned keep": "strategy 'full' and keep 1.0 disagree",
+    "no AutoAttack accuracy": "aa_acc_pct empty",
+    "a negative time": "train_seconds not a time",
+    "a model in two rows": "a model in two rows",
+    "an empty collapsed flag": "column 'collapsed' is empty on line 5",
+}
+
+
+@pytest.mark.parametrize("case", TABLE_EDITS)
+def test_a_table_no_run_can_have_is_refused_in_one_line(case: str, tmp_path: Path) -> None:
+    """Each figure, table and claim reads its tidy CSV (read_table): a value no model can have, or a model counted
+    twice, stops it with the file and the problem named, before anything is drawn."""
+    from test_bad_input import assert_refused, run_cli
+
+    table = tmp_path / "table1.csv"
+    make_runs(("mnist",), seeds=2, **{k: v for k, v in PAPER_GRIDS["table1"].items()}).pipe(
+        _edited, case).to_csv(table, index=False)  # fmt: skip
+    out = tmp_path / "table1.pdf"
+    assert_refused(run_cli("render", "table1", "--table", table, "--out", out), str(table), TABLE_EDITS[case])
+    assert not out.exists()
+    assert_refused(run_cli("claims", "--table", f"table1={table}", "--out", tmp_path / "claims.csv"),
+                   TABLE_EDITS[case])
+    write_table(make_runs(("mnist",), seeds=2, **PAPER_GRIDS["table1"]), table)
+    assert run_cli("render", "table1", "--table", table, "--out", out).code == 0  # the table as written: drawn
+
+
+def test_collect_refuses_one_model_given_twice(tmp_path: Path) -> None:
+    run = write_pair(tmp_path, "run", train_record(), metrics_record())
+    with pytest.raises(ValueError, match="a model in two rows"):
+        collect([run, run])
+
+
 def test_mixed_schedules_are_refused() -> None:
     df = make_runs(("cifar10",), seeds=2)
     df.loc[df.index[-1], "schedule_after_pruning"] = "fixed"

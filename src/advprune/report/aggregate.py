@@ -218,6 +218,7 @@ def collect(pairs: list[tuple[Path, Path]], n_examples: int | None = None) -> pd
     every metrics file must be the evaluation on that many points (autoattack-n<N>.json)."""
     rows = [_row(Path(train), Path(metrics), n_examples) for train, metrics in pairs]
     df = _missing_text_as_none(pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES))
+    check_table(df, "the run directories given")
     return df.sort_values(SORT_KEYS, na_position="first", kind="stable").reset_index(drop=True)
 
 
@@ -227,13 +228,71 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a table written by `write_table`, with the dtypes `collect` gives it."""
-    df = pd.read_csv(path, dtype={c: t for c, t in DTYPES.items() if t not in ("bool", "object")})
+    """Read a table written by `write_table`, with the dtypes `collect` gives it; a value no model can have, or a model
+    in two rows, is refused naming the file (a table is also written, combined and edited by hand)."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty, not a tidy run table") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: not a tidy run table, missing columns {missing}")
-    df = df.astype(DTYPES)[COLUMNS]
+    df = df[COLUMNS]
+    for column, dtype in DTYPES.items():
+        values = df[column] if dtype == "object" else _parsed(df[column], dtype, column, path)
+        df[column] = values.astype(dtype)
     # As the models' directories write them (collect wrote them so; a hand-edited table's 0.30000000000000004 is
     # 0.3): the report compares keeps with ==, never "close to".
     df["keep"] = df["keep"].map(normalise_keep)
-    return _missing_text_as_none(df)
+    df = _missing_text_as_none(df)
+    check_table(df, path)
+    return df
+
+
+def _parsed(values: pd.Series, dtype: str, column: str, path: Path) -> pd.Series:
+    """A CSV column of text as `dtype`, or ValueError naming the first value that is not one (and its line)."""
+    if dtype in ("bool", "boolean"):
+        parsed = values.map({"True": True, "False": False, "true": True, "false": False}, na_action="ignore")
+        if dtype == "bool" and values.isna().any():  # not nullable: pandas would read an empty field as True
+            raise ValueError(f"{path}: column {column!r} is empty on line {values.isna().idxmax() + 2}, expected "
+                             "True or False")
+    else:
+        parsed = pd.to_numeric(values, errors="coerce")
+        if dtype == "Int64":
+            parsed = parsed.where(parsed.isna() | (parsed == parsed.round()))
+    bad = values.notna() & parsed.isna()
+    if bad.any():
+        row = bad.idxmax()
+        kind = {"bool": "True or False", "boolean": "True or False", "Int64": "an integer"}.get(dtype, "a number")
+        raise ValueError(f"{path}: column {column!r} holds {values[row]!r} on line {row + 2}, expected {kind}")
+    return parsed
+
+
+# What a model's row can hold: (low, high) of each measured column, and whether it may be empty.
+PERCENT_COLUMNS = ("clean_acc_pct", "aa_acc_pct", "final_pgd_acc_pct", *(attack_column(a) for a in ATTACKS))
+MAY_BE_EMPTY = {attack_column(a) for a in ATTACKS}  # an attack that had no point left to attack
+# One model: a table holds it once (two rows of it would count its run twice in every mean and test).
+MODEL_COLUMNS = ["dataset", "strategy", "keep", "prune_epoch", "seed", "schedule_after_pruning", "precision",
+                 "method_version", "n_examples"]
+
+
+def check_table(df: pd.DataFrame, where: Path | str) -> None:
+    """ValueError naming the first row of `df` (a tidy run table) that no model can have, or a model in two rows."""
+
+    def refuse(mask: pd.Series, problem: str) -> None:
+        if mask.any():
+            row = df[mask].iloc[0]
+            model = ", ".join(f"{c}={row[c]}" for c in ("dataset", "strategy", "keep", "seed"))
+            raise ValueError(f"{where}: {problem} ({int(mask.sum())} row(s); the first: {model}, {row['run_dir']})")
+
+    refuse(~df["keep"].between(0, 1, inclusive="right"), "keep outside (0, 1]")
+    refuse((df["strategy"] == FULL) != (df["keep"] == 1.0), "strategy 'full' and keep 1.0 disagree")
+    for column in PERCENT_COLUMNS:
+        empty = df[column].isna()
+        refuse(~empty & ~df[column].between(0, 100), f"{column} outside [0, 100]")
+        if column not in MAY_BE_EMPTY:
+            refuse(empty, f"{column} empty")
+    for column in ("train_seconds", "scoring_seconds", "time_seconds", "eval_seconds"):
+        refuse(df[column].isna() | (df[column] < 0) | ~df[column].abs().lt(math.inf), f"{column} not a time")
+    refuse(df.duplicated(MODEL_COLUMNS, keep=False), "a model in two rows (the same dataset, strategy, keep, epoch, "
+           "seed, schedule, precision, method version and test points)")
