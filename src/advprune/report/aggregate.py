@@ -287,6 +287,11 @@ def check_table(df: pd.DataFrame, where: Path | str) -> None:
 
     refuse(~df["keep"].between(0, 1, inclusive="right"), "keep outside (0, 1]")
     refuse((df["strategy"] == FULL) != (df["keep"] == 1.0), "strategy 'full' and keep 1.0 disagree")
+    refuse((df["strategy"] == FULL) != df["prune_epoch"].isna(), "a pruned run without its prune_epoch, or full data "
+           "with one")
+    refuse(df["prune_epoch"].notna() & (df["prune_epoch"] < 0), "prune_epoch negative")
+    refuse(df["seed"].isna() | (df["seed"] < 0), "seed missing or negative")
+    refuse(df["n_examples"].isna() | (df["n_examples"] < 1), "n_examples missing or below 1")
     for column in PERCENT_COLUMNS:
         empty = df[column].isna()
         refuse(~empty & ~df[column].between(0, 100), f"{column} outside [0, 100]")

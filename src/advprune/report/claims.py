@@ -27,7 +27,7 @@ from advprune.report.claim_rules import (  # noqa: F401 (RULES_FILES, load_claim
     RULES_FILES, Claim, Rules, load_claims, load_rules,
 )
 from advprune.report.output import Built
-from advprune.report.selection import select_rows
+from advprune.report.selection import require_single_setting, select_rows
 from advprune.report.stats import linear_fit
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
@@ -382,6 +382,8 @@ def build_claims(
     loaded = load_rules(rules)
     runs = {name: read_table(path) for name, path in tables.items()}
     selected = {name: select_rows(df, schedule=schedule, precision=precision) for name, df in runs.items()}
+    for name, df in selected.items():  # as every figure and table: no test across method versions or test points
+        require_single_setting(df, f"claims: {tables[name]}")
     table = claims_table(selected, roles, rules=loaded, n_resamples=n_resamples, seed=seed)
     caption = (
         f"Claims of the paper against this reproduction, by rules {rules} (advprune/{RULES_FILES[rules]}, fixed "

@@ -13,7 +13,8 @@ import pandas as pd
 from advprune.identity import FULL, normalise_keep
 
 # Settings that are part of a model's identity but not an axis of any figure: mixing them in one point is a bug.
-IDENTITY_SETTINGS = ("schedule_after_pruning", "precision", "method_version")
+# What runs averaged or compared together must share: the method, and the points AutoAttack measured them on.
+IDENTITY_SETTINGS = ("schedule_after_pruning", "precision", "method_version", "n_examples")
 
 
 def select_rows(
@@ -67,7 +68,8 @@ def expand_full(df: pd.DataFrame, strategies: Iterable[str] | None = None) -> pd
 
 
 def require_single_setting(df: pd.DataFrame, what: str, varying: Iterable[str] = ()) -> None:
-    """Refuse to average over models that differ in schedule, precision or method version: select first.
+    """Refuse to average over models that differ in schedule, precision, method version or AutoAttack's test points:
+    select first.
 
     `varying` names settings the caller groups by itself (the schedule ablation), which may therefore differ.
     """
