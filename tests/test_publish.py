@@ -112,6 +112,25 @@ def test_a_published_model_found_again_with_other_numbers_is_refused(tmp_path: P
     assert (record / "models.csv").read_bytes() == before
 
 
+def test_each_row_names_its_own_models_directory(tmp_path: Path):
+    """Directories sort as text (seed10 before seed2, low+high_... before low_...), rows by model: a row must still get
+    its own directory. (It once got the n-th directory: seeds 10-29 and low+high alone hid that, fig3's low showed it.)"""
+    run, record = tmp_path / "run", tmp_path / "record"
+    aa = {}
+    for i, (strategy, keep, seed) in enumerate([(s, k, seed) for seed in (2, 10) for s, k in [*TABLE1_CELLS,
+                                                                                             ("low", 0.4)]]):
+        aa[table1_key(strategy, keep, seed).directory] = 40.0 + i
+        finish(run, table1_key(strategy, keep, seed), 40.0 + i)
+    assert publish(run, record, 11) == 0
+    models = pd.read_csv(record / "models.csv")
+    assert len(models) == len(aa)
+    for row in models.itertuples():
+        train = json.loads((run / row.run_dir / "train.json").read_text())
+        assert (train["strategy"], train["keep"], train["seed"]) == (row.strategy, row.keep, row.seed), row.run_dir
+        assert row.aa_acc_pct == pytest.approx(aa[row.run_dir])
+    assert publish(run, record, 11) == 0  # published again from the same run: every row found with its numbers
+
+
 def test_only_the_configured_grid_enters_an_artefact(tmp_path: Path):
     """A model outside table1's grid (another keep) is in models.csv but not in artefacts/table1.csv."""
     run, record = tmp_path / "run", tmp_path / "record"

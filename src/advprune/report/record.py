@@ -239,7 +239,9 @@ def publish(
     published = read_table(models_csv) if models_csv.exists() else None
     dirs = finished_models(run, n_examples)
     found = collect([(d / "train.json", d / EVALUATION_FILE.format(n=n_examples)) for d in dirs])
-    found = found.assign(run_dir=[str(d.relative_to(run)) for d in dirs]) if len(dirs) else found
+    # Each row's own directory, relative to the run: collect sorts its rows by model (low before low+high, seed 2
+    # before seed 10), not in the directories' order.
+    found["run_dir"] = [str(Path(d).relative_to(run)) for d in found["run_dir"]]
     models = merge(published, found) if published is not None else found
     if models["n_examples"].nunique() > 1:
         raise ValueError(f"the record mixes AutoAttack sample sizes {sorted(models['n_examples'].unique())}")
