@@ -75,8 +75,11 @@ def verdict_table(record: Path) -> str:
     lines = ["| claim | reading | paper | ours | v2 interval | v2 verdict (runs per group) | seeds per cell for 80% power "
              "| v1 (percentile bootstrap) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in v2[v2["dataset"].isin(measured)].to_dict("records"):
-        runs = f" ({row['note'].replace('a: n=', '').replace(', b: n=', ' vs ')})" if isinstance(row["note"], str) \
-            and row["note"].startswith("a: n=") else ""  # fmt: skip
+        note = row["note"] if isinstance(row["note"], str) else ""
+        runs = ""
+        if "a: n=" in note:  # "a: n=30, b: n=29", or "fewer than 5 runs in a pooled cell (a: n=5, b: n=5)"
+            counts = note[note.index("a: n="):].rstrip(")").replace("a: n=", "").replace(", b: n=", " vs ")
+            runs = f" ({counts}; {note[:note.index(' (')]})" if note.startswith("fewer than") else f" ({counts})"
         if v1 is None or row["id"] not in v1.index:
             old = "— (not in v1)"
         else:
