@@ -268,9 +268,9 @@ def _parsed(values: pd.Series, dtype: str, column: str, path: Path) -> pd.Series
     return parsed
 
 
-# What a model's row can hold: (low, high) of each measured column, and whether it may be empty.
+# Accuracies in percent, in [0, 100]; only an attack's may be empty (no point was left for it to attack).
 PERCENT_COLUMNS = ("clean_acc_pct", "aa_acc_pct", "final_pgd_acc_pct", *(attack_column(a) for a in ATTACKS))
-MAY_BE_EMPTY = {attack_column(a) for a in ATTACKS}  # an attack that had no point left to attack
+MAY_BE_EMPTY = {attack_column(a) for a in ATTACKS}
 # One model: a table holds it once (two rows of it would count its run twice in every mean and test).
 MODEL_COLUMNS = ["dataset", "strategy", "keep", "prune_epoch", "seed", "schedule_after_pruning", "precision",
                  "method_version", "n_examples"]
