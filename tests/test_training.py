@@ -349,9 +349,12 @@ def _sha256(path: Path) -> str:
 
 
 def _paused_training(out: Path, data_root: Path, paused: Path) -> subprocess.Popen:
-    """The `train` command, started through the test hook and returned once it has paused after KILL_AFTER_EPOCH."""
+    """The `train` command, started through the test hook and returned once it has paused after KILL_AFTER_EPOCH.
+    With SIGINT's default action, as a terminal's command has it: a test suite started in the background (CI, nohup)
+    ignores SIGINT, its children inherit that, and Python then never turns Ctrl-C into KeyboardInterrupt."""
     process = subprocess.Popen(_cli_train(out, data_root, pause_after=(KILL_AFTER_EPOCH, paused)),
-                               env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 300
     while not paused.exists():
         if process.poll() is not None or time.monotonic() > deadline:
