@@ -76,6 +76,7 @@ def require_single_setting(df: pd.DataFrame, what: str, varying: Iterable[str] =
     for column in [c for c in IDENTITY_SETTINGS if c not in set(varying)]:
         values = sorted(df[column].dropna().astype(str).unique())
         if len(values) > 1:
-            raise ValueError(
-                f"{what}: rows mix {column} values {values}; select one (advprune.report.selection.select_rows) first"
-            )
+            how = ("select one with --schedule / --precision" if column in ("schedule_after_pruning", "precision")
+                   else "give it a table of runs with one value (collect the runs of one configuration)")
+            raise ValueError(f"{what}: rows mix {column} values {values}, which are never averaged or compared "
+                             f"together; {how}")
