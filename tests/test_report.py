@@ -399,21 +399,39 @@ def assert_same_points(ax: Axes, expected: list[tuple[np.ndarray, np.ndarray, np
         assert sd == pytest.approx(esd, nan_ok=True)
 
 
+def assert_every_run_drawn_once(ax: Axes, rows: pd.DataFrame, metric: str, x: str) -> None:
+    """The panel's dots are the input rows, each once (a full-data run, which every line shares, too), each beside
+    its own x."""
+    dots = np.concatenate([np.asarray(c.get_offsets()) for c in ax.collections if c.get_gid() == "runs"])
+    rows = rows[rows[x].notna()]
+    assert len(dots) == len(rows)
+    order = np.lexsort((dots[:, 0], dots[:, 1]))
+    expected = rows.sort_values([metric, x])
+    assert dots[order, 1] == pytest.approx(expected[metric].to_numpy(float))
+    spacing = np.diff(np.unique(rows[x].astype(float))).min() if rows[x].nunique() > 1 else 1.0
+    assert dots[order, 0] == pytest.approx(expected[x].to_numpy(float), abs=0.25 * spacing)
+
+
 def check_figure(name: str, fig: Figure, df: pd.DataFrame) -> None:
-    """Every point of every panel of figure `name` is the mean ± sd of the input rows it stands for."""
+    """Every point of every panel of figure `name` is the mean ± sd of the input rows it stands for, and every row is
+    one dot."""
     datasets = [d for d in ("mnist", "cifar10", *DEMO) if d in set(df["dataset"])]
     strategies = [s for s in PAPER_STRATEGIES if s in set(df["strategy"])]
     if name == "fig1":
         keeps = sorted(df.loc[df["strategy"] != "full", "keep"].unique())
         for ax, dataset in zip(fig.axes, datasets, strict=True):
             assert_same_points(ax, expected_lines(df, dataset, "aa_acc_pct", "keep", keeps, "prune_epoch"))
+            pruned = df[(df["dataset"] == dataset) & (df["strategy"] != "full")]
+            assert_every_run_drawn_once(ax, pruned, "aa_acc_pct", "prune_epoch")
         return
     metrics = {"fig3": ["clean_acc_pct", "aa_acc_pct"], "fig4": ["clean_acc_pct", "aa_acc_pct"],
                "fig5": ["time_minutes"]}.get(name, ["aa_acc_pct"])  # fmt: skip
     axes = iter(fig.axes)
     for metric in metrics:
         for dataset in datasets:
-            assert_same_points(next(axes), expected_lines(df, dataset, metric, "strategy", strategies, "keep"))
+            ax = next(axes)
+            assert_same_points(ax, expected_lines(df, dataset, metric, "strategy", strategies, "keep"))
+            assert_every_run_drawn_once(ax, df[df["dataset"] == dataset], metric, "keep")
     assert next(axes, None) is None
 
 

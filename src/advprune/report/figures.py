@@ -4,7 +4,9 @@ A figure plots every row of the table it is given: the workflow builds one table
 models of that artefact's grid (`advprune build` selects its schedule and precision), so lines, keeps and pruning
 epochs come from the data, never from a built-in grid.
 
-seaborn draws each point as the mean ± sd (ddof=1) of the per-run rows. The annotations come from
+seaborn draws each point as the mean ± sd (ddof=1) of the per-run rows, and every run is a faint dot beside it: the
+runs of one point are often far from normal (a seed whose training failed scores near 0% beside seeds near 70%),
+which a mean ± sd alone hides, and whose bars then reach below 0%. The annotations come from
 `stats.summarise` over the same rows, so n and collapsed runs are known per point: the legend's title states n once
 when it is the same for every point, otherwise each point carries its own "n="; points with collapsed runs say how
 many. Collapsed runs are included in the means (the paper's MNIST sd of 7-11 points suggests it did the same), and
@@ -53,6 +55,7 @@ from advprune.report.style import DASHES, PAPER_MARKER, REFERENCE_COLOR, strateg
 PAPER_TABLE1_LABEL = "paper, Table 1 (hollow: mean, dotted: ± sd)"
 PAPER_ABSTRACT_LABEL = "paper: full data (Table 1), minus the abstract's 8 and 14 points"
 POINT_LABEL = "point-label"  # gid of the n / collapsed labels, which _separate_point_labels moves apart
+RUN_DOTS = "runs"  # gid of the dots that draw each run
 
 # Columns added to the runs while drawing: the line a run belongs to, its dodged x, whether it is a full-data run.
 LINE, X_PLOT, IS_FULL = "line", "x_plotted", "is_full"
@@ -165,7 +168,7 @@ def _n_note(summaries: Sequence[pd.DataFrame], runs: pd.DataFrame) -> tuple[bool
     n_text = f"n = {ns[0]} runs per point" if len(ns) == 1 else "n per point as labelled"
     rate = f"failure rate {failed}/{total} runs collapsed ({100 * failed / total:.0f}%)" if total else "no runs"
     failed_text = rate if failed == 0 else f"{rate}, in the means ('coll.')"
-    return len(ns) > 1, f"mean ± sd, {n_text}; {failed_text}"
+    return len(ns) > 1, f"mean ± sd, dots: single runs, {n_text}; {failed_text}"
 
 
 def _point_text(n: int, failed: int, show_n: bool) -> str:
@@ -173,7 +176,7 @@ def _point_text(n: int, failed: int, show_n: bool) -> str:
 
 
 def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: str, show_n: bool) -> None:
-    """seaborn's mean ± sd lines for one panel's runs, then the n / collapsed labels from `summary`.
+    """seaborn's mean ± sd lines for one panel's runs, a dot per run, then the n / collapsed labels from `summary`.
 
     The full-data point every line shares is labelled by the first line only.
     """
@@ -191,6 +194,7 @@ def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: s
         bars = summary[summary[LINE] == line].sort_values(X_PLOT)
         ax.errorbar(bars[X_PLOT].to_numpy(float), bars["mean"].to_numpy(float), yerr=bars["sd"].to_numpy(float),
                     linestyle="", color=lines.palette[line], capsize=2, elinewidth=1)
+        _run_dots(ax, lines.runs, line, metric, lines.palette[line], with_full=line == order[0])
     for p in summary.itertuples(index=False):
         line = getattr(p, LINE)
         text = _point_text(p.n, p.n_failed, show_n)
@@ -199,6 +203,15 @@ def _draw_lines(ax: Axes, lines: Lines, summary: pd.DataFrame, x: str, metric: s
                         color=lines.palette[line], gid=POINT_LABEL)  # fmt: skip
     ticks = sorted(lines.runs[x].dropna().astype(float).unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+
+
+def _run_dots(ax: Axes, runs: pd.DataFrame, line: str, metric: str, color: str, with_full: bool) -> None:
+    """Each run of `line` as a small translucent dot at its point's x; the full-data runs every line shares are
+    drawn once, with the first line (as their label is)."""
+    mine = runs[(runs[LINE] == line) & (with_full | ~runs[IS_FULL])].dropna(subset=[X_PLOT, metric])
+    # Above the bars of their own colour, with a white rim, so that a dot on its bar stays visible.
+    ax.scatter(mine[X_PLOT].to_numpy(float), mine[metric].to_numpy(float), s=10, color=color, alpha=0.6,
+               edgecolors="white", linewidths=0.3, zorder=2.5, gid=RUN_DOTS)  # fmt: skip
 
 
 def _separate_point_labels(fig: Figure) -> Figure:
