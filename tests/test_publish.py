@@ -222,7 +222,7 @@ def test_publish_writes_the_readmes_tables_between_their_markers_and_leaves_the_
     full = cells[(cells["metric"] == "aa_acc_pct") & (cells["strategy"] == "full")].iloc[0]
     assert f"{full['mean']:.2f} ± {full['sd']:.2f} (2)" in tables["cells"]
     assert "| On MNIST, loss-based pruning (low+high) is more robust than random pruning" in tables["verdicts"]
-    assert "inconclusive (2 vs 2; fewer than 5 runs in a pooled cell)" in tables["verdicts"]  # why, not only what
+    assert "inconclusive (2 vs 2; fewer than 10 runs in a group)" in tables["verdicts"]  # why, not only what
     seeds = record_readme.blocks(record)["seeds"].splitlines()
     assert "| table1 | full data | 2 | 0-1 |" in seeds and "| table1 | random, keep 0.4 | 2 | 0-1 |" in seeds
     assert seed_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8" and seed_ranges([3]) == "3"

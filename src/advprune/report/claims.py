@@ -280,11 +280,15 @@ def evaluate(
     if min(len(v) for v in groups.values()) >= 2:
         row["ci_low"], row["ci_high"] = _interval(claim, groups, statistic, rules, n_resamples=n_resamples, seed=seed)
     smallest_cell = _smallest_cell(runs, claim.measure) if claim.measure["kind"] == "difference" else math.inf
-    if min(len(v) for v in groups.values()) < rules.min_runs or smallest_cell < rules.min_runs_per_cell:
+    # The reason names the rule that fails first: a side with too few runs (whether or not it pools), else a cell
+    # that a side pools (a side of one cell with fewer than min_runs_per_cell fails min_runs already).
+    if min(len(v) for v in groups.values()) < rules.min_runs:
         row["verdict"] = INCONCLUSIVE
         row["note"] = f"fewer than {rules.min_runs} runs in a {'group' if rules.version > 1 else 'cell'} ({counts})"
-        if smallest_cell < rules.min_runs_per_cell:
-            row["note"] = f"fewer than {rules.min_runs_per_cell} runs in a pooled cell ({counts})"
+        return row
+    if smallest_cell < rules.min_runs_per_cell:
+        row["verdict"] = INCONCLUSIVE
+        row["note"] = f"fewer than {rules.min_runs_per_cell} runs in a pooled cell ({counts})"
         return row
     row["verdict"] = verdict(claim.test, row["ci_low"], row["ci_high"])
     row["note"] = counts
