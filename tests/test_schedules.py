@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -72,34 +71,6 @@ def _walk(
 def test_policies() -> None:
     assert SCHEDULES == ("rescale", "fixed")
     assert LR_AT == ("step_end", "step_start")
-
-
-def test_the_schemas_and_the_cli_name_the_schedules_of_schedules_py() -> None:
-    """One owner: the config schema's enums and every CLI option that takes a schedule list SCHEDULES as it is."""
-    import yaml
-
-    from advprune import cli
-
-    repo = Path(__file__).resolve().parents[1]
-    schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())
-    enums = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if set(node.get("enum", ())) & set(SCHEDULES):
-                enums.append(tuple(node["enum"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
-    assert enums and all(enum == SCHEDULES for enum in enums)
-    parser = cli.build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command").choices
-    options = [a for p in subparsers.values() for a in p._actions if "schedule" in a.dest]
-    assert options and all(tuple(a.choices) == SCHEDULES for a in options)
 
 
 @pytest.mark.parametrize("lr_at", LR_AT)

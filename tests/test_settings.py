@@ -268,3 +268,36 @@ def test_replacing_a_setting_gives_a_copy_in_the_same_order() -> None:
     assert list(fixed) == list(frozen)
     with pytest.raises(KeyError, match="bogus"):
         frozen.replace(bogus=1)
+
+
+@pytest.mark.parametrize("name", ["schedule", "precision"])
+def test_the_schemas_and_the_cli_take_a_settings_values_from_its_one_owner(name: str) -> None:
+    """Both schemas' enums and every CLI option that takes a schedule (precision) list schedules.SCHEDULES
+    (identity.PRECISIONS) as it is: a value added to the owner reaches every place a user can name it."""
+    from advprune import cli
+    from advprune.identity import PRECISIONS
+    from advprune.schedules import SCHEDULES
+
+    values = {"schedule": SCHEDULES, "precision": PRECISIONS}[name]
+    repo = Path(__file__).resolve().parents[1]
+    enums = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node.get("enum", ())) & set(values):
+                enums.append(tuple(node["enum"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for schema in (repo / "schemas" / "config.schema.yaml", repo / "src" / "advprune" / "settings.schema.yaml"):
+        before = len(enums)
+        walk(yaml.safe_load(schema.read_text()))
+        assert len(enums) > before, f"{schema.name} names no {name}"
+    assert all(enum == values for enum in enums), enums
+    subparsers = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    options = [(command, a) for command, p in subparsers.items() for a in p._actions if name in a.dest]
+    assert {"train", "prefix", "claims"} <= {command for command, _ in options}
+    assert all(tuple(a.choices) == values for _, a in options), [(c, a.dest, a.choices) for c, a in options]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
 from advprune import settings as settings_module
+from advprune.identity import PRECISIONS
 from advprune.schedules import SCHEDULES
 
 if TYPE_CHECKING:
@@ -84,6 +85,18 @@ def _add_prepare(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_prepare)
 
 
+def _add_settings_options(p: argparse.ArgumentParser, set_help: str) -> None:
+    """The options that resolve a training's settings (advprune.settings), shared by `train` and `prefix`: a prefix
+    is asked for with the settings of the runs that fork from it."""
+    p.add_argument("--schedule-after-pruning", choices=SCHEDULES,
+                   help="learning-rate schedule after pruning (default: the dataset's setting, rescale)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32, or bf16 autocast (default: the dataset's setting, fp32)")
+    p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
+
+
 def _add_train(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="RS-FGSM training with one-shot data pruning")
     p.add_argument("--dataset", required=True, help="a prepared dataset: <data-root>/<dataset>.npz")
@@ -95,14 +108,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                    help="the model's seed (its directory's seed<N>): initialisation, batch order, augmentation, "
                    "RS-FGSM starts, scoring, random pruning and the monitor's batch")
     p.add_argument("--out", type=Path, required=True, help="run directory (model.pt, train.json, pruning.npz)")
-    p.add_argument("--schedule-after-pruning", choices=SCHEDULES,
-                   help="learning-rate schedule after pruning (default: the dataset's setting, rescale)")
-    p.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="fp32, or bf16 autocast (default: the dataset's setting, fp32)")
-    p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set epochs=3 --set monitor.pgd_steps=5 (repeatable)")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
+    _add_settings_options(p, "override one setting, e.g. --set epochs=3 --set monitor.pgd_steps=5 (repeatable)")
     _add_device_options(p)
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: one timestamped log line per epoch instead (always so when stderr is "
@@ -122,13 +128,8 @@ def _add_prefix(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_SEED, required=True,
                    help="the model seed of the runs that fork from it (their `train --seed`)")
     p.add_argument("--out", type=Path, required=True, help="prefix directory: <out>/prefix.pt is written")
-    p.add_argument("--schedule-after-pruning", choices=["rescale", "fixed"],
-                   help="the forks' schedule (default: the dataset's setting, rescale)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="default: the dataset's setting, fp32")
-    p.add_argument("--config", type=Path, help="YAML file with sections common/<dataset> overriding defaults.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting, as the forks' `train --set` (repeatable)")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="where <dataset>.npz lives")
+    _add_settings_options(p, "override one setting, as the forks' `train --set` (repeatable; a prefix is trained "
+                          "with the settings of the runs that fork from it)")
     _add_device_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar: one log line per epoch instead")
     p.set_defaults(handler=_prefix)

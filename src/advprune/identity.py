@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 from advprune.pruning import STRATEGIES
 from advprune.schedules import SCHEDULES
 
+PRECISIONS = ("fp32", "bf16")  # the precision directory of a model: fp32, or bf16 autocast
 FULL = "full"  # the strategy name of the full-data model, whatever strategy or epoch a keep = 1.0 request named
 MODEL_ROOT = "results/models"
 # As Snakemake wildcards and as str.format fields: the workflow's rules and ModelKey.directory use the same text.

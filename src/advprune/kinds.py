@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from advprune.identity import ModelKey, sorted_keys
+from advprune.identity import PRECISIONS, ModelKey, sorted_keys
 from advprune.report.labels import display_name, join_names, numbers_text, pruned_fraction, seeds_text, strategy_label
 from advprune.schedules import SCHEDULES
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 FIGURE_FILES = ("pdf", "png")
 TABLE_FILES = ("pdf", "png", "csv", "tex", "md")
 CLAIMS_FILES = ("csv", "md")
-PRECISIONS = ("fp32", "bf16")
 
 
 # -- how the config describes an artefact ------------------------------------------------------------------------
