@@ -231,3 +231,37 @@ def test_the_readmes_tables_are_what_publish_writes_from_the_record() -> None:
     tables = record_readme.published(RECORD / "README.md")
     assert set(tables) == {"seeds", "verdicts", "apgd", "cells"}
     assert tables == record_readme.blocks(RECORD)
+
+
+def _headline() -> str:
+    """The repository README's "Results so far" paragraph, which quotes this record."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("**Results so far**")
+    return " ".join(text[start:text.index("\n\n", start)].split())
+
+
+def test_the_repository_readme_quotes_the_record_as_published(models: pd.DataFrame, table1: pd.DataFrame) -> None:
+    """The README's headline is written by hand after each publication: every number in it is the record's, so a
+    publication that leaves it stale fails here."""
+    import re
+
+    headline = _headline()
+    assert f"{len(models)} models" in headline
+    for artefact in ("table1", "fig3"):
+        seeds = pd.read_csv(RECORD / "artefacts" / f"{artefact}.csv").groupby(CELL)["seed"].nunique()
+        span = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+        assert re.search(rf"{ {'table1': 'Table 1', 'fig3': 'Figure 3'}[artefact]}'s cells: {span} seeds", headline), \
+            (artefact, span)
+    cells = pd.read_csv(RECORD / "cells.csv").set_index(["metric", "strategy", "keep"])
+    full = cells.loc[("aa_acc_pct", "full", 1.0)]
+    runs = table1[table1["strategy"] == "full"]
+    assert f"sd {full['sd']:.0f} points against {full['paper_sd']:.1f}" in headline
+    assert f"{int((runs['aa_acc_pct'] < 28).sum())} of {len(runs)} runs below 28%" in headline
+    for strategy, keep in (("low+high", 0.4), ("full", 1.0)):
+        cell = cells.loc[("aa_acc_pct", strategy, keep)]
+        assert f"{cell['mean']:.1f} against {cell['paper_mean']:.2f}" in headline, strategy  # the paper's 2 decimals
+        p = cell["paper_welch_p"]
+        assert (f"p = {p:.2g}" if p >= 0.001 else f"p = {p:.1g}") in headline, strategy  # as the record's table
+    claims = pd.read_csv(RECORD / "claims.csv")
+    measured = claims[claims["verdict"] != "not measured"]
+    assert ("every verdict is inconclusive" in headline) == (measured["verdict"] == "inconclusive").all()
