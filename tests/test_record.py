@@ -179,21 +179,31 @@ def test_the_facts_are_those_of_the_per_model_files(models: pd.DataFrame) -> Non
 
 def test_models_of_one_seed_share_their_weights_until_they_prune(models: pd.DataFrame) -> None:
     """runs.csv's per-epoch weight digests (recorded from this version of the code on): every pruned model holds,
-    after its pruning epoch e, the weights of the full-data model of its seed after e epochs; one epoch later, not."""
+    after its pruning epoch e, the weights of the full-data model of its seed after e epochs; one epoch later, not.
+    Where that full-data model predates the digests (Figure 3's seeds 0-4), the pruned models of the seed hold the
+    same weights after e epochs as one another, and each its own one epoch later."""
     runs = pd.read_csv(RECORD / "runs.csv").merge(models[["run_dir", "prune_epoch"]], on="run_dir")
     runs = runs.dropna(subset=["weights_sha256_by_epoch"])
     digests = {row.run_dir: row.weights_sha256_by_epoch.split() for row in runs.itertuples()}
     full = {row.seed: digests[row.run_dir] for row in runs.itertuples() if row.strategy == "full"}
-    compared = 0
-    for row in runs[runs["strategy"] != "full"].itertuples():
-        if row.seed not in full:
+    compared = {"with full data": 0, "with one another": 0}
+    for seed, pruned in runs[runs["strategy"] != "full"].groupby("seed"):
+        epochs = set(pruned["prune_epoch"].astype(int))
+        assert len(epochs) == 1, f"seed {seed}: models pruned after different epochs {epochs}"
+        e = epochs.pop()
+        if seed in full:
+            reference, how = full[seed], "with full data"
+        elif len(pruned) > 1:
+            reference, how = digests[pruned["run_dir"].iloc[0]], "with one another"
+        else:
             continue
-        e, mine = int(row.prune_epoch), digests[row.run_dir]
-        assert mine[:e] == full[row.seed][:e], row.run_dir
-        assert mine[e] != full[row.seed][e], row.run_dir
-        compared += 1
-    if compared == 0:
-        pytest.skip("no pruned model of the record has the full-data model of its seed with per-epoch digests yet")
+        for run_dir in pruned["run_dir"]:
+            assert digests[run_dir][:e] == reference[:e], run_dir
+        after = [digests[run_dir][e] for run_dir in pruned["run_dir"]] + ([full[seed][e]] if seed in full else [])
+        assert len(set(after)) == len(after), f"seed {seed}: two models hold the same weights after epoch {e + 1}"
+        compared[how] += len(pruned)
+    if not any(compared.values()):
+        pytest.skip("no pruned models of the record share a seed with per-epoch digests yet")
 
 
 @pytest.mark.parametrize(("rules", "published"), [("v2", "claims.csv"), ("v1", "claims-v1.csv")])
