@@ -112,6 +112,38 @@ def test_a_published_model_found_again_with_other_numbers_is_refused(tmp_path: P
     assert (record / "models.csv").read_bytes() == before
 
 
+@pytest.mark.parametrize(("case", "expected"), [
+    ("no run directory", "no such run directory"),
+    ("no log", "none.log: no such file"),
+    ("an artefact left out", "holds fig3 too, and its claims are computed from every artefact it holds"),
+    ("fewer seeds", "table1: this configuration's grid leaves out 5 of the 10 models"),
+])  # fmt: skip
+def test_a_publication_that_would_drop_or_misread_is_refused_before_it_writes(tmp_path: Path, capsys, case, expected):
+    """Each refused in one line, and no file of the record changes: a publication with a wrong run directory would
+    rewrite the record from no new model; one without an artefact the record holds would turn its claims "not
+    measured"; one without the run's seeds_max would redraw every artefact and verdict from fewer seeds."""
+    run, record = tmp_path / "run", tmp_path / "record"
+    for seed in range(2):
+        for strategy, keep in TABLE1_CELLS:
+            finish(run, table1_key(strategy, keep, seed), 60.0 + seed)
+    assert publish(run, record, 2, "--artefact", "fig3") == 0
+    capsys.readouterr()
+    files = {path: path.read_bytes() for path in record.rglob("*") if path.is_file()}
+    finish(run, table1_key("full", 1.0, 2), 50.0)  # a new model: a publication would write
+    run_dir, seeds_max, *extra = {
+        "no run directory": (tmp_path / "nowhere", 3, "--artefact", "fig3"),
+        "no log": (run, 3, "--artefact", "fig3", "--log", str(tmp_path / "none.log")),
+        "an artefact left out": (run, 3),
+        "fewer seeds": (run, 1, "--artefact", "fig3"),
+    }[case]  # fmt: skip
+    assert publish(run_dir, record, seeds_max, *extra) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+    assert {path: path.read_bytes() for path in record.rglob("*") if path.is_file()} == files
+    assert publish(run, record, 3, "--artefact", "fig3") == 0  # the run's own configuration publishes
+    assert "11 models, 1 new (table1: 11, fig3: " in capsys.readouterr().out
+
+
 def test_each_row_names_its_own_models_directory(tmp_path: Path):
     """Directories sort as text (seed10 before seed2, low+high_... before low_...), rows by model: a row must still get
     its own directory. (It once got the n-th directory: seeds 10-29 and low+high alone hid that, fig3's low showed it.)"""

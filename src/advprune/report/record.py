@@ -5,6 +5,8 @@ A record grows by model identity. Its `models.csv` holds one tidy row per model 
 columns); publishing again appends the rows of models finished since, and never changes a row already there: a model
 already in the record is never trained again (the run's targets leave it out), and a model found again with other
 numbers is refused. So a run may span sittings on different machines: each sitting publishes what it finished.
+A publication that would drop anything is refused before it writes: one that leaves out an artefact the record holds,
+or whose configuration's grid leaves out a model an artefact published (a forgotten `--set seeds_max=30`).
 
 What `publish` writes into the record folder, all from `models.csv` and the run's own files:
 - `models.csv` (append-only) and `runs.csv` (per model: wall times from Snakemake's benchmark files, the collapse
@@ -223,6 +225,30 @@ def _write_claims(tables: dict[str, Path], roles: dict[str, str], out: Path, rul
         tmp.write_text(claims_module.markdown(table, caption))
 
 
+def _check_nothing_is_dropped(record: Path, grid_rows: Mapping[str, pd.DataFrame]) -> None:
+    """A publication redraws every artefact, claim and table of the record from the artefacts it names and their
+    grids in the configuration given: refused, before anything is written, when it would leave out an artefact the
+    record holds (its claims would turn "not measured") or drop a model an artefact published (a configuration other
+    than the run's, e.g. without its seeds_max, would silently shrink the record's verdicts to fewer seeds)."""
+    held = sorted(path.stem for path in (record / "artefacts").glob("*.csv"))
+    left_out = [name for name in held if name not in grid_rows]
+    if left_out:
+        raise ValueError(
+            f"{record} holds {', '.join(left_out)} too, and its claims are computed from every artefact it holds: "
+            f"name each (--artefact {' --artefact '.join(left_out)})"
+        )
+    for name, rows in grid_rows.items():
+        path = record / "artefacts" / f"{name}.csv"
+        before = set(read_table(path)[IDENTITY]) if path.exists() else set()
+        dropped = before - set(rows[IDENTITY])
+        if dropped:
+            raise ValueError(
+                f"{name}: this configuration's grid leaves out {len(dropped)} of the {len(before)} models "
+                f"{path} holds (e.g. {sorted(dropped)[0]}); publish with the run's own configuration "
+                "(its --configfile files and --set overrides, such as seeds_max)"
+            )
+
+
 def publish(
     run: Path, record: Path, config: dict[str, Any], artefacts: list[str], roles: dict[str, str],
     logs: Iterable[Path] = (),
@@ -233,7 +259,12 @@ def publish(
         raise ValueError(f"--artefact {unknown[0]!r} is not an artefact of this configuration")
     # Refuses a name that is not a model-grid artefact, naming the known ones.
     grids = {name: get(name, ModelGrid) for name in artefacts}
-    record.mkdir(parents=True, exist_ok=True)
+    if not run.is_dir():
+        raise ValueError(f"{run}: no such run directory (the checkout the workflow ran in)")
+    logs = list(logs)
+    for log in logs:
+        if not Path(log).is_file():
+            raise ValueError(f"--log {log}: no such file")
     n_examples = int(config["n_examples"])
     models_csv, runs_csv = record / "models.csv", record / "runs.csv"
     published = read_table(models_csv) if models_csv.exists() else None
@@ -245,6 +276,10 @@ def publish(
     models = merge(published, found) if published is not None else found
     if models["n_examples"].nunique() > 1:
         raise ValueError(f"the record mixes AutoAttack sample sizes {sorted(models['n_examples'].unique())}")
+    grid_rows = {name: models[models[IDENTITY].isin({key.directory for key in artefact.models(config)})]
+                 for name, artefact in grids.items()}  # fmt: skip
+    _check_nothing_is_dropped(record, grid_rows)
+    record.mkdir(parents=True, exist_ok=True)
     if published is None:
         write_table(models, models_csv)
     else:  # appended as text: the published rows keep their bytes (a CSV round trip may reformat a float)
@@ -264,10 +299,8 @@ def publish(
     (record / "artefacts").mkdir(exist_ok=True)
     tables = {}
     for name, artefact in grids.items():
-        grid = {key.directory for key in artefact.models(config)}
-        rows = models[models[IDENTITY].isin(grid)]
         tables[name] = record / "artefacts" / f"{name}.csv"
-        write_table(rows, tables[name])
+        write_table(grid_rows[name], tables[name])
         render(artefact, tables[name], record / f"{name}.pdf", schedule=config["schedule_after_pruning"],
                precision=config["precision"])  # fmt: skip
 
