@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 # environment points to (a worktree sharing .venv planned with the main checkout's code, and failed when it changed).
 sys.path.insert(0, str(Path(workflow.basedir, "src")))
 
-from advprune.identity import run_pattern
+from advprune.identity import PRECISIONS, run_pattern
 from advprune.kinds import ModelGrid
 
 min_version("9.0")
@@ -33,7 +33,7 @@ include: "rules/common.smk"
 # One global block of tight wildcard patterns (the run pattern is built from the strategy registry).
 wildcard_constraints:
     dataset=r"[a-z0-9][a-z0-9-]*",
-    precision=r"fp32|bf16",
+    precision="|".join(PRECISIONS),
     run=run_pattern(),
     seed=r"\d+",
     n=r"\d+",
