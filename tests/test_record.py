@@ -275,3 +275,18 @@ def test_the_repository_readme_quotes_the_record_as_published(models: pd.DataFra
     claims = pd.read_csv(RECORD / "claims.csv")
     measured = claims[claims["verdict"] != "not measured"]
     assert ("every verdict is inconclusive" in headline) == (measured["verdict"] == "inconclusive").all()
+
+
+def test_the_repository_readmes_model_costs_are_the_records(models: pd.DataFrame) -> None:
+    """README ("On a CPU") quotes the record's per-model wall times: recomputed from runs.csv."""
+    text = " ".join((REPO / "README.md").read_text().split())
+    runs = pd.read_csv(RECORD / "runs.csv")
+    train, aa = runs["train_wall_s"] / 60, runs["eval_wall_s"] / 60
+    broken = runs[runs["aa_acc_pct"] < 5]
+    assert (
+        f"({len(models)} models, two one-thread jobs on a machine shared with other work) a model's median wall time "
+        f"was {train.median():.1f} minutes of training and {aa.median():.1f} of AutoAttack at n = 500 (quartiles {train.quantile(0.25):.1f}-"
+        f"{train.quantile(0.75):.1f} and {aa.quantile(0.25):.1f}-{aa.quantile(0.75):.1f} minutes; the "
+        f"{len(broken)} models that AutoAttack left below 5% took a median of "
+        f"{broken['eval_wall_s'].median() / 60:.1f} minutes of AutoAttack)"
+    ) in text
