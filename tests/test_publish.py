@@ -293,3 +293,17 @@ def test_run_record_trains_with_the_code_of_another_checkout(tmp_path: Path):
     bad = subprocess.run(["bash", str(ROOT / "scripts" / "run-record.sh"), str(record), str(logs), "--artefact", "x"],
                          capture_output=True, text=True, env={**env, "CODE_CHECKOUT": str(tmp_path)})  # fmt: skip
     assert bad.returncode == 2 and "has no Snakefile" in bad.stderr
+
+
+def test_the_verdict_table_says_what_an_all_of_claims_parts_found(tmp_path: Path):
+    """A claim made of parts ("low is the worst" = low below each other strategy) has no interval of its own: the
+    README's verdict says how its parts' verdicts stand."""
+    from advprune.report import record_readme
+
+    row = {"id": "low-worst", "claim": "low is the worst", "reading": "pooled", "dataset": "mnist", "ours": np.nan,
+           "ci_low": np.nan, "ci_high": np.nan, "n_runs": 40, "paper": np.nan, "verdict": "inconclusive",
+           "rule": "all of a, b, c", "interval": "", "seeds_needed": np.nan, "source": "Figure 3b",
+           "note": "a: reproduced; b: inconclusive; c: inconclusive"}  # fmt: skip
+    pd.DataFrame([row]).to_csv(tmp_path / "claims.csv", index=False)
+    (line,) = [line for line in record_readme.verdict_table(tmp_path).splitlines() if "low is the worst" in line]
+    assert "| inconclusive (its 3 parts below: 2 inconclusive, 1 reproduced) |" in line

@@ -80,6 +80,9 @@ def verdict_table(record: Path) -> str:
         if "a: n=" in note:  # "a: n=30, b: n=29", or "fewer than 5 runs in a pooled cell (a: n=5, b: n=5)"
             counts = note[note.index("a: n="):].rstrip(")").replace("a: n=", "").replace(", b: n=", " vs ")
             runs = f" ({counts}; {note[:note.index(' (')]})" if note.startswith("fewer than") else f" ({counts})"
+        elif row["rule"].startswith("all of"):  # its parts' verdicts: "id: verdict; id: verdict; ..."
+            parts = pd.Series([part.rsplit(": ", 1)[1] for part in note.split("; ")]).value_counts()
+            runs = f" (its {parts.sum()} parts below: " + ", ".join(f"{n} {v}" for v, n in parts.items()) + ")"
         if v1 is None or row["id"] not in v1.index:
             old = "— (not in v1)"
         else:
