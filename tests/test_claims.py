@@ -94,7 +94,7 @@ def test_a_clear_difference_is_reproduced_and_its_interval_covers_it():
     rng = np.random.default_rng(1)
     df = runs({("low+high", 0.4): 70 + rng.normal(0, 1, 30), ("random", 0.4): 65 + rng.normal(0, 1, 30)})
     row = claims.evaluate(claim(DIFFERENCE, GREATER), df, "mnist")
-    assert row["verdict"] == R and row["n_runs"] == 60
+    assert row["verdict"] == R and row["n_runs"] == 60 and (row["n_a"], row["n_b"]) == (30, 30) and not row["note"]
     assert row["ci_low"] < 5.0 < row["ci_high"] and row["ci_high"] - row["ci_low"] < 2.0
     means = df.groupby("strategy").aa_acc_pct.mean()
     assert row["ours"] == pytest.approx(means["low+high"] - means["random"])
@@ -125,7 +125,8 @@ def test_a_pooled_side_needs_five_runs_in_every_cell():
     df = runs({("low+high", 0.4): 70.0 + np.arange(12.0), ("low+high", 0.8): 70.0 + np.arange(4.0),
                ("random", 0.4): 50.0 + np.arange(16.0)})  # fmt: skip
     row = claims.evaluate(claim(pooled, GREATER), df, "mnist")
-    assert row["n_runs"] == 32 and row["verdict"] == INC and "fewer than 5 runs in a pooled cell" in row["note"]
+    assert row["n_runs"] == 32 and (row["n_a"], row["n_b"]) == (16, 16) and row["verdict"] == INC
+    assert row["note"] == "fewer than 5 runs in a pooled cell"
 
 
 def test_v2_intervals_are_welch_for_means_and_newcombe_for_rates():

@@ -33,9 +33,11 @@ from advprune.report.stats import linear_fit
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
 INTERVALS = {"welch": intervals.welch, "newcombe": intervals.newcombe}  # the others: the percentile bootstrap
 COLUMNS = [
-    "id", "claim", "reading", "dataset", "ours", "ci_low", "ci_high", "n_runs", "paper", "verdict", "rule", "interval",
-    "seeds_needed", "source", "note",
+    "id", "claim", "reading", "dataset", "ours", "ci_low", "ci_high", "n_runs", "n_a", "n_b", "paper", "verdict", "rule",
+    "interval", "seeds_needed", "source", "note",
 ]  # fmt: skip
+# n_a, n_b: the runs on each side of a difference or ratio (empty for other measures); note: why a claim is not
+# measured or inconclusive for too few runs, in words (empty otherwise).
 
 Groups = dict[str, np.ndarray]
 
@@ -260,7 +262,7 @@ def evaluate(
     rules = rules or load_rules()
     row = {
         "id": claim.id, "claim": claim.claim, "reading": claim.reading, "dataset": dataset, "ours": math.nan,
-        "ci_low": math.nan, "ci_high": math.nan, "n_runs": 0,
+        "ci_low": math.nan, "ci_high": math.nan, "n_runs": 0, "n_a": math.nan, "n_b": math.nan,
         "paper": math.nan if claim.paper is None else float(claim.paper), "verdict": NOT_MEASURED,
         "rule": rule_text(claim.test), "interval": "", "seeds_needed": math.nan, "source": claim.source, "note": "",
     }  # fmt: skip
@@ -275,8 +277,9 @@ def evaluate(
         return row
     row["ours"] = float(statistic(groups))
     row["n_runs"] = int(sum(len(v) for v in groups.values()))
+    if set(groups) == {"a", "b"}:
+        row["n_a"], row["n_b"] = len(groups["a"]), len(groups["b"])
     row["interval"] = _interval_name(claim.measure, rules)
-    counts = ", ".join(f"{name}: n={len(v)}" for name, v in groups.items())
     if min(len(v) for v in groups.values()) >= 2:
         row["ci_low"], row["ci_high"] = _interval(claim, groups, statistic, rules, n_resamples=n_resamples, seed=seed)
     smallest_cell = _smallest_cell(runs, claim.measure) if claim.measure["kind"] == "difference" else math.inf
@@ -284,14 +287,13 @@ def evaluate(
     # that a side pools (a side of one cell with fewer than min_runs_per_cell fails min_runs already).
     if min(len(v) for v in groups.values()) < rules.min_runs:
         row["verdict"] = INCONCLUSIVE
-        row["note"] = f"fewer than {rules.min_runs} runs in a {'group' if rules.version > 1 else 'cell'} ({counts})"
+        row["note"] = f"fewer than {rules.min_runs} runs in a {'group' if rules.version > 1 else 'cell'}"
         return row
     if smallest_cell < rules.min_runs_per_cell:
         row["verdict"] = INCONCLUSIVE
-        row["note"] = f"fewer than {rules.min_runs_per_cell} runs in a pooled cell ({counts})"
+        row["note"] = f"fewer than {rules.min_runs_per_cell} runs in a pooled cell"
         return row
     row["verdict"] = verdict(claim.test, row["ci_low"], row["ci_high"])
-    row["note"] = counts
     if rules.version > 1 and row["verdict"] == INCONCLUSIVE:
         needed = seeds_needed(claim, groups, row["ours"], rules)
         row["seeds_needed"] = math.nan if needed is None else needed
@@ -315,6 +317,7 @@ def all_of(claim: Claim, parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": claim.id, "claim": claim.claim, "reading": claim.reading, "dataset": parts[0]["dataset"],
         "ours": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_runs": max(p["n_runs"] for p in parts),
+        "n_a": math.nan, "n_b": math.nan,
         "paper": math.nan if claim.paper is None else float(claim.paper), "verdict": verdict_,
         "rule": "all of " + ", ".join(claim.measure["claims"]), "interval": "", "seeds_needed": needed,
         "source": claim.source, "note": "; ".join(f"{p['id']}: {p['verdict']}" for p in parts),
@@ -359,6 +362,10 @@ def _verdict_text(r: Any) -> str:
     return text
 
 
+def _runs_text(r: Any) -> str:
+    return f"{r.n_runs}" if math.isnan(r.n_a) else f"{int(r.n_a)} vs {int(r.n_b)}"
+
+
 def markdown(table: pd.DataFrame, caption: str) -> str:
     lines = [
         caption, "",
@@ -369,7 +376,7 @@ def markdown(table: pd.DataFrame, caption: str) -> str:
         interval = "—" if math.isnan(r.ci_low) else f"[{_number(r.ci_low)}, {_number(r.ci_high)}]"
         lines.append(
             f"| {r.claim} | {r.reading} | {r.dataset or '—'} | {_number(r.ours)} | {interval} "
-            f"| {r.interval or '—'} | {r.n_runs} | {_number(r.paper)} | {r.rule} | {_verdict_text(r)} | {r.source} |"
+            f"| {r.interval or '—'} | {_runs_text(r)} | {_number(r.paper)} | {r.rule} | {_verdict_text(r)} | {r.source} |"
         )
     counts = table["verdict"].value_counts()
     verdicts = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)

@@ -77,9 +77,8 @@ def verdict_table(record: Path) -> str:
     for row in v2[v2["dataset"].isin(measured)].to_dict("records"):
         note = row["note"] if isinstance(row["note"], str) else ""
         runs = ""
-        if "a: n=" in note:  # "a: n=30, b: n=29", or "fewer than 5 runs in a pooled cell (a: n=5, b: n=5)"
-            counts = note[note.index("a: n="):].rstrip(")").replace("a: n=", "").replace(", b: n=", " vs ")
-            runs = f" ({counts}; {note[:note.index(' (')]})" if note.startswith("fewer than") else f" ({counts})"
+        if not pd.isna(row["n_a"]):  # the runs on each side, and why a verdict is inconclusive for too few
+            runs = f" ({int(row['n_a'])} vs {int(row['n_b'])}{'; ' + note if note else ''})"
         elif row["rule"].startswith("all of"):  # its parts' verdicts: "id: verdict; id: verdict; ..."
             parts = pd.Series([part.rsplit(": ", 1)[1] for part in note.split("; ")]).value_counts()
             runs = f" (its {parts.sum()} parts below: " + ", ".join(f"{n} {v}" for v, n in parts.items()) + ")"
