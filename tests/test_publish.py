@@ -301,7 +301,8 @@ def test_the_verdict_table_says_what_an_all_of_claims_parts_found(tmp_path: Path
     from advprune.report import record_readme
 
     row = {"id": "low-worst", "claim": "low is the worst", "reading": "pooled", "dataset": "mnist", "ours": np.nan,
-           "ci_low": np.nan, "ci_high": np.nan, "n_runs": 40, "paper": np.nan, "verdict": "inconclusive",
+           "ci_low": np.nan, "ci_high": np.nan, "n_runs": 40, "n_a": np.nan, "n_b": np.nan, "paper": np.nan,
+           "verdict": "inconclusive",
            "rule": "all of a, b, c", "interval": "", "seeds_needed": np.nan, "source": "Figure 3b",
            "note": "a: reproduced; b: inconclusive; c: inconclusive"}  # fmt: skip
     pd.DataFrame([row]).to_csv(tmp_path / "claims.csv", index=False)
