@@ -7,7 +7,8 @@
 # Usage: bash scripts/run-record.sh RECORD LOGDIR MISSING_ARGS...
 #   RECORD        the record whose models are skipped, e.g. ../main/docs/results/mnist-cpu
 #   LOGDIR        one Snakemake console log per call (chunk-NNN.log; `advprune publish --log` reads them)
-#   MISSING_ARGS  the arguments of `advprune missing` after RECORD (--configfile, --set, --artefact, --only)
+#   MISSING_ARGS  the arguments of `advprune missing` after RECORD (--configfile, --set, --artefact, --only, and
+#                 --new-record for a record not yet published)
 # Environment: CHUNK (models per call, default 6), PROFILE (default profiles/cpu), SNAKEMAKE_ARGS (more arguments,
 # e.g. "--config 'sources={mnist: /data/mnist-raw}'"), NICE (default 10), CODE_CHECKOUT (the checkout whose code
 # trains the models, default this one: e.g. a worktree of the commit that the record's earlier rows name, so that every

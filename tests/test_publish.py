@@ -191,6 +191,22 @@ def test_missing_names_what_the_record_lacks_seed_by_seed(tmp_path: Path, capsys
                                                for seed in (1, 2) for k in (0.4, 0.8)]  # fmt: skip
     assert cli.main([*base, "--only", "random=most"]) == 2
     assert "--only 'random=most': KEEP must be a number" in capsys.readouterr().err
+    # A cell of no grid named would list nothing, and a run would train nothing without a word.
+    assert cli.main([*base, "--only", "random=0.3"]) == 2
+    assert "--only random=0.3: no such cell in the grids of table1 (full=1, low+high=0.4" in capsys.readouterr().err
+
+
+def test_missing_refuses_a_folder_that_is_no_record_unless_it_starts_one(tmp_path: Path, capsys):
+    """A mistyped record path would list every model of the grids, published ones too, to be trained again."""
+    args = ["--configfile", str(ROOT / "config.yaml"), str(ROOT / "profiles/cpu/cpu.yaml"), "--set",
+            f"n_examples={N}", "--set", "seeds_max=2", "--artefact", "table1"]  # fmt: skip
+    assert cli.main(["missing", str(tmp_path / "typo"), *args]) == 2
+    assert "typo holds no models.csv: check the path, or pass --new-record" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["missing", str(tmp_path / "a-file"), "--new-record", *args]) == 2
+    assert "a-file: not a folder" in capsys.readouterr().err
+    assert cli.main(["missing", str(tmp_path / "new"), "--new-record", *args]) == 0
+    assert len(capsys.readouterr().out.split()) == 2 * len(TABLE1_CELLS)
 
 
 def test_run_record_refuses_a_short_command_line_in_one_line():

@@ -232,6 +232,9 @@ def _add_missing(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--artefact", action="append", required=True, metavar="NAME", help="a model-grid artefact")
     p.add_argument("--only", action="append", default=[], metavar="STRATEGY=KEEP",
                    help="only this cell, e.g. random=0.4 or full=1 (repeatable; default: every cell)")
+    p.add_argument("--new-record", action="store_true",
+                   help="the record does not exist yet: every model of the grids is missing (without it, a folder "
+                   "without models.csv is refused, as a mistyped path would list the published models again)")
     p.set_defaults(handler=_missing)
 
 
@@ -556,7 +559,7 @@ def _missing(args: argparse.Namespace) -> int:
             only.append((strategy, float(keep)))
         except ValueError:
             raise ValueError(f"--only {text!r}: KEEP must be a number, e.g. random=0.4") from None
-    for target in missing_targets(args.record, config, args.artefact, only):
+    for target in missing_targets(args.record, config, args.artefact, only, new_record=args.new_record):
         print(target)
     return 0
 

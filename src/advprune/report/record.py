@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from advprune.artefacts import get
-from advprune.identity import EVALUATION_FILE, MODEL_ROOT
+from advprune.identity import EVALUATION_FILE, MODEL_ROOT, normalise_keep
 from advprune.report import claims as claims_module
 from advprune.report import record_readme
 from advprune.report.aggregate import collect, read_table, write_table
@@ -344,15 +344,26 @@ def publish(
 
 
 def missing_targets(
-    record: Path, config: dict[str, Any], artefacts: list[str], only: Iterable[tuple[str, float]] = ()
+    record: Path, config: dict[str, Any], artefacts: list[str], only: Iterable[tuple[str, float]] = (),
+    new_record: bool = False,
 ) -> list[str]:
     """The evaluation files (Snakemake targets) of the artefacts' models that the record does not hold yet, seed by
     seed (so that an interrupted run leaves every cell with about as many seeds), each model once; `only` keeps the
-    cells (strategy, keep) named."""
+    cells (strategy, keep) named. A folder without models.csv is taken for a record only with `new_record`: a
+    mistyped path would otherwise list every model of the grids, the published ones included, to be trained again."""
     models_csv = record / "models.csv"
+    if record.exists() and not record.is_dir():
+        raise ValueError(f"{record}: not a folder (a record is a folder holding models.csv)")
+    if not models_csv.exists() and not new_record:
+        raise ValueError(f"{record} holds no models.csv: check the path, or pass --new-record to start a record there")
     published = set(read_table(models_csv)[IDENTITY]) if models_csv.exists() else set()
-    cells = {(strategy, float(keep)) for strategy, keep in only}
+    cells = {(strategy, normalise_keep(keep)) for strategy, keep in only}
     keys = {key for name in artefacts for key in get(name).models(config)}
+    unknown = cells - {(key.strategy, key.keep) for key in keys}
+    if unknown:
+        strategy, keep = sorted(unknown)[0]
+        grid = ", ".join(f"{s}={k:g}" for s, k in sorted({(key.strategy, key.keep) for key in keys}))
+        raise ValueError(f"--only {strategy}={keep:g}: no such cell in the grids of {', '.join(artefacts)} ({grid})")
     wanted = [key for key in keys if not cells or (key.strategy, key.keep) in cells]
     missing = [key for key in wanted if key.directory not in published]
     return [key.evaluation_file(int(config["n_examples"])) for key in sorted(missing, key=lambda k: (k.seed, k))]
