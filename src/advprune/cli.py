@@ -536,11 +536,9 @@ def _publish(args: argparse.Namespace) -> int:
 
     overrides = {key: yaml.safe_load(value) for key, value in parse_pairs(args.set, "--set").items()}
     config = plan.load_config(args.configfile, overrides)
-    models_csv = args.record / "models.csv"
-    before = len(models_csv.read_text().splitlines()) - 1 if models_csv.exists() else 0
-    facts = publish(args.run_dir, args.record, config, args.artefact, parse_pairs(args.role, "--role"), args.log)
+    facts, new = publish(args.run_dir, args.record, config, args.artefact, parse_pairs(args.role, "--role"), args.log)
     per_artefact = ", ".join(f"{name}: {n}" for name, n in facts["models_per_artefact"].items())
-    print(f"{args.record}: {facts['models']} models, {facts['models'] - before} new ({per_artefact})")
+    print(f"{args.record}: {facts['models']} models, {new} new ({per_artefact})")
     return 0
 
 

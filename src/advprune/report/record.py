@@ -252,8 +252,9 @@ def _check_nothing_is_dropped(record: Path, grid_rows: Mapping[str, pd.DataFrame
 def publish(
     run: Path, record: Path, config: dict[str, Any], artefacts: list[str], roles: dict[str, str],
     logs: Iterable[Path] = (),
-) -> dict[str, Any]:
-    """Add the run's finished models to the record and rewrite every derived file; returns facts.json's content."""
+) -> tuple[dict[str, Any], int]:
+    """Add the run's finished models to the record and rewrite every derived file; returns facts.json's content and
+    how many of the record's models are new."""
     unknown = [name for name in artefacts if name not in config["artefacts"]]
     if unknown:
         raise ValueError(f"--artefact {unknown[0]!r} is not an artefact of this configuration")
@@ -340,7 +341,7 @@ def publish(
         tmp.write_text(json.dumps(facts, indent=1) + "\n")
     if (record / "README.md").exists():
         record_readme.update(record / "README.md", record_readme.blocks(record))
-    return facts
+    return facts, len(models) - (0 if published is None else len(published))
 
 
 def missing_targets(
@@ -359,10 +360,11 @@ def missing_targets(
     published = set(read_table(models_csv)[IDENTITY]) if models_csv.exists() else set()
     cells = {(strategy, normalise_keep(keep)) for strategy, keep in only}
     keys = {key for name in artefacts for key in get(name).models(config)}
-    unknown = cells - {(key.strategy, key.keep) for key in keys}
+    grid_cells = {(key.strategy, key.keep) for key in keys}
+    unknown = cells - grid_cells
     if unknown:
         strategy, keep = sorted(unknown)[0]
-        grid = ", ".join(f"{s}={k:g}" for s, k in sorted({(key.strategy, key.keep) for key in keys}))
+        grid = ", ".join(f"{s}={k:g}" for s, k in sorted(grid_cells))
         raise ValueError(f"--only {strategy}={keep:g}: no such cell in the grids of {', '.join(artefacts)} ({grid})")
     wanted = [key for key in keys if not cells or (key.strategy, key.keep) in cells]
     missing = [key for key in wanted if key.directory not in published]
