@@ -290,3 +290,88 @@ def test_the_repository_readmes_model_costs_are_the_records(models: pd.DataFrame
         f"{len(broken)} models that AutoAttack left below 5% took a median of "
         f"{broken['eval_wall_s'].median() / 60:.1f} minutes of AutoAttack)"
     ) in text
+
+
+def _prose(text: str) -> str:
+    """The record README without the tables publish writes (tested above), whitespace collapsed: the hand-written
+    sentences, which a republication can leave stale."""
+    import re
+
+    return " ".join(re.sub(r"<!-- advprune publish: .*?<!-- /advprune publish -->", " ", text, flags=re.S).split())
+
+
+def _stale_numbers(prose: str) -> list[str]:
+    """Every interval, mean ± sd, Welch p, seeds-for-power figure, full-data failure and Figure 3 pooled mean the prose
+    quotes, checked against the record's files at the precision quoted; returns what does not match."""
+    import re
+
+    def at(quoted: str, value: float) -> bool:
+        decimals = len(quoted.split(".")[1]) if "." in quoted else 0
+        return f"{value:.{decimals}f}".replace("-0.0", "0.0") == quoted.lstrip("+").replace("-0.0", "0.0")
+
+    claims = pd.concat([pd.read_csv(RECORD / name) for name in ("claims.csv", "claims-v1.csv", "claims-apgd.csv")])
+    claims = claims.dropna(subset=["ci_low"])
+    cells = pd.read_csv(RECORD / "cells.csv")
+    loss, full = (cells[(cells.metric == "aa_acc_pct") & (cells.strategy == s)].iloc[0] for s in ("low+high", "full"))
+    # The paper's own interval for loss keep 0.4 against full data (30 runs each, Welch, 95%): what rules v2 cite.
+    se2 = loss["paper_sd"] ** 2 / 30 + full["paper_sd"] ** 2 / 30
+    df = se2**2 / ((loss["paper_sd"] ** 2 / 30) ** 2 / 29 + (full["paper_sd"] ** 2 / 30) ** 2 / 29)
+    gap, half = loss["paper_mean"] - full["paper_mean"], stats.t.ppf(0.975, df) * se2**0.5
+    intervals = [(r.ci_low, r.ci_high) for r in claims.itertuples()] + [(gap - half, gap + half)]
+    stale = []
+    for lo, hi in re.findall(r"\[(-?\d+\.\d+), (-?\d+\.\d+)\]", prose):
+        if not any(at(lo, x) and at(hi, y) for x, y in intervals):
+            stale.append(f"[{lo}, {hi}]")
+    pairs = [(r.mean, r.sd) for r in cells.itertuples()] + [(r.paper_mean, r.paper_sd) for r in cells.itertuples()]
+    for mean, sd in re.findall(r"(\d+\.\d+) ± (\d+\.\d+)", prose):
+        if not any(at(mean, x) and at(sd, y) for x, y in pairs if pd.notna(x)):
+            stale.append(f"{mean} ± {sd}")
+    ps = {f"{p:.2g}" if p >= 0.001 else f"{p:.1g}" for p in cells["paper_welch_p"].dropna()}
+    for p in re.findall(r"\bp = ([\d.e-]*\d)", prose):
+        if p not in ps | {"0.2", "0.4", "0.6", "0.8"}:  # those four: the paper's p, the fraction pruned
+            stale.append(f"p = {p}")
+    needed = {f"{n:.0f}" for n in claims["seeds_needed"].dropna()}
+    for found in re.findall(r"about (\d+) seeds per cell|about (\d+) and (\d+)\b", prose):
+        stale += [f"about {n}" for n in found if n and n not in needed]
+    table1 = pd.read_csv(RECORD / "artefacts" / "table1.csv")
+    runs = table1[table1.strategy == "full"]
+    failed = runs[runs.aa_acc_pct < 28].sort_values("seed")
+    match = re.search(r"(\d+) of (\d+) full-data runs score below 28% \(seeds ([\d, and]+): ([\d., and]+)\)", prose)
+    quoted = match and (match[1], match[2], re.findall(r"\d+", match[3]), re.findall(r"\d+\.\d", match[4]))
+    if quoted != (str(len(failed)), str(len(runs)), [str(s) for s in failed.seed],
+                  [f"{x:.1f}" for x in failed.aa_acc_pct]):  # fmt: skip
+        stale.append(f"full-data failures: {quoted}")
+    from advprune.report.record_readme import failure_threshold
+
+    fig3 = pd.read_csv(RECORD / "artefacts" / "fig3.csv")
+    pruned = fig3[fig3.strategy != "full"].assign(failed=lambda d: d.aa_acc_pct < failure_threshold())
+    pooled = pruned.groupby("strategy").agg(mean=("aa_acc_pct", "mean"), failed=("failed", "sum"))
+    match = re.search(r"accuracy is (\d+\.\d)% for high loss, (\d+\.\d)% for low loss, (\d+\.\d)% for low\+high and "
+                      r"(\d+\.\d)% for random; (\d+), (\d+), (\d+) and (\d+) of those runs", prose)  # fmt: skip
+    order = ["high", "low", "low+high", "random"]
+    expected = [f"{pooled.loc[s, 'mean']:.1f}" for s in order] + [str(pooled.loc[s, "failed"]) for s in order]
+    if not match or list(match.groups()) != expected:
+        stale.append(f"Figure 3 pooled means: {match and match.groups()} against {expected}")
+    return stale
+
+
+def test_the_records_prose_quotes_the_records_numbers() -> None:
+    """The README's sentences are written by hand after each publication; every interval, mean ± sd, p, power figure,
+    full-data failure and Figure 3 pooled mean they quote is one of the record's files' numbers, so a republication
+    that leaves a sentence stale fails here."""
+    assert _stale_numbers(_prose((RECORD / "README.md").read_text())) == []
+
+
+@pytest.mark.parametrize("quoted", [r"\[-?\d+\.\d+, -?(\d+\.\d+)\]", r"\d+\.\d+ ± (\d+\.\d+)", r"p = 0\.00(\d+)",
+                                    r"accuracy is (\d+\.\d)% for high loss", r"of (\d+) full-data runs score"])
+def test_a_stale_number_in_the_prose_is_found(quoted: str) -> None:
+    """The check above can fail: the first number of each kind the prose quotes, altered by one in its last digit,
+    is reported."""
+    import re
+
+    prose = _prose((RECORD / "README.md").read_text())
+    match = re.search(quoted, prose)
+    assert match, f"the prose quotes no {quoted}"
+    number = match[1]
+    altered = number[:-1] + str((int(number[-1]) + 1) % 10)
+    assert _stale_numbers(prose[: match.start(1)] + altered + prose[match.end(1):])
