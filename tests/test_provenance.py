@@ -46,6 +46,24 @@ def test_code_state_names_the_commit_and_sees_edits_to_tracked_files(fake_checko
     assert provenance.code_state() == {"commit": head, "dirty": True}
 
 
+def test_code_state_is_not_dirtied_by_documents_or_published_records(fake_checkout):
+    """Publishing a record writes into docs/ before it builds the record's claims: those writes, prose and tests do not
+    make the build dirty; a change to code or a setting does."""
+    for path in ("docs/results/rec/models.csv", "docs/method.md", "README.md", "tests/test_x.py", "config.yaml"):
+        (fake_checkout / path).parent.mkdir(parents=True, exist_ok=True)
+        (fake_checkout / path).write_text("a\n")
+    git(fake_checkout, "add", ".")
+    git(fake_checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "more")
+    head = git(fake_checkout, "rev-parse", "HEAD")
+    for path in ("docs/results/rec/models.csv", "docs/method.md", "README.md", "tests/test_x.py"):
+        (fake_checkout / path).write_text("b\n")
+    provenance.code_state.cache_clear()
+    assert provenance.code_state() == {"commit": head, "dirty": False}
+    (fake_checkout / "config.yaml").write_text("b\n")
+    provenance.code_state.cache_clear()
+    assert provenance.code_state() == {"commit": head, "dirty": True}
+
+
 def test_code_state_outside_a_checkout_is_unknown_not_wrong(tmp_path, monkeypatch):
     outer = tmp_path / "outer"
     (outer / "copy").mkdir(parents=True)

@@ -41,10 +41,17 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+# Tracked paths that no computation reads as code or settings: prose, and the records docs/results holds (publish
+# reads a record's models.csv as data, and says which models it holds by their own commits).
+NOT_CODE = (":(exclude)docs", ":(exclude,glob)**/*.md", ":(exclude)tests")
+
+
 @functools.cache
 def code_state() -> dict[str, Any]:
     """{"commit", "dirty"} of the project's git checkout; both None where the code is not in one (an installed
-    package, a copied workflow). Dirty means tracked files differ from the commit; untracked files do not count."""
+    package, a copied workflow). Dirty means tracked files that can change a result differ from the commit: untracked
+    files, documentation and the records published under docs/ do not count (publishing a record writes into docs/
+    before it builds the record's tables, which would otherwise always call its own build dirty)."""
     root = project_root()
 
     def git(*args: str) -> str:
@@ -56,7 +63,7 @@ def code_state() -> dict[str, Any]:
         if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
             raise ValueError("the package sits inside some other repository")
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE))
     except (OSError, ValueError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
