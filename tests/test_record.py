@@ -239,7 +239,7 @@ def test_the_readmes_tables_are_what_publish_writes_from_the_record() -> None:
     from advprune.report import record_readme
 
     tables = record_readme.published(RECORD / "README.md")
-    assert set(tables) == {"seeds", "verdicts", "apgd", "cells"}
+    assert set(tables) == {"seeds", "verdicts", "apgd", "paired", "cells"}
     assert tables == record_readme.blocks(RECORD)
 
 
@@ -375,3 +375,34 @@ def test_a_stale_number_in_the_prose_is_found(quoted: str) -> None:
     number = match[1]
     altered = number[:-1] + str((int(number[-1]) + 1) % 10)
     assert _stale_numbers(prose[: match.start(1)] + altered + prose[match.end(1):])
+
+
+def test_the_seed_paired_sensitivity_is_scipys_paired_t_test_on_the_record() -> None:
+    """claims-paired.csv recomputed with pandas and scipy.stats.ttest_rel: per seed, each side's mean over its cells
+    (seeds with a run in every cell of both sides), the paired t interval at the rules' level."""
+    from advprune.report.claim_rules import load_rules
+
+    published = pd.read_csv(RECORD / "claims-paired.csv").set_index("id")
+    rules = load_rules("v2")
+    checked = 0
+    for claim in rules.claims:
+        measure = claim.measure
+        if measure["kind"] != "difference" or claim.id not in published.index:
+            continue
+        table = pd.read_csv(RECORD / "artefacts" / f"{claim.artefact}.csv")
+        rate = measure["metric"] == "collapse_pct" or "below" in measure
+        values = (100.0 * table["collapsed"] if measure["metric"] == "collapse_pct"
+                  else 100.0 * (table[measure["metric"]] < measure["below"]) if "below" in measure
+                  else table[measure["metric"]])  # fmt: skip
+        wide = table.assign(value=values).pivot_table(index="seed", columns=["strategy", "keep"], values="value")
+        sides = [[(c["strategy"], float(c["keep"])) for c in (measure[s] if isinstance(measure[s], list)
+                                                              else [measure[s]])] for s in ("a", "b")]  # fmt: skip
+        complete = wide[sides[0] + sides[1]].dropna()
+        a, b = complete[sides[0]].mean(axis=1), complete[sides[1]].mean(axis=1)
+        level = rules.confidence["rates" if rate else "means"]
+        ci = stats.ttest_rel(a, b).confidence_interval(level)
+        row = published.loc[claim.id]
+        assert row["n_seeds"] == len(complete) and row["confidence"] == level, claim.id
+        assert (row["ours"], row["ci_low"], row["ci_high"]) == pytest.approx(((a - b).mean(), ci.low, ci.high)), claim.id
+        checked += 1
+    assert checked == len(published) >= 8

@@ -16,6 +16,8 @@ What `publish` writes into the record folder, all from `models.csv` and the run'
 - `claims.csv/.md` by rules v2, `claims-v1.csv/.md` by rules v1, and `claims-apgd.csv/.md`: the same v2 claims on the
   accuracy after APGD-CE and APGD-T only (the paper names "the strongest Auto-PGD based attacker"; a sensitivity,
   not a verdict on the paper);
+- `claims-paired.csv`: v2's difference claims with the runs paired by seed (advprune.report.paired), a sensitivity
+  chosen after the data, not a verdict;
 - `cells.csv` and `cells.pdf/.png`: per cell of the tables, ours (all runs, and without collapsed runs) beside the
   paper's, with the APGD-only accuracy;
 - `facts.json`: counts, times and the run's sittings (from its Snakemake console logs, appended).
@@ -42,6 +44,7 @@ from advprune.report.aggregate import collect, read_table, write_table
 from advprune.kinds import ModelGrid
 from advprune.report.labels import display_name
 from advprune.report.output import save_artefact
+from advprune.report.paired import paired_table
 from advprune.report.render import render
 from advprune.report.paper import TABLE1_N as PAPER_RUNS
 from advprune.report.tables import table_values
@@ -310,6 +313,9 @@ def publish(
     _write_claims(tables, roles, record / "claims-apgd.csv", _apgd_rules(),
                   "Sensitivity: the v2 claims on AutoAttack accuracy, read on the accuracy after APGD-CE and APGD-T "
                   "only (the paper may have reported Auto-PGD alone). Not a verdict on the paper.")
+    frames = {name: read_table(path) for name, path in tables.items()}
+    with atomic_path(record / "claims-paired.csv") as tmp:
+        paired_table(frames, roles, claims_module.load_rules("v2")).to_csv(tmp, index=False)
     if "table1" in tables:
         table1 = read_table(tables["table1"])
         cells = cell_statistics(table1)

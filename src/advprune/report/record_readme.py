@@ -6,6 +6,8 @@ them and nothing else (the prose around them stays the author's). tests/test_rec
 - `verdicts`: every claim of the record's datasets by rules v2 (claims.csv), with its interval, method, verdict, runs
   per group and the seeds per cell that 80% power would need, beside rules v1's interval and verdict (claims-v1.csv).
 - `apgd`: the same claims on the accuracy after APGD-CE and APGD-T alone (claims-apgd.csv), a sensitivity check.
+- `paired`: the difference claims with the runs paired by seed (claims-paired.csv) beside their unpaired v2 interval,
+  a sensitivity chosen after the data.
 - `cells`: Table 1's cells (cells.csv), ours beside the paper's with Welch's p, the APGD-only accuracy and the time,
   and per cell the failures under each definition of the rules (the monitor's flag; AutoAttack below the threshold).
 """
@@ -37,6 +39,8 @@ def blocks(record: Path) -> dict[str, str]:
         out["verdicts"] = verdict_table(record)
     if (record / "claims-apgd.csv").exists():
         out["apgd"] = apgd_table(record)
+    if (record / "claims-paired.csv").exists() and (record / "claims.csv").exists():
+        out["paired"] = paired_table(record)
     if (record / "cells.csv").exists() and (record / "artefacts" / "table1.csv").exists():
         out["cells"] = cells_table(record)
     return out
@@ -104,6 +108,26 @@ def apgd_table(record: Path) -> str:
         lines.append(f"| {row['claim']} ({row['reading']}) | {row['ours']:+.2f} | {_interval_text(row)} | "
                      f"{row['verdict']} |")
     return "\n".join(lines)
+
+
+def paired_table(record: Path) -> str:
+    """The seed-paired sensitivity (claims-paired.csv) beside each claim's unpaired v2 interval and verdict."""
+    paired = pd.read_csv(record / "claims-paired.csv").dropna(subset=["ci_low"])
+    unpaired = pd.read_csv(record / "claims.csv").set_index("id")
+    lines = ["| claim | v2 (unpaired) | paired by seed: ours | interval | seeds | r of the sides | coverage, seeds "
+             "resampled | the rule would read |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in paired.to_dict("records"):
+        v2 = unpaired.loc[row["id"]]
+        lines.append(
+            f"| {row['claim']} ({row['reading']}) | [{v2['ci_low']:.1f}, {v2['ci_high']:.1f}]: {v2['verdict']} "
+            f"| {row['ours']:+.2f} | [{row['ci_low']:.1f}, {row['ci_high']:.1f}], t {row['confidence']:.0%} "
+            f"| {row['n_seeds']} | {_number(row['r_sides'])} | {row['coverage_resampled']:.1%} | {row['rule_reading']} |"
+        )
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value:.2f}"
 
 
 def _p_text(p: float) -> str:
