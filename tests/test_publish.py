@@ -313,14 +313,21 @@ def test_run_record_trains_with_the_code_of_another_checkout(tmp_path: Path):
 
 def test_the_verdict_table_says_what_an_all_of_claims_parts_found(tmp_path: Path):
     """A claim made of parts ("low is the worst" = low below each other strategy) has no interval of its own: the
-    README's verdict says how its parts' verdicts stand."""
-    from advprune.report import record_readme
+    README's verdict says how its parts' verdicts stand, read from the parts' own rows (the rules name the parts)."""
+    from advprune.report import claims, record_readme
 
-    row = {"id": "low-worst", "claim": "low is the worst", "reading": "pooled", "dataset": "mnist", "ours": np.nan,
-           "ci_low": np.nan, "ci_high": np.nan, "n_runs": 40, "n_a": np.nan, "n_b": np.nan, "paper": np.nan,
-           "verdict": "inconclusive",
-           "rule": "all of a, b, c", "interval": "", "seeds_needed": np.nan, "source": "Figure 3b",
-           "note": "a: reproduced; b: inconclusive; c: inconclusive"}  # fmt: skip
-    pd.DataFrame([row]).to_csv(tmp_path / "claims.csv", index=False)
-    (line,) = [line for line in record_readme.verdict_table(tmp_path).splitlines() if "low is the worst" in line]
+    whole = next(c for c in claims.load_rules("v2").claims if c.measure["kind"] == "all_of")
+    parts = whole.measure["claims"]
+    assert len(parts) == 3
+
+    def row(claim_id: str, verdict: str, **extra) -> dict:
+        return {"id": claim_id, "claim": claim_id, "reading": "pooled", "dataset": "mnist", "ours": np.nan,
+                "ci_low": np.nan, "ci_high": np.nan, "n_runs": 40, "n_a": np.nan, "n_b": np.nan, "paper": np.nan,
+                "verdict": verdict, "rule": "", "interval": "", "seeds_needed": np.nan, "source": "Figure 3b",
+                "note": "", **extra}  # fmt: skip
+
+    rows = [row(whole.id, "inconclusive", note="(its note is not read)")]
+    rows += [row(part, verdict) for part, verdict in zip(parts, ["reproduced", "inconclusive", "inconclusive"])]
+    pd.DataFrame(rows).to_csv(tmp_path / "claims.csv", index=False)
+    (line,) = [line for line in record_readme.verdict_table(tmp_path).splitlines() if f"| {whole.id} |" in line]
     assert "| inconclusive (its 3 parts below: 2 inconclusive, 1 reproduced) |" in line

@@ -22,6 +22,7 @@ import pandas as pd
 
 from advprune.identity import FULL
 from advprune.report.aggregate import read_table
+from advprune.report.claim_rules import load_rules
 from advprune.report.labels import seed_ranges, strategy_label
 from advprune.runtime import atomic_path
 
@@ -76,6 +77,8 @@ def verdict_table(record: Path) -> str:
     v1 = pd.read_csv(v1_path).set_index("id") if v1_path.exists() else None
     # The claims of the datasets the record measured (a record of MNIST leaves CIFAR-10's out).
     measured = set(v2.loc[v2["verdict"] != NOT_MEASURED, "dataset"])
+    combined = {c.id: c.measure["claims"] for c in load_rules("v2").claims if c.measure["kind"] == "all_of"}
+    verdicts = v2.set_index("id")["verdict"]
     lines = ["| claim | reading | paper | ours | v2 interval | v2 verdict (runs per group) | seeds per cell for 80% power "
              "| v1 (percentile bootstrap) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in v2[v2["dataset"].isin(measured)].to_dict("records"):
@@ -83,8 +86,8 @@ def verdict_table(record: Path) -> str:
         runs = ""
         if not pd.isna(row["n_a"]):  # the runs on each side, and why a verdict is inconclusive for too few
             runs = f" ({int(row['n_a'])} vs {int(row['n_b'])}{'; ' + note if note else ''})"
-        elif row["rule"].startswith("all of"):  # its parts' verdicts: "id: verdict; id: verdict; ..."
-            parts = pd.Series([part.rsplit(": ", 1)[1] for part in note.split("; ")]).value_counts()
+        elif row["id"] in combined:  # an all_of claim: how its parts, rows of this table, stand
+            parts = verdicts[combined[row["id"]]].value_counts()
             runs = f" (its {parts.sum()} parts below: " + ", ".join(f"{n} {v}" for v, n in parts.items()) + ")"
         if v1 is None or row["id"] not in v1.index:
             old = "— (not in v1)"
@@ -169,8 +172,6 @@ def cells_table(record: Path) -> str:
 def failure_threshold() -> float:
     """The AutoAttack accuracy (percent) below which rules v2 call a run failed: the `below` of its claim on
     AutoAttack failures (claims.yaml)."""
-    from advprune.report.claim_rules import load_rules
-
     thresholds = {c.measure["below"] for c in load_rules("v2").claims
                   if c.measure.get("metric") == "aa_acc_pct" and "below" in c.measure}  # fmt: skip
     if len(thresholds) != 1:
