@@ -95,22 +95,28 @@ def bootstrap_interval(
 
 # -- measures: each turns the runs of one dataset into named groups of values and a statistic of those groups -----
 
-def _metric(df: pd.DataFrame, metric: str, below: float | None = None) -> pd.Series:
+def run_values(df: pd.DataFrame, metric: str, below: float | None = None) -> pd.Series:
+    """Per run: the metric, or 100/0 for an event (the monitor's collapse; the metric below `below`)."""
     if metric == "collapse_pct":
         return 100.0 * df["collapsed"].astype(float)
     values = df[metric].astype(float)
     return 100.0 * (values < below).astype(float) if below is not None else values
 
 
-def _cells(cells: Mapping | list) -> list[Mapping]:
+def cells_of(cells: Mapping | list) -> list[Mapping]:
+    """A side of a difference: one cell or a list of cells (pooled)."""
     return cells if isinstance(cells, list) else [cells]
+
+
+def cell_rows(df: pd.DataFrame, cell: Mapping) -> pd.DataFrame:
+    return df[(df["strategy"] == cell["strategy"]) & (df["keep"] == normalise_keep(cell["keep"]))]
 
 
 def _per_cell(df: pd.DataFrame, cells: Mapping | list, measure: Mapping[str, Any]) -> list[np.ndarray]:
     parts = []
-    for cell in _cells(cells):
-        rows = df[(df["strategy"] == cell["strategy"]) & (df["keep"] == normalise_keep(cell["keep"]))]
-        parts.append(_metric(rows, measure["metric"], measure.get("below")).dropna().to_numpy())
+    for cell in cells_of(cells):
+        rows = cell_rows(df, cell)
+        parts.append(run_values(rows, measure["metric"], measure.get("below")).dropna().to_numpy())
     return parts
 
 
@@ -120,7 +126,7 @@ def _cell_values(df: pd.DataFrame, cells: Mapping | list, measure: Mapping[str, 
 
 
 def _cell_name(cells: Mapping | list) -> str:
-    return " + ".join(FULL if c["strategy"] == FULL else f"{c['strategy']} keep {c['keep']:g}" for c in _cells(cells))
+    return " + ".join(FULL if c["strategy"] == FULL else f"{c['strategy']} keep {c['keep']:g}" for c in cells_of(cells))
 
 
 def _two_cells(df: pd.DataFrame, measure: Mapping[str, Any]) -> tuple[Groups, str | None]:
@@ -137,7 +143,7 @@ def _smallest_cell(df: pd.DataFrame, measure: Mapping[str, Any]) -> int:
 def _per_keep(df: pd.DataFrame, measure: Mapping[str, Any]) -> tuple[Groups, str | None]:
     rows = select_rows(df, strategies=[measure["strategy"]])
     groups = {
-        f"{keep:g}": _metric(part, measure["metric"]).dropna().to_numpy()
+        f"{keep:g}": run_values(part, measure["metric"]).dropna().to_numpy()
         for keep, part in rows.groupby("keep", sort=True)
     }
     groups = {k: v for k, v in groups.items() if len(v)}
@@ -152,7 +158,7 @@ def _r2(groups: Groups) -> float:
 def _per_strategy_and_keep(df: pd.DataFrame, measure: Mapping[str, Any]) -> tuple[Groups, str | None]:
     pruned = df[df["strategy"] != FULL]
     groups = {
-        f"{strategy}@{keep:g}": _metric(part, measure["metric"]).dropna().to_numpy()
+        f"{strategy}@{keep:g}": run_values(part, measure["metric"]).dropna().to_numpy()
         for (strategy, keep), part in pruned.groupby(["strategy", "keep"], sort=True)
     }
     groups = {k: v for k, v in groups.items() if len(v)}
@@ -193,14 +199,14 @@ def _measure(measure: Mapping[str, Any]) -> tuple[Callable, Callable[[Groups], f
     return _per_strategy_and_keep, _worst_gap(measure["strategy"])
 
 
-def _is_rate(measure: Mapping[str, Any]) -> bool:
+def is_rate(measure: Mapping[str, Any]) -> bool:
     return measure["metric"] == "collapse_pct" or "below" in measure
 
 
 def _measure_type(measure: Mapping[str, Any]) -> str:
     """means, rates or other: what the rules choose an interval for."""
     if measure["kind"] == "difference":
-        return "rates" if _is_rate(measure) else "means"
+        return "rates" if is_rate(measure) else "means"
     return "other"
 
 
@@ -246,10 +252,10 @@ def seeds_needed(claim: Claim, groups: Groups, effect: float, rules: Rules) -> f
     boundary = _boundary(claim.test, effect) if claim.measure["kind"] == "difference" else None
     if boundary is None:
         return None
-    rate = _is_rate(claim.measure)
+    rate = is_rate(claim.measure)
     return intervals.seeds_for_power(
         abs(effect - boundary), _spread(groups["a"], rate), _spread(groups["b"], rate),
-        cells_a=len(_cells(claim.measure["a"])), cells_b=len(_cells(claim.measure["b"])),
+        cells_a=len(cells_of(claim.measure["a"])), cells_b=len(cells_of(claim.measure["b"])),
         confidence=rules.confidence[_measure_type(claim.measure)],
     )
 

@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from advprune.identity import normalise_keep
 from advprune.report.claim_rules import Claim, Rules
-from advprune.report.claims import verdict
+from advprune.report.claims import cell_rows, cells_of, is_rate, run_values, verdict
 
 COLUMNS = [
     "id", "claim", "reading", "ours", "ci_low", "ci_high", "confidence", "n_seeds", "r_sides", "coverage_resampled",
@@ -38,22 +37,13 @@ COLUMNS = [
 REPETITIONS = 4000
 
 
-def _cells(side: Mapping | list) -> list[Mapping]:
-    return side if isinstance(side, list) else [side]
-
-
 def per_seed(runs: pd.DataFrame, side: Mapping | list, measure: Mapping[str, Any]) -> pd.Series:
     """Per seed, the mean of the side's per-run values over its cells (a rate in percent of the seed's runs); seeds
     without a run in every cell of the side are left out."""
     frames = []
-    for cell in _cells(side):
-        rows = runs[(runs["strategy"] == cell["strategy"]) & (runs["keep"] == normalise_keep(cell["keep"]))]
-        if measure["metric"] == "collapse_pct":
-            values = 100.0 * rows["collapsed"].astype(float)
-        elif "below" in measure:
-            values = 100.0 * (rows[measure["metric"]].astype(float) < measure["below"]).astype(float)
-        else:
-            values = rows[measure["metric"]].astype(float)
+    for cell in cells_of(side):
+        rows = cell_rows(runs, cell)
+        values = run_values(rows, measure["metric"], measure.get("below"))
         frames.append(pd.Series(values.to_numpy(), index=rows["seed"].to_numpy()).groupby(level=0).mean())
     table = pd.concat(frames, axis=1, join="inner")
     return table.mean(axis=1)
@@ -76,7 +66,7 @@ def paired_row(claim: Claim, runs: pd.DataFrame, rules: Rules) -> dict[str, Any]
     a, b = per_seed(runs, measure["a"], measure), per_seed(runs, measure["b"], measure)
     both = a.index.intersection(b.index)
     a, b = a.loc[both], b.loc[both]
-    kind = "rates" if measure["metric"] == "collapse_pct" or "below" in measure else "means"
+    kind = "rates" if is_rate(measure) else "means"
     confidence = rules.confidence[kind]
     row = {"id": claim.id, "claim": claim.claim, "reading": claim.reading, "ours": math.nan, "ci_low": math.nan,
            "ci_high": math.nan, "confidence": confidence, "n_seeds": len(both), "r_sides": math.nan,
