@@ -35,8 +35,8 @@ def claim(a, b, **measure) -> Claim:
                                                      **measure}})  # fmt: skip
 
 
-LOSS, RANDOM, FULL = {"strategy": "low+high", "keep": 0.4}, {"strategy": "random", "keep": 0.4}, {"strategy": "full",
-                                                                                                  "keep": 1.0}  # fmt: skip
+LOSS, RANDOM = {"strategy": "low+high", "keep": 0.4}, {"strategy": "random", "keep": 0.4}
+FULL = {"strategy": "full", "keep": 1.0}
 
 
 def test_two_cells_paired_by_seed_give_scipys_paired_t_interval_narrower_than_welchs() -> None:

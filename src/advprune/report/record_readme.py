@@ -124,7 +124,8 @@ def paired_table(record: Path) -> str:
         lines.append(
             f"| {row['claim']} ({row['reading']}) | [{v2['ci_low']:.1f}, {v2['ci_high']:.1f}]: {v2['verdict']} "
             f"| {row['ours']:+.2f} | [{row['ci_low']:.1f}, {row['ci_high']:.1f}], t {row['confidence']:.0%} "
-            f"| {row['n_seeds']} | {_number(row['r_sides'])} | {row['coverage_resampled']:.1%} | {row['rule_reading']} |"
+            f"| {row['n_seeds']} | {_number(row['r_sides'])} | {row['coverage_resampled']:.1%} "
+            f"| {row['rule_reading']} |"
         )
     return "\n".join(lines)
 
