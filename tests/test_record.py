@@ -317,7 +317,8 @@ def _stale_numbers(prose: str) -> list[str]:
     se2 = loss["paper_sd"] ** 2 / 30 + full["paper_sd"] ** 2 / 30
     df = se2**2 / ((loss["paper_sd"] ** 2 / 30) ** 2 / 29 + (full["paper_sd"] ** 2 / 30) ** 2 / 29)
     gap, half = loss["paper_mean"] - full["paper_mean"], stats.t.ppf(0.975, df) * se2**0.5
-    intervals = [(r.ci_low, r.ci_high) for r in claims.itertuples()] + [(gap - half, gap + half)]
+    paired = pd.read_csv(RECORD / "claims-paired.csv")
+    intervals = [(r.ci_low, r.ci_high) for r in pd.concat([claims, paired]).itertuples()] + [(gap - half, gap + half)]
     stale = []
     for lo, hi in re.findall(r"\[(-?\d+\.\d+), (-?\d+\.\d+)\]", prose):
         if not any(at(lo, x) and at(hi, y) for x, y in intervals):
@@ -341,6 +342,14 @@ def _stale_numbers(prose: str) -> list[str]:
     if quoted != (str(len(failed)), str(len(runs)), [str(s) for s in failed.seed],
                   [f"{x:.1f}" for x in failed.aa_acc_pct]):  # fmt: skip
         stale.append(f"full-data failures: {quoted}")
+    # "seed S scores a, b, c, d and e": its AutoAttack accuracy in Table 1's five cells, in the README's order.
+    order = [("full", 1.0), ("low+high", 0.4), ("random", 0.4), ("low+high", 0.8), ("random", 0.8)]
+    by_seed = table1.set_index(["seed", "strategy", "keep"])["aa_acc_pct"]
+    five = r"seed (\d+) scores (\d+\.\d), (\d+\.\d), (\d+\.\d), (\d+\.\d) and (\d+\.\d)"
+    for seed, *scores in re.findall(five, prose):
+        actual = [f"{by_seed.get((int(seed), s, k), float('nan')):.1f}" for s, k in order]
+        if actual != scores:
+            stale.append(f"seed {seed} scores {scores}, not {actual}")
     from advprune.report.record_readme import failure_threshold
 
     fig3 = pd.read_csv(RECORD / "artefacts" / "fig3.csv")
@@ -357,13 +366,14 @@ def _stale_numbers(prose: str) -> list[str]:
 
 def test_the_records_prose_quotes_the_records_numbers() -> None:
     """The README's sentences are written by hand after each publication; every interval, mean ± sd, p, power figure,
-    full-data failure and Figure 3 pooled mean they quote is one of the record's files' numbers, so a republication
-    that leaves a sentence stale fails here."""
+    full-data failure, a seed's five Table 1 scores and Figure 3 pooled mean they quote is one of the record's files'
+    numbers, so a republication that leaves a sentence stale fails here."""
     assert _stale_numbers(_prose((RECORD / "README.md").read_text())) == []
 
 
 @pytest.mark.parametrize("quoted", [r"\[-?\d+\.\d+, -?(\d+\.\d+)\]", r"\d+\.\d+ ± (\d+\.\d+)", r"p = 0\.00(\d+)",
-                                    r"accuracy is (\d+\.\d)% for high loss", r"of (\d+) full-data runs score"])
+                                    r"accuracy is (\d+\.\d)% for high loss", r"of (\d+) full-data runs score",
+                                    r"seed \d+ scores (\d+\.\d)"])
 def test_a_stale_number_in_the_prose_is_found(quoted: str) -> None:
     """The check above can fail: the first number of each kind the prose quotes, altered by one in its last digit,
     is reported."""
@@ -403,6 +413,7 @@ def test_the_seed_paired_sensitivity_is_scipys_paired_t_test_on_the_record() -> 
         ci = stats.ttest_rel(a, b).confidence_interval(level)
         row = published.loc[claim.id]
         assert row["n_seeds"] == len(complete) and row["confidence"] == level, claim.id
-        assert (row["ours"], row["ci_low"], row["ci_high"]) == pytest.approx(((a - b).mean(), ci.low, ci.high)), claim.id
+        expected = ((a - b).mean(), ci.low, ci.high)
+        assert (row["ours"], row["ci_low"], row["ci_high"]) == pytest.approx(expected), claim.id
         checked += 1
     assert checked == len(published) >= 8
