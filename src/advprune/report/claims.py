@@ -199,26 +199,26 @@ def _measure(measure: Mapping[str, Any]) -> tuple[Callable, Callable[[Groups], f
     return _per_strategy_and_keep, _worst_gap(measure["strategy"])
 
 
-def is_rate(measure: Mapping[str, Any]) -> bool:
+def _is_rate(measure: Mapping[str, Any]) -> bool:
     return measure["metric"] == "collapse_pct" or "below" in measure
 
 
-def _measure_type(measure: Mapping[str, Any]) -> str:
+def measure_type(measure: Mapping[str, Any]) -> str:
     """means, rates or other: what the rules choose an interval for."""
     if measure["kind"] == "difference":
-        return "rates" if is_rate(measure) else "means"
+        return "rates" if _is_rate(measure) else "means"
     return "other"
 
 
 def _interval_name(measure: Mapping[str, Any], rules: Rules) -> str:
-    kind = _measure_type(measure)
+    kind = measure_type(measure)
     return f"{rules.intervals[kind]} {rules.confidence[kind]:.0%}"
 
 
 def _interval(
     claim: Claim, groups: Groups, statistic: Callable[[Groups], float], rules: Rules, *, n_resamples: int, seed: int
 ) -> tuple[float, float]:
-    kind = _measure_type(claim.measure)
+    kind = measure_type(claim.measure)
     name = rules.intervals[kind]
     if name in INTERVALS:
         return INTERVALS[name](groups["a"], groups["b"], rules.confidence[kind])
@@ -252,11 +252,11 @@ def seeds_needed(claim: Claim, groups: Groups, effect: float, rules: Rules) -> f
     boundary = _boundary(claim.test, effect) if claim.measure["kind"] == "difference" else None
     if boundary is None:
         return None
-    rate = is_rate(claim.measure)
+    rate = _is_rate(claim.measure)
     return intervals.seeds_for_power(
         abs(effect - boundary), _spread(groups["a"], rate), _spread(groups["b"], rate),
         cells_a=len(cells_of(claim.measure["a"])), cells_b=len(cells_of(claim.measure["b"])),
-        confidence=rules.confidence[_measure_type(claim.measure)],
+        confidence=rules.confidence[measure_type(claim.measure)],
     )
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from advprune.report.claim_rules import Claim, Rules
-from advprune.report.claims import cell_rows, cells_of, is_rate, run_values, verdict
+from advprune.report.claims import cell_rows, cells_of, measure_type, run_values, verdict
 
 COLUMNS = [
     "id", "claim", "reading", "ours", "ci_low", "ci_high", "confidence", "n_seeds", "r_sides", "coverage_resampled",
@@ -66,8 +66,7 @@ def paired_row(claim: Claim, runs: pd.DataFrame, rules: Rules) -> dict[str, Any]
     a, b = per_seed(runs, measure["a"], measure), per_seed(runs, measure["b"], measure)
     both = a.index.intersection(b.index)
     a, b = a.loc[both], b.loc[both]
-    kind = "rates" if is_rate(measure) else "means"
-    confidence = rules.confidence[kind]
+    confidence = rules.confidence[measure_type(measure)]
     row = {"id": claim.id, "claim": claim.claim, "reading": claim.reading, "ours": math.nan, "ci_low": math.nan,
            "ci_high": math.nan, "confidence": confidence, "n_seeds": len(both), "r_sides": math.nan,
            "coverage_resampled": math.nan, "rule_reading": ""}  # fmt: skip
